@@ -1,0 +1,208 @@
+"""Recording conversations and writing them as pcap files.
+
+Theory of operation
+-------------------
+A :class:`Conversation` is one TCP connection seen from above the socket:
+the harness tells it when the connection opened, what each side sent (with
+the time), and how it ended (FIN exchange or RST).  Calls may come from any
+thread; each call appends one event under a lock.
+
+:func:`write_pcap` turns conversations into link-layer frames a person can
+open in Wireshark: Ethernet, IPv4 (or IPv6 when an address contains ``:``),
+TCP with sequence and acknowledgement numbers that follow the bytes sent,
+the three-way handshake (synthesized at the first event if ``opened`` was
+never called), payloads cut into segments of at most
+:data:`MAX_SEGMENT_PAYLOAD` bytes, and the closing FIN/ACK exchange or RST.
+Frames of several conversations are merged by time.  Headers are packed here
+with ``struct`` (checksums included) and written by scapy's pcap writer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from os import PathLike
+from typing import Iterable
+
+# 65535 (largest IPv4 total length) - 20 (IPv4 header) - 20 (TCP header).
+MAX_SEGMENT_PAYLOAD = 65495
+
+_CLIENT_MAC = bytes.fromhex("020000000001")
+_SERVER_MAC = bytes.fromhex("020000000002")
+_ETHERTYPE_IPV4 = 0x0800
+_ETHERTYPE_IPV6 = 0x86DD
+_TCP_PROTO = 6
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+_SIDES = ("client", "server")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened on the connection."""
+
+    ts: float
+    kind: str  # "open" | "data" | "close" | "reset"
+    side: str  # "client" | "server" ("open": client)
+    data: bytes = b""
+
+
+class Conversation:
+    """One TCP connection, both directions, thread-safe."""
+
+    def __init__(self, client: tuple[str, int], server: tuple[str, int]) -> None:
+        self.client = (str(client[0]), int(client[1]))
+        self.server = (str(server[0]), int(server[1]))
+        self._lock = threading.Lock()
+        self._events: list[Event] = []
+
+    def _add(self, kind: str, side: str, data: bytes, ts: float | None) -> None:
+        if side not in _SIDES:
+            raise ValueError(f"side must be 'client' or 'server', not {side!r}")
+        event = Event(time.time() if ts is None else float(ts), kind, side, bytes(data))
+        with self._lock:
+            self._events.append(event)
+
+    def opened(self, ts: float | None = None) -> None:
+        """The client connected: a SYN, SYN/ACK, ACK handshake."""
+        self._add("open", "client", b"", ts)
+
+    def client_sent(self, data: bytes, ts: float | None = None) -> None:
+        if data:
+            self._add("data", "client", data, ts)
+
+    def server_sent(self, data: bytes, ts: float | None = None) -> None:
+        if data:
+            self._add("data", "server", data, ts)
+
+    def closed(self, by: str, ts: float | None = None) -> None:
+        """``by`` closed the connection: FIN/ACK, ACK, FIN/ACK, ACK."""
+        self._add("close", by, b"", ts)
+
+    def reset(self, by: str, ts: float | None = None) -> None:
+        """``by`` reset the connection: RST."""
+        self._add("reset", by, b"", ts)
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        with self._lock:
+            return tuple(self._events)
+
+    def sent(self, side: str) -> bytes:
+        """Every byte ``side`` sent, in order."""
+        return b"".join(e.data for e in self.events if e.kind == "data" and e.side == side)
+
+    def frames(self) -> list[tuple[float, bytes]]:
+        """The conversation as (timestamp, Ethernet frame) pairs."""
+        return _Synth(self).run()
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+class _Synth:
+    """Turns a conversation's events into frames with consistent seq/ack numbers."""
+
+    def __init__(self, conv: Conversation) -> None:
+        self.conv = conv
+        c_ip = ipaddress.ip_address(conv.client[0])
+        s_ip = ipaddress.ip_address(conv.server[0])
+        if c_ip.version != s_ip.version:
+            raise ValueError("client and server addresses must be of the same IP version")
+        self.v6 = c_ip.version == 6
+        self.ip = {"client": c_ip.packed, "server": s_ip.packed}
+        self.port = {"client": conv.client[1], "server": conv.server[1]}
+        self.mac = {"client": _CLIENT_MAC, "server": _SERVER_MAC}
+        # Initial sequence numbers: fixed, distinct, arbitrary.
+        self.seq = {"client": 0x1000_0000, "server": 0x5000_0000}
+        self.ip_id = {"client": 1, "server": 1}
+        self.out: list[tuple[float, bytes]] = []
+
+    @staticmethod
+    def other(side: str) -> str:
+        return "server" if side == "client" else "client"
+
+    def frame(self, ts: float, side: str, flags: int, payload: bytes = b"") -> None:
+        peer = self.other(side)
+        ack = self.seq[peer] if flags & ACK else 0
+        tcp = struct.pack(
+            "!HHIIBBHHH", self.port[side], self.port[peer], self.seq[side] & 0xFFFFFFFF,
+            ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0,
+        ) + payload
+        src, dst = self.ip[side], self.ip[peer]
+        if self.v6:
+            pseudo = src + dst + struct.pack("!IxxxB", len(tcp), _TCP_PROTO)
+        else:
+            pseudo = src + dst + struct.pack("!xBH", _TCP_PROTO, len(tcp))
+        csum = _checksum(pseudo + tcp[:16] + tcp[18:])
+        tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
+        if self.v6:
+            ip = struct.pack("!IHBB", 6 << 28, len(tcp), _TCP_PROTO, 64) + src + dst
+            ethertype = _ETHERTYPE_IPV6
+        else:
+            hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), self.ip_id[side] & 0xFFFF,
+                              0x4000, 64, _TCP_PROTO, 0, src, dst)
+            ip = hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:]
+            ethertype = _ETHERTYPE_IPV4
+        self.ip_id[side] += 1
+        eth = self.mac[peer] + self.mac[side] + struct.pack("!H", ethertype)
+        self.out.append((ts, eth + ip + tcp))
+        self.seq[side] += len(payload) + (1 if flags & (SYN | FIN) else 0)
+
+    def handshake(self, ts: float) -> None:
+        self.frame(ts, "client", SYN)
+        self.frame(ts, "server", SYN | ACK)
+        self.frame(ts, "client", ACK)
+
+    def run(self) -> list[tuple[float, bytes]]:
+        events = sorted(self.conv.events, key=lambda e: e.ts)  # stable: equal times keep call order
+        opened = finished = False
+        for ev in events:
+            if finished:
+                break
+            if not opened:
+                self.handshake(ev.ts)
+                opened = True
+                if ev.kind == "open":
+                    continue
+            if ev.kind == "data":
+                view = memoryview(ev.data)
+                for pos in range(0, len(view), MAX_SEGMENT_PAYLOAD):
+                    self.frame(ev.ts, ev.side, PSH | ACK, bytes(view[pos : pos + MAX_SEGMENT_PAYLOAD]))
+            elif ev.kind == "close":
+                peer = self.other(ev.side)
+                self.frame(ev.ts, ev.side, FIN | ACK)
+                self.frame(ev.ts, peer, FIN | ACK)
+                self.frame(ev.ts, ev.side, ACK)
+                finished = True
+            elif ev.kind == "reset":
+                self.frame(ev.ts, ev.side, RST | ACK)
+                finished = True
+        return self.out
+
+
+def write_pcap(path: str | PathLike, conversations: Iterable[Conversation]) -> None:
+    """Write ``conversations`` to a pcap file at ``path`` (Ethernet link type), merged by time."""
+    from scapy.utils import RawPcapWriter
+
+    frames: list[tuple[float, bytes]] = []
+    for conv in conversations:
+        frames.extend(conv.frames())
+    frames.sort(key=lambda f: f[0])
+    with RawPcapWriter(str(path), linktype=1, sync=False, snaplen=262144) as writer:
+        writer.write_header(None)
+        for ts, frame in frames:
+            sec = int(ts)
+            usec = int(round((ts - sec) * 1_000_000))
+            if usec >= 1_000_000:
+                sec, usec = sec + 1, usec - 1_000_000
+            writer.write_packet(frame, sec=sec, usec=usec)
