@@ -363,14 +363,14 @@ def _supported(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
         return
     if not isinstance(value, _LineDict) or not value:
         raise _fail(at, line, "supported must be 'default' or a mapping of SOP class to transfer syntaxes")
-    from dicomconf.ul.negotiation import default_supported
-
-    defaults = default_supported()
     out: dict[str, tuple[str, ...]] = {}
     for sop, syntaxes in value.items():
         sop_line = value.key_lines[sop]
         sop_uid = _uid(sop, at, sop_line, "SOP class")
         if syntaxes == "default":
+            from dicomconf.ul.negotiation import default_supported
+
+            defaults = default_supported()
             if sop_uid not in defaults:
                 raise _fail(at, sop_line, f"{sop!r} has no default transfer syntaxes; list them")
             out[sop_uid] = tuple(defaults[sop_uid])
