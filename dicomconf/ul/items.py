@@ -79,6 +79,13 @@ def encode_text(value: str) -> bytes:
         raise LocalProtocolError(f"{value!r} is not encodable as ISO 646 / latin-1") from exc
 
 
+def _prefixed(raw: bytes, what: str) -> bytes:
+    """``raw`` prefixed by its 2-byte length (PS3.7 D.3.3); too long is our misuse."""
+    if len(raw) > 0xFFFF:
+        raise LocalProtocolError(f"{what} of {len(raw)} bytes exceeds 65535")
+    return _U16.pack(len(raw)) + raw
+
+
 def _uid_item(item_type: int, uid: str) -> bytes:
     return header(item_type, encode_text(uid))
 
@@ -233,8 +240,8 @@ class RoleSelection:
     scp_role: int
 
     def encode(self) -> bytes:
-        uid = encode_text(self.sop_class_uid)
-        return header(self.item_type, _U16.pack(len(uid)) + uid + bytes((self.scu_role, self.scp_role)))
+        uid = _prefixed(encode_text(self.sop_class_uid), "SOP class UID")
+        return header(self.item_type, uid + bytes((self.scu_role, self.scp_role)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,10 +264,8 @@ class SOPClassExtendedNegotiation:
     service_class_application_information: bytes
 
     def encode(self) -> bytes:
-        uid = encode_text(self.sop_class_uid)
-        return header(
-            self.item_type, _U16.pack(len(uid)) + uid + bytes(self.service_class_application_information)
-        )
+        uid = _prefixed(encode_text(self.sop_class_uid), "SOP class UID")
+        return header(self.item_type, uid + bytes(self.service_class_application_information))
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,12 +282,14 @@ class SOPClassCommonExtendedNegotiation:
     sub_item_version: int = 0
 
     def encode(self) -> bytes:
-        sop = encode_text(self.sop_class_uid)
-        svc = encode_text(self.service_class_uid)
         related = b"".join(
-            _U16.pack(len(u)) + u for u in (encode_text(x) for x in self.related_general_sop_class_uids)
+            _prefixed(encode_text(u), "related general SOP class UID") for u in self.related_general_sop_class_uids
         )
-        value = _U16.pack(len(sop)) + sop + _U16.pack(len(svc)) + svc + _U16.pack(len(related)) + related
+        value = (
+            _prefixed(encode_text(self.sop_class_uid), "SOP class UID")
+            + _prefixed(encode_text(self.service_class_uid), "service class UID")
+            + _prefixed(related, "related general SOP class identification")
+        )
         if len(value) > 0xFFFF:
             raise LocalProtocolError("common extended negotiation sub-item exceeds 65535 bytes")
         return _ITEM_HEADER.pack(self.item_type, self.sub_item_version, len(value)) + value
@@ -302,11 +309,11 @@ class UserIdentityRQ:
     positive_response_requested: int = 0
 
     def encode(self) -> bytes:
-        p, s = bytes(self.primary_field), bytes(self.secondary_field)
         return header(
             self.item_type,
             bytes((self.user_identity_type, self.positive_response_requested))
-            + _U16.pack(len(p)) + p + _U16.pack(len(s)) + s,
+            + _prefixed(bytes(self.primary_field), "primary field")
+            + _prefixed(bytes(self.secondary_field), "secondary field"),
         )
 
 
@@ -318,8 +325,7 @@ class UserIdentityAC:
     server_response: bytes = b""
 
     def encode(self) -> bytes:
-        r = bytes(self.server_response)
-        return header(self.item_type, _U16.pack(len(r)) + r)
+        return header(self.item_type, _prefixed(bytes(self.server_response), "server response"))
 
 
 @dataclass(frozen=True, slots=True)

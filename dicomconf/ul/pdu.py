@@ -261,7 +261,8 @@ class PDV:
         return bool(self.message_control_header & C.MCH_LAST)
 
     def encode(self) -> bytes:
-        return _PDV_HEADER.pack(len(self.data) + 2, self.context_id, self.message_control_header) + bytes(self.data)
+        """The PDV item's bytes: item length, context ID, message control header, data."""
+        return b"".join((_PDV_HEADER.pack(len(self.data) + 2, self.context_id, self.message_control_header), self.data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,12 +273,16 @@ class PDataTF:
     pdvs: tuple[PDV, ...]
 
     def encode(self) -> bytes:
-        parts = []
+        """Header and PDV items joined once: the PDV data is copied exactly one time."""
+        parts: list[bytes | memoryview] = [b""]
+        length = 0
         for pdv in self.pdvs:
-            parts.append(_PDV_HEADER.pack(len(pdv.data) + 2, pdv.context_id, pdv.message_control_header))
+            n = len(pdv.data)
+            parts.append(_PDV_HEADER.pack(n + 2, pdv.context_id, pdv.message_control_header))
             parts.append(pdv.data)
-        body = b"".join(parts)
-        return _PDU_HEADER.pack(self.pdu_type, 0, len(body)) + body
+            length += n + 6
+        parts[0] = _PDU_HEADER.pack(self.pdu_type, 0, length)
+        return b"".join(parts)
 
 
 def _decode_pdata(body: memoryview) -> PDataTF:
