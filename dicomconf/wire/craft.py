@@ -414,6 +414,7 @@ def command_bytes(spec: Any, path: str = "command") -> bytes:
     ``{CommandField: C-ECHO-RQ, MessageID: 1}``; Command Group Length is computed,
     Affected SOP Class UID defaults to Verification, Command Data Set Type to "no data set"."""
     from pydicom import Dataset
+    from pydicom.datadict import tag_for_keyword
 
     from dicomconf.ul import dimse
 
@@ -422,6 +423,9 @@ def command_bytes(spec: Any, path: str = "command") -> bytes:
     values = {"AffectedSOPClassUID": C.VERIFICATION_SOP_CLASS, "CommandDataSetType": dimse.NO_DATA_SET, **spec}
     for keyword, value in values.items():
         key = _path(path, str(keyword))
+        tag = tag_for_keyword(str(keyword))
+        if tag is None or tag >> 16 != 0:
+            raise CraftError(f"{keyword!r} is not the keyword of a command element (group 0000)", key)
         if keyword == "CommandField" and isinstance(value, str) and value in dimse.COMMAND_CODES:
             value = dimse.COMMAND_CODES[value]
         try:
