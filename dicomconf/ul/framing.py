@@ -9,8 +9,11 @@ together, one PDU spread over many chunks comes out once complete.
 
 Zero copy where possible: a PDU that lies wholly inside the chunk given to
 :meth:`PDUReader.feed` is returned as a ``memoryview`` slice of that chunk
-(the caller must not mutate the chunk while it holds the PDU).  Only a PDU
-that straddles chunks is assembled, once, into a new ``bytes``.
+(the caller must not mutate the chunk while it holds the PDU).  A PDU that
+straddles chunks is kept as a list of pieces (read-only slices of ``bytes``
+chunks, copies of writable ones) and joined once, into a new ``bytes``, when
+its last byte arrives.  Nothing is allocated from the announced length, so a
+lying header costs no memory.
 
 A length above ``max_pdu_length`` (the largest whole PDU the reader accepts,
 header included) is refused as soon as the header is read, before any of the
@@ -29,25 +32,27 @@ HEADER_LENGTH = C.PDU_HEADER_LENGTH
 
 
 class PDUReader:
-    """Incremental PDU framer.
+    """Incremental PDU framer (PS3.8 9.3.1).
 
     ``max_pdu_length`` bounds the whole PDU (header included); None means no
     bound.  After an error the reader is poisoned: every further ``feed``
     raises the same error.
     """
 
-    __slots__ = ("max_pdu_length", "_pending", "_need", "_error")
+    __slots__ = ("max_pdu_length", "_head", "_parts", "_have", "_need", "_error")
 
     def __init__(self, max_pdu_length: int | None = None) -> None:
         self.max_pdu_length = max_pdu_length
-        self._pending = bytearray()
-        self._need = 0  # total length of the PDU being assembled in _pending (0: unknown yet)
+        self._head = bytearray()  # the first bytes of a PDU whose header is not complete yet
+        self._parts: list[bytes | memoryview] = []  # pieces of a PDU whose header is known
+        self._have = 0  # bytes in _parts
+        self._need = 0  # total length of the PDU in _parts (0: none)
         self._error: RemoteProtocolError | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes held that do not yet form a whole PDU."""
-        return len(self._pending)
+        return len(self._head) + self._have
 
     def _check(self, pdu_type: int, length: int) -> int:
         total = length + HEADER_LENGTH
@@ -59,9 +64,16 @@ class PDUReader:
                 reason=C.ABORT_REASON_INVALID_PARAMETER_VALUE,
                 offset=2,
             )
-            self._pending.clear()
+            self._head.clear()
+            self._parts.clear()
+            self._have = self._need = 0
             raise self._error
         return total
+
+    @staticmethod
+    def _keep(piece: memoryview) -> bytes | memoryview:
+        # A slice of an immutable chunk may be held; a writable chunk may be reused by the caller.
+        return piece if piece.readonly else bytes(piece)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes | memoryview]:
         """Add ``data``; return every PDU completed by it, in order."""
@@ -69,37 +81,45 @@ class PDUReader:
             raise self._error
         out: list[bytes | memoryview] = []
         view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
         pos, end = 0, len(view)
-        pending = self._pending
-        if pending:
-            # Finish the straddling PDU first.
-            if not self._need:
-                take = min(HEADER_LENGTH - len(pending), end)
-                pending += view[:take]
-                pos = take
-                if len(pending) < HEADER_LENGTH:
-                    return out
-                pdu_type, length = _HEADER.unpack_from(pending)
-                self._need = self._check(pdu_type, length)
-            take = min(self._need - len(pending), end - pos)
-            pending += view[pos : pos + take]
-            pos += take
-            if len(pending) < self._need:
+        head = self._head
+        if head:
+            take = min(HEADER_LENGTH - len(head), end)
+            head += view[:take]
+            pos = take
+            if len(head) < HEADER_LENGTH:
                 return out
-            out.append(bytes(pending))
-            pending.clear()
-            self._need = 0
+            pdu_type, length = _HEADER.unpack_from(head)
+            self._need = self._check(pdu_type, length)
+            self._parts.append(bytes(head))
+            self._have = HEADER_LENGTH
+            head.clear()
+        if self._need:
+            take = min(self._need - self._have, end - pos)
+            if take:
+                self._parts.append(self._keep(view[pos : pos + take]))
+                self._have += take
+                pos += take
+            if self._have < self._need:
+                return out
+            out.append(b"".join(self._parts))
+            self._parts.clear()
+            self._have = self._need = 0
         unpack = _HEADER.unpack_from
         while end - pos >= HEADER_LENGTH:
             pdu_type, length = unpack(view, pos)
-            total = self._check(pdu_type, length)
+            total = length + HEADER_LENGTH
+            if self.max_pdu_length is not None and total > self.max_pdu_length:
+                self._check(pdu_type, length)
             if pos + total > end:
-                break
+                self._need = total
+                self._parts.append(self._keep(view[pos:]))
+                self._have = end - pos
+                return out
             out.append(view[pos : pos + total])
             pos += total
         if pos < end:
-            pending += view[pos:]
-            if len(pending) >= HEADER_LENGTH:
-                pdu_type, length = _HEADER.unpack_from(pending)
-                self._need = self._check(pdu_type, length)
+            head += view[pos:]
         return out
