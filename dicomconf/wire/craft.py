@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 import struct
+import warnings
 from typing import Any, Callable, Mapping
 
 from dicomconf.ul import constants as C
@@ -429,13 +430,16 @@ def command_bytes(spec: Any, path: str = "command") -> bytes:
         if keyword == "CommandField" and isinstance(value, str) and value in dimse.COMMAND_CODES:
             value = dimse.COMMAND_CODES[value]
         try:
-            setattr(ds, keyword, value)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                setattr(ds, keyword, value)
         except Exception as exc:
             raise CraftError(f"not a command element pydicom can set: {exc}", key) from None
     try:
         return dimse.encode_command(ds)
     except Exception as exc:
-        raise CraftError(f"command set cannot be encoded: {exc}", path) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CraftError(f"command set cannot be encoded: {first}", path) from None
 
 
 def _pdv(spec: Any, path: str) -> bytes:
