@@ -1,0 +1,388 @@
+"""The low-level SCU connection: say anything, at any moment (PS3.8 9.1, 9.3).
+
+Theory of operation
+-------------------
+A :class:`Connection` is one TCP (optionally TLS) connection to a loopback
+peer, driven from one thread with blocking calls and explicit timeouts.  It has
+no state machine on purpose: a conformance harness must be able to send an
+A-RELEASE-RQ before the association exists or half a PDU and then nothing.
+
+Outbound, :meth:`Connection.send` writes bytes, a core PDU object or a crafted
+scapy packet; :meth:`Connection.send_chunks` splits bytes into chosen pieces
+with delays (segmentation tests).  Inbound, bytes are read only when the
+caller asks (:meth:`receive_pdu`, :meth:`wait_closed`, and a non-blocking
+drain before every send and before close), framed by the core's
+:class:`~dicomconf.ul.framing.PDUReader` and decoded by the core's strict
+codec.  A PDU that does not decode still comes back, as a :class:`Received`
+whose ``pdu`` is None and whose ``error`` says why.
+
+Every byte in both directions goes to a
+:class:`~dicomconf.wire.capture.Conversation` (for the pcap), and every whole
+PDU in both directions goes through one
+:class:`~dicomconf.wire.findings.ConversationState`, so that the findings of a
+received PDU can depend on what was negotiated.  Findings about the PDUs we
+sent (deliberate violations, usually) are kept apart in ``sent_findings``.
+
+The end of the connection is an exception, :class:`Closed` (``kind`` is
+"closed" for an orderly FIN, "reset" for an RST), raised by every read after
+it was seen; :class:`Silence` says nothing arrived within the timeout.
+Timestamps are taken when bytes are read, so a PDU that arrived while nobody
+was reading is stamped when it was read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from dicomconf.ul.errors import RemoteProtocolError
+from dicomconf.ul.framing import PDUReader
+from dicomconf.ul.pdu import PDU, decode_pdu
+from dicomconf.wire.capture import Conversation
+from dicomconf.wire.findings import ConversationState, Finding
+
+RECV_SIZE = 256 * 1024
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+class TargetRefused(ValueError):
+    """The target is not a loopback address: dicomconf never talks to anything else."""
+
+
+class Closed(Exception):
+    """The peer closed (``kind`` "closed") or reset (``kind`` "reset") the connection.
+
+    ``at`` is the monotonic time it was noticed.
+    """
+
+    def __init__(self, kind: str, at: float) -> None:
+        super().__init__(f"connection {'reset' if kind == 'reset' else 'closed'} by the peer")
+        self.kind = kind
+        self.at = at
+
+
+class Silence(Exception):
+    """Nothing (or not enough for a whole PDU) arrived within ``waited`` seconds."""
+
+    def __init__(self, waited: float) -> None:
+        super().__init__(f"nothing arrived within {waited:.3f} s")
+        self.waited = waited
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One whole PDU as it came from the peer (PS3.8 9.3.1 framing).
+
+    ``pdu`` is the decoded PDU, or None when the core codec refused it, in
+    which case ``error`` says why (and which A-ABORT it deserves).  A
+    connection that closes in the middle of a PDU yields a last Received with
+    the bytes that did arrive.
+    """
+
+    raw: bytes
+    pdu: PDU | None
+    error: RemoteProtocolError | None
+    findings: tuple[Finding, ...]
+    at: float
+
+    @property
+    def name(self) -> str:
+        """The PDU's name ("A-ASSOCIATE-AC"), or "undecodable"."""
+        from dicomconf.ul.pdu import pdu_name
+
+        return pdu_name(self.pdu) if self.pdu is not None else "undecodable"
+
+
+def check_loopback(host: str) -> None:
+    """Raise :class:`TargetRefused` unless ``host`` is a loopback target.
+
+    Literal addresses must lie in 127.0.0.0/8 or be ::1; the only name
+    accepted is ``localhost`` (and :meth:`Connection.open` checks the address
+    it actually reached).  Any other name is refused without a lookup.
+    """
+    if not isinstance(host, str):
+        raise TargetRefused(f"target host must be a string, not {type(host).__name__}")
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is None and host.lower().rstrip(".") != "localhost":
+        raise TargetRefused(
+            f"refusing target {host!r}: dicomconf only connects to loopback (127.0.0.0/8, ::1, localhost)"
+        )
+    if literal is not None and not literal.is_loopback:
+        raise TargetRefused(f"refusing target {host!r}: not a loopback address (127.0.0.0/8, ::1)")
+
+
+def _as_bytes(data: Any) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    encode = getattr(data, "encode", None)
+    if callable(encode) and hasattr(data, "pdu_type"):
+        return encode()
+    if hasattr(data, "__bytes__") and not isinstance(data, (str, int)):
+        return bytes(data)  # a scapy Packet, or anything that knows its bytes
+    raise TypeError(f"cannot send a {type(data).__name__}: give bytes, a dicomconf PDU or a scapy packet")
+
+
+class Connection:
+    """One connection to a loopback peer; see the module docstring."""
+
+    def __init__(self, sock: socket.socket, conversation: Conversation, timeout: float = 10.0) -> None:
+        self.sock = sock
+        self.timeout = timeout
+        self.local = sock.getsockname()[:2]
+        self.peer = sock.getpeername()[:2]
+        self.conversation = conversation
+        self.findings: list[Finding] = []
+        self.sent_findings: list[Finding] = []
+        self.passed_over: list[Received] = []
+        self._state = ConversationState()
+        self._reader = PDUReader()
+        self._out_reader = PDUReader()
+        self._tail = bytearray()
+        self._ready: deque[Received] = deque()
+        self._end: Closed | None = None
+        self._local_end: str | None = None
+
+    # ---------------------------------------------------------------- opening
+
+    @classmethod
+    def open(
+        cls, host: str, port: int, *, tls: ssl.SSLContext | None = None, timeout: float = 10.0
+    ) -> "Connection":
+        """Connect to ``host``:``port`` (loopback only), optionally with TLS (PS3.15 B.1)."""
+        check_loopback(host)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"port {port!r} is not a TCP port number (1-65535)")
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            peer = sock.getpeername()
+            if not ipaddress.ip_address(peer[0]).is_loopback:
+                raise TargetRefused(f"{host!r} connected to non-loopback {peer[0]}")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname=host if tls.check_hostname else None)
+            local = sock.getsockname()
+        except BaseException:
+            sock.close()
+            raise
+        conversation = Conversation(client=(local[0], local[1]), server=(peer[0], peer[1]))
+        conversation.opened()
+        return cls(sock, conversation, timeout)
+
+    @property
+    def is_open(self) -> bool:
+        """False once either side closed or reset the connection."""
+        return self._end is None and self._local_end is None
+
+    # ---------------------------------------------------------------- sending
+
+    def send(self, data: Any) -> None:
+        """Send bytes, a PDU object (its ``encode()``) or a scapy packet (its bytes), as they are.
+
+        Raises :class:`Closed` if the peer has reset the connection (or
+        closed it and the write fails), ``TimeoutError`` if the peer stopped
+        reading and the bytes could not be written within the connection's
+        ``timeout``.
+        """
+        self._write(_as_bytes(data))
+
+    def send_chunks(self, data: bytes, sizes: int | list[int], delay: float = 0.0) -> None:
+        """Send ``data`` in pieces, sleeping ``delay`` seconds between pieces.
+
+        ``sizes`` is one size (every piece, the last one shorter) or a list of
+        sizes; bytes left after the list go as one last piece.  TCP_NODELAY is
+        set, so with a delay each piece normally travels in its own segment.
+        """
+        data = _as_bytes(data)
+        if isinstance(sizes, int):
+            if sizes < 1:
+                raise ValueError("chunk size must be at least 1")
+            pieces = [data[i : i + sizes] for i in range(0, len(data), sizes)]
+        else:
+            if any((not isinstance(s, int)) or s < 1 for s in sizes):
+                raise ValueError(f"chunk sizes must be positive integers, got {sizes!r}")
+            pieces, pos = [], 0
+            for size in sizes:
+                if pos >= len(data):
+                    break
+                pieces.append(data[pos : pos + size])
+                pos += size
+            if pos < len(data):
+                pieces.append(data[pos:])
+        for i, piece in enumerate(pieces):
+            if i and delay > 0:
+                time.sleep(delay)
+            self._write(piece)
+
+    def _write(self, data: bytes) -> None:
+        if self._local_end is not None:
+            raise OSError(f"this connection was already {self._local_end} locally")
+        self._drain()
+        if self._end is not None and self._end.kind == "reset":
+            raise self._end
+        try:
+            self.sock.settimeout(self.timeout)
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            self._peer_ended("reset" if isinstance(exc, ConnectionResetError) else "closed")
+            raise self._end from exc  # type: ignore[misc]
+        self.conversation.client_sent(data)
+        self._observe_sent(data)
+
+    def _observe_sent(self, data: bytes) -> None:
+        try:
+            pdus = self._out_reader.feed(data)
+        except RemoteProtocolError:
+            return  # our own stream stopped framing; nothing more to observe
+        for pdu in pdus:
+            self.sent_findings.extend(self._state.observe(bytes(pdu), True))
+
+    # ---------------------------------------------------------------- receiving
+
+    def receive_pdu(self, timeout: float) -> Received:
+        """Return the next whole PDU from the peer (PS3.8 9.3.1).
+
+        Raises :class:`Silence` if no whole PDU arrives within ``timeout``
+        seconds, :class:`Closed` once the peer has closed or reset (after every
+        PDU that arrived before it has been returned).
+        """
+        deadline = time.monotonic() + timeout
+        while not self._ready:
+            if self._end is not None:
+                raise self._end
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Silence(timeout)
+            self._read(remaining)
+        return self._ready.popleft()
+
+    def wait_closed(self, timeout: float) -> str:
+        """Wait for the peer to end the connection; return "closed" (FIN) or "reset" (RST).
+
+        PDUs that arrive meanwhile do not stop the wait: they are checked as
+        usual (``findings``) and appended to ``passed_over``.  Raises
+        :class:`Silence` if the connection is still open after ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._ready:
+                self.passed_over.append(self._ready.popleft())
+            if self._end is not None:
+                return self._end.kind
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Silence(timeout)
+            self._read(remaining)
+
+    def _read(self, timeout: float) -> bool:
+        """One recv with ``timeout`` (0: poll); False if nothing was there."""
+        if self._local_end is not None:
+            raise OSError(f"this connection was already {self._local_end} locally")
+        try:
+            self.sock.settimeout(timeout if timeout > 0 else 0.0)
+            data = self.sock.recv(RECV_SIZE)
+        except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
+            return False
+        except ConnectionResetError:
+            self._peer_ended("reset")
+            return True
+        except ssl.SSLError:
+            self._peer_ended("closed")
+            return True
+        if not data:
+            self._peer_ended("closed")
+            return True
+        self.conversation.server_sent(data)
+        self._take(data)
+        return True
+
+    def _drain(self) -> None:
+        """Read whatever has already arrived, without waiting."""
+        while self._end is None and self._read(0):
+            pass
+
+    def _take(self, data: bytes) -> None:
+        at = time.monotonic()
+        self._tail += data
+        for raw in self._reader.feed(data):
+            raw = bytes(raw)
+            del self._tail[: len(raw)]
+            self._ready.append(self._received(raw, at))
+
+    def _received(self, raw: bytes, at: float) -> Received:
+        pdu: PDU | None = None
+        error: RemoteProtocolError | None = None
+        try:
+            pdu = decode_pdu(raw)
+        except RemoteProtocolError as exc:
+            error = exc
+        findings = tuple(self._state.observe(raw, False))
+        self.findings.extend(findings)
+        return Received(raw, pdu, error, findings, at)
+
+    def _peer_ended(self, kind: str) -> None:
+        at = time.monotonic()
+        if self._tail:
+            raw = bytes(self._tail)
+            self._tail.clear()
+            error = RemoteProtocolError(
+                f"connection {kind} after {len(raw)} byte(s) of an incomplete PDU", "PS3.8 9.3.1"
+            )
+            self._ready.append(Received(raw, None, error, (), at))
+        if kind == "reset":
+            self.conversation.reset(by="server")
+        else:
+            self.conversation.closed(by="server")
+        self._end = Closed(kind, at)
+
+    # ---------------------------------------------------------------- ending
+
+    def close(self) -> None:
+        """Close in order (FIN).  What already arrived is read first, so the
+        kernel does not answer unread data with an RST.  Idempotent."""
+        if self._local_end is not None:
+            return
+        if self._end is None:
+            try:
+                self._drain()
+            except OSError:
+                pass
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self._local_end = "closed"
+        if self._end is None or self._end.kind == "closed":
+            self.conversation.closed(by="client")
+
+    def reset(self) -> None:
+        """Abort the TCP connection with an RST (SO_LINGER on, zero timeout).  Idempotent."""
+        if self._local_end is not None:
+            return
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass
+        self.sock.close()
+        self._local_end = "reset"
+        if self._end is None:
+            self.conversation.reset(by="client")
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = self._local_end or (self._end.kind if self._end else "open")
+        return f"<Connection {self.local} -> {self.peer} {state}>"
