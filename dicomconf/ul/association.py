@@ -1,0 +1,360 @@
+"""A sans-IO DICOM association for either role (PS3.8 9.1, 9.2).
+
+Theory of operation
+-------------------
+:class:`Association` is one end of one association on one transport
+connection.  It owns no socket and no clock.  The driver calls:
+
+- ``connection_made()`` when the transport connection is up (Evt5 for the
+  acceptor; Evt2 for the requestor, after ``send(AAssociateRQ)``),
+- ``receive_data(bytes)`` with whatever arrived, in any chunking,
+- ``send(primitive)`` for each request or response of the local user,
+- ``timer_expired()`` when ARTIM runs out (Evt18), ``connection_lost()``
+  when the transport closes (Evt17),
+
+and after each call writes ``data_to_send()`` (``send`` returns its bytes
+directly), keeps an ARTIM timer running exactly while ``artim_running``,
+closes the transport once ``should_close`` is set, and acts on the events
+returned (:mod:`dicomconf.ul.events`).
+
+Inbound bytes are framed by :class:`~dicomconf.ul.framing.PDUReader` and
+decoded by :func:`~dicomconf.ul.pdu.decode_pdu`; each PDU becomes its event
+(Evt3-Evt16), and any :class:`RemoteProtocolError` from framing, decoding or
+DIMSE assembly becomes Evt19 carrying that error, so the A-ABORT that follows
+names the fault (PS3.8 9.3.8).  Each event is looked up in PS3.8 Table 9-10
+(:mod:`dicomconf.ul.fsm`); the action's outcome is carried out here.
+Nothing escapes ``receive_data`` but events: a peer's violation ends as an
+A-ABORT and the close of the connection, as the table says.
+
+Two peer violations are caught here rather than in the codec (both answered
+with A-ABORT, source 2, reason 6 invalid-PDU-parameter value, PS3.8 9.3.8):
+
+- a P-DATA-TF whose variable field exceeds the Maximum Length we announced
+  (PS3.8 D.1.1: the announced value limits the variable field of every
+  P-DATA-TF the peer sends; 0 means unlimited);
+- a PDV on a presentation context that was not accepted (PS3.8 9.3.5.1, 7.6.1;
+  checked by :class:`~dicomconf.ul.dimse.MessageAssembler`).
+
+A PDU length above any sane size is refused at its six-byte header, before
+the body is buffered: the reader's limit is the larger of our Maximum Length
+plus the header and :data:`ASSOCIATE_PDU_BOUND` (1 MiB, room for any
+A-ASSOCIATE-RQ/AC).  The rest of such a stream cannot be re-framed and is
+discarded.
+
+After the association has closed the transport, or the transport was lost,
+late calls to ``receive_data`` / ``connection_lost`` are ignored (they
+return no events); on an association that never had a connection they raise
+:class:`LocalProtocolError`, as do blank cells of the table for local events.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from dicomconf.ul import constants as C
+from dicomconf.ul import fsm
+from dicomconf.ul.dimse import Message, MessageAssembler, fragment
+from dicomconf.ul.errors import LocalProtocolError, RemoteProtocolError
+from dicomconf.ul.events import (
+    AssociateAccepted,
+    AssociateRequested,
+    ConnectionClosed,
+    Event,
+    PDUReceived,
+)
+from dicomconf.ul.framing import PDUReader
+from dicomconf.ul.pdu import (
+    AAbort,
+    AAssociateAC,
+    AAssociateRJ,
+    AAssociateRQ,
+    AReleaseRP,
+    AReleaseRQ,
+    PDataTF,
+    decode_pdu,
+)
+
+ROLES = ("requestor", "acceptor")
+DEFAULT_MAX_PDU_LENGTH = 16382
+# Largest whole PDU accepted before the association fixes a smaller or larger bound.
+ASSOCIATE_PDU_BOUND = 1 << 20
+
+# Table 9-10 events for received PDUs, by PDU type (PS3.8 9.3.1).
+_PDU_EVENTS: dict[int, str] = {
+    C.A_ASSOCIATE_AC: "Evt3",
+    C.A_ASSOCIATE_RJ: "Evt4",
+    C.A_ASSOCIATE_RQ: "Evt6",
+    C.P_DATA_TF: "Evt10",
+    C.A_RELEASE_RQ: "Evt12",
+    C.A_RELEASE_RP: "Evt13",
+    C.A_ABORT: "Evt16",
+}
+# Table 9-10 events for the local user's primitives, by the class the user passes to send().
+_PRIMITIVE_EVENTS: dict[type, str] = {
+    AAssociateRQ: "Evt1",
+    AAssociateAC: "Evt7",
+    AAssociateRJ: "Evt8",
+    Message: "Evt9",
+    PDataTF: "Evt9",
+    AReleaseRQ: "Evt11",
+    AReleaseRP: "Evt14",
+    AAbort: "Evt15",
+}
+# Actions that issue a P-DATA indication, so the PDVs must be assembled first (Tables 9-7, 9-8).
+_PDATA_INDICATIONS = frozenset({"DT-2", "AR-6"})
+
+ProviderCheck = Callable[[AAssociateRQ], "AAssociateRJ | None"]
+
+
+class Association:
+    """One association, requestor or acceptor, driven by bytes and primitives (PS3.8 9.2).
+
+    ``max_pdu_length`` is the Maximum Length (PS3.8 D.1.1) this end
+    announces.  ``max_incoming_pdu`` is the limit enforced on the variable
+    field of the peer's P-DATA-TF PDUs; by default it follows the Maximum
+    Length actually sent in our A-ASSOCIATE-RQ/AC (``max_pdu_length`` until
+    then), 0 meaning unlimited.  ``provider_check`` (optional) is the
+    service-provider's test in AE-6: given the A-ASSOCIATE-RQ it returns an
+    A-ASSOCIATE-RJ to send without asking the user, or None to indicate it.
+    """
+
+    def __init__(
+        self,
+        role: str,
+        *,
+        max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH,
+        max_incoming_pdu: int | None = None,
+        provider_check: ProviderCheck | None = None,
+    ) -> None:
+        if role not in ROLES:
+            raise LocalProtocolError(f"role must be one of {ROLES}, not {role!r}")
+        if max_pdu_length < 0 or (max_incoming_pdu is not None and max_incoming_pdu < 0):
+            raise LocalProtocolError("maximum PDU lengths are unsigned (PS3.8 D.1.1)")
+        self.role = role
+        self.max_pdu_length = max_pdu_length
+        self._explicit_incoming = max_incoming_pdu
+        self.max_incoming_pdu = max_pdu_length if max_incoming_pdu is None else max_incoming_pdu
+        self.provider_check = provider_check
+        self.state = "Sta1"
+        self.artim_running = False
+        self.should_close = False
+        self.peer_max_pdu_length = 0
+        self.accepted_contexts: dict[int, tuple[str, str]] = {}
+        self.rq: AAssociateRQ | None = None
+        self.ac: AAssociateAC | None = None
+        self.error: RemoteProtocolError | None = None  # the last peer violation seen
+        self.last_transition: tuple[str, str, str, str] | None = None  # (state, event, action, next state)
+        self._outbox = bytearray()
+        self._reader = PDUReader(self._reader_limit())
+        self._assembler: MessageAssembler | None = None
+        self._pending_rq: AAssociateRQ | None = None
+        self._connected = False  # the requestor's transport came up before its A-ASSOCIATE-RQ
+        self._finished = False  # the transport is closed, or closed by us
+        self._stream_broken = False  # framing failed; the rest of the stream is noise
+
+    def __repr__(self) -> str:
+        return f"<Association {self.role} {self.state}>"
+
+    # ------------------------------------------------------------------
+    # Driver entry points
+
+    def connection_made(self) -> list[Event]:
+        """The transport connection is up: Evt5 (acceptor, AE-5) or Evt2 (requestor, AE-2)."""
+        if self.role == "acceptor":
+            return self._fire("Evt5")
+        if self.state == "Sta1" and not self._finished and not self._connected:
+            self._connected = True  # Evt2 is delivered once AE-1 has asked for the connection
+            return []
+        return self._fire("Evt2", pdu=self._pending_rq)
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Frame, decode and act on bytes from the peer; return the events they cause."""
+        if self.state not in fsm.CONNECTED_STATES:
+            if self._finished:
+                return []
+            raise LocalProtocolError(f"bytes received in {self.state}, where no transport connection exists")
+        events: list[Event] = []
+        if self._stream_broken:
+            return events
+        framing_error: RemoteProtocolError | None = None
+        try:
+            pdus = self._reader.feed(data)
+        except RemoteProtocolError as exc:
+            pdus, framing_error = [], exc
+        for raw in pdus:
+            if self.state not in fsm.CONNECTED_STATES:
+                break
+            self._receive_pdu(raw, events)
+        if framing_error is not None and self.state in fsm.CONNECTED_STATES:
+            self._stream_broken = True
+            events += self._fire("Evt19", error=framing_error)
+        return events
+
+    def send(self, primitive: object) -> bytes:
+        """Ask for a local primitive; return the bytes to write.  Raises LocalProtocolError if Table 9-10 forbids it."""
+        event = _PRIMITIVE_EVENTS.get(type(primitive))
+        if event is None:
+            raise LocalProtocolError(f"{type(primitive).__name__} is not a primitive an association sends")
+        if event == "Evt1":
+            return self._request_association(primitive)  # type: ignore[arg-type]
+        fsm.transition(self.state, event)
+        if event == "Evt9":
+            self._check_outgoing_data(primitive)
+            self._fire("Evt9", message=primitive)
+        else:
+            self._fire(event, pdu=primitive)
+        return self._drain()
+
+    def timer_expired(self) -> list[Event]:
+        """ARTIM expired (Evt18)."""
+        return self._fire("Evt18")
+
+    def connection_lost(self) -> list[Event]:
+        """The transport connection closed (Evt17)."""
+        if self._finished:
+            return []
+        if self.state == "Sta1" and self._connected:
+            self._connected = False
+            return []
+        return self._fire("Evt17")
+
+    def data_to_send(self) -> bytes:
+        """The bytes produced by receive_data / timer_expired / connection_made, drained."""
+        return self._drain()
+
+    # ------------------------------------------------------------------
+    # Inbound
+
+    def _receive_pdu(self, raw: bytes | memoryview, events: list[Event]) -> None:
+        try:
+            pdu = decode_pdu(raw)
+        except RemoteProtocolError as exc:
+            events += self._fire("Evt19", error=exc)
+            return
+        events.append(PDUReceived(pdu))
+        event = _PDU_EVENTS[pdu.pdu_type]
+        if event != "Evt10":
+            events += self._fire(event, pdu=pdu)
+            return
+        try:
+            messages = self._pdata_messages(pdu, len(raw) - C.PDU_HEADER_LENGTH)  # type: ignore[arg-type]
+        except RemoteProtocolError as exc:
+            events += self._fire("Evt19", error=exc)
+            return
+        events += self._fire("Evt10", pdu=pdu, messages=messages)
+
+    def _pdata_messages(self, pdu: PDataTF, length: int) -> tuple:
+        limit = self.max_incoming_pdu
+        if limit and length > limit:
+            raise RemoteProtocolError(
+                f"P-DATA-TF variable field of {length} bytes exceeds the Maximum Length {limit} we announced",
+                "PS3.8 D.1.1, 9.3.5",
+                reason=C.ABORT_REASON_INVALID_PARAMETER_VALUE,
+                offset=2,
+            )
+        if fsm.TRANSITIONS.get((self.state, "Evt10")) not in _PDATA_INDICATIONS or self._assembler is None:
+            return ()
+        return tuple(self._assembler.add_pdata(pdu))
+
+    # ------------------------------------------------------------------
+    # Outbound
+
+    def _request_association(self, rq: AAssociateRQ) -> bytes:
+        if self.role != "requestor":
+            raise LocalProtocolError("only the association-requestor sends an A-ASSOCIATE-RQ (PS3.8 7.1)")
+        self._fire("Evt1", pdu=rq)
+        self._pending_rq = rq
+        if self._connected:
+            self._fire("Evt2", pdu=rq)
+        return self._drain()
+
+    def _check_outgoing_data(self, primitive: object) -> None:
+        contexts = [primitive.context_id] if isinstance(primitive, Message) else [
+            pdv.context_id for pdv in primitive.pdvs  # type: ignore[attr-defined]
+        ]
+        for ctx in contexts:
+            if ctx not in self.accepted_contexts:
+                raise LocalProtocolError(
+                    f"presentation context {ctx} was not accepted; accepted: {sorted(self.accepted_contexts)} "
+                    "(PS3.8 7.6.1)"
+                )
+
+    def _drain(self) -> bytes:
+        out = bytes(self._outbox)
+        self._outbox.clear()
+        return out
+
+    # ------------------------------------------------------------------
+    # The state machine
+
+    def _fire(self, event: str, **context: object) -> list[Event]:
+        state = self.state
+        rejection = None
+        if event == "Evt6" and self.provider_check is not None and fsm.TRANSITIONS.get((state, event)) == "AE-6":
+            rejection = self.provider_check(context["pdu"])  # type: ignore[arg-type]
+        if event == "Evt19":
+            self.error = context["error"]  # type: ignore[assignment]
+        ctx = fsm.Context(event=event, role=self.role, rejection=rejection, **context)  # type: ignore[arg-type]
+        action, outcome = fsm.run(state, event, ctx)
+        for item in outcome.send:
+            self._emit(item)
+        if outcome.artim is not None:
+            self.artim_running = outcome.artim != fsm.ARTIM_STOP
+        if outcome.close:
+            self.should_close = True
+        events = list(outcome.indications)
+        for ev in events:
+            self._note_indication(ev)
+        self.state = outcome.next_state
+        self.last_transition = (state, event, action, outcome.next_state)
+        if self.state == "Sta1" and state != "Sta1":
+            self._finished = True
+            events.append(ConnectionClosed())
+        return events
+
+    def _emit(self, item: object) -> None:
+        if isinstance(item, Message):
+            for part in fragment(item, self.peer_max_pdu_length):
+                self._outbox += part
+            return
+        self._outbox += item.encode()  # type: ignore[attr-defined]
+        if isinstance(item, AAssociateRQ):
+            self.rq = item
+            self._announce(item)
+        elif isinstance(item, AAssociateAC):
+            self.ac = item
+            self._announce(item)
+            self._establish()
+
+    def _note_indication(self, ev: Event) -> None:
+        if isinstance(ev, AssociateRequested):
+            self.rq = ev.pdu
+            self.peer_max_pdu_length = ev.pdu.user_information.maximum_length or 0
+        elif isinstance(ev, AssociateAccepted):
+            self.ac = ev.pdu
+            self.peer_max_pdu_length = ev.pdu.user_information.maximum_length or 0
+            self._establish()
+
+    def _announce(self, pdu: AAssociateRQ | AAssociateAC) -> None:
+        """Our Maximum Length is now on the wire: enforce it (PS3.8 D.1.1)."""
+        announced = pdu.user_information.maximum_length
+        if announced is not None:
+            self.max_pdu_length = announced
+            if self._explicit_incoming is None:
+                self.max_incoming_pdu = announced
+        self._reader.max_pdu_length = self._reader_limit()
+
+    def _reader_limit(self) -> int | None:
+        if self.max_incoming_pdu == 0:
+            return None
+        return max(self.max_incoming_pdu + C.PDU_HEADER_LENGTH, ASSOCIATE_PDU_BOUND)
+
+    def _establish(self) -> None:
+        """Record the accepted presentation contexts (PS3.8 9.3.3.2) and start assembling DIMSE messages."""
+        abstract = {pc.context_id: pc.abstract_syntax for pc in self.rq.presentation_contexts} if self.rq else {}
+        self.accepted_contexts = {
+            pc.context_id: (abstract[pc.context_id], pc.transfer_syntax)
+            for pc in self.ac.presentation_contexts  # type: ignore[union-attr]
+            if pc.result == C.PC_ACCEPTANCE and pc.context_id in abstract and pc.transfer_syntax is not None
+        }
+        self._assembler = MessageAssembler(frozenset(self.accepted_contexts))
