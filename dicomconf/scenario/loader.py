@@ -1,0 +1,136 @@
+"""A YAML loader that remembers where every value came from.
+
+Theory of operation
+-------------------
+PyYAML's composer builds a node graph in which every node carries its start
+mark (line and column).  :func:`load_yaml` composes the document, converts the
+nodes to plain Python values with the safe constructor's rules (so ``5``,
+``true`` and ``null`` mean what they mean in any YAML file) and records, for
+every value, the line it starts on under its *path*: the tuple of mapping keys
+and sequence indexes that leads to it from the root, exactly as JSON Schema
+validators report an error's ``absolute_path``.  A schema error at path
+``("steps", 3, "expect", "within")`` is then reported at the line of that key.
+
+Errors are :class:`SourceError` (file, line, message) and format as
+``file:line: message``; YAML syntax errors are converted to them too.
+Duplicate mapping keys are an error (YAML says keys are unique; PyYAML keeps
+the last silently).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Path_ = tuple[Any, ...]
+
+
+class SourceError(Exception):
+    """A problem in a user's file, located: ``file:line: message``."""
+
+    def __init__(self, file: str | Path, line: int | None, message: str) -> None:
+        self.file = str(file)
+        self.line = line
+        self.message = message
+        where = f"{self.file}:{line}" if line else self.file
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(slots=True)
+class Located:
+    """A loaded document and the line of every value in it (1-based)."""
+
+    file: str
+    value: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+    key_lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line_of(self, path: Path_) -> int | None:
+        """The line of the key naming the value at ``path`` (or of the value
+        itself, for a sequence element), else of its nearest ancestor."""
+        path = tuple(path)
+        while True:
+            if path in self.key_lines:
+                return self.key_lines[path]
+            if path in self.lines:
+                return self.lines[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+    def sub(self, prefix: Path_) -> "Located":
+        """The document rooted at ``prefix`` (paths re-based, lines kept)."""
+        prefix = tuple(prefix)
+        n = len(prefix)
+        value: Any = self.value
+        for key in prefix:
+            value = value[key]
+        return Located(
+            self.file,
+            value,
+            {p[n:]: ln for p, ln in self.lines.items() if p[:n] == prefix},
+            {p[n:]: ln for p, ln in self.key_lines.items() if p[:n] == prefix},
+        )
+
+    def error(self, path: Path_, message: str) -> SourceError:
+        return SourceError(self.file, self.line_of(path), message)
+
+
+class _Constructor(yaml.constructor.SafeConstructor):
+    """Safe scalar construction; collections are built by :func:`_convert`."""
+
+
+def _convert(node: yaml.Node, path: Path_, out: Located, ctor: _Constructor) -> Any:
+    out.lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        ctor.flatten_mapping(node)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = ctor.construct_object(key_node, deep=True)
+            if isinstance(key, list):
+                raise SourceError(out.file, key_node.start_mark.line + 1, "a mapping key cannot be a list")
+            if key in result:
+                raise SourceError(out.file, key_node.start_mark.line + 1, f"duplicate key {key!r}")
+            out.key_lines[path + (key,)] = key_node.start_mark.line + 1
+            result[key] = _convert(value_node, path + (key,), out, ctor)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(child, path + (i,), out, ctor) for i, child in enumerate(node.value)]
+    return ctor.construct_object(node, deep=True)
+
+
+def load_yaml_text(text: str, file: str | Path = "<string>") -> Located:
+    """Load one YAML document from ``text``, keeping line numbers."""
+    out = Located(str(file), None)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = " ".join(x for x in (exc.context, exc.problem) if x)
+        raise SourceError(file, line, f"YAML syntax error: {what}") from None
+    except yaml.YAMLError as exc:
+        raise SourceError(file, None, f"YAML error: {exc}") from None
+    if node is None:
+        return out
+    ctor = _Constructor()
+    try:
+        out.value = _convert(node, (), out, ctor)
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        raise SourceError(file, mark.line + 1 if mark else None, f"YAML error: {exc.problem}") from None
+    return out
+
+
+def load_yaml(path: str | Path) -> Located:
+    """Load the YAML file at ``path``; any problem is a :class:`SourceError`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SourceError(path, None, f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SourceError(path, None, f"not UTF-8 text: {exc.reason}") from None
+    return load_yaml_text(text, path)

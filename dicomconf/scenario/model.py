@@ -1,0 +1,219 @@
+"""Scenario files: loading, validation and the scenario model.
+
+Theory of operation
+-------------------
+A scenario file holds one scenario (a YAML mapping) or several (a YAML list
+of mappings).  :func:`load_file` reads it with the line-keeping loader and
+returns one :class:`Entry` per scenario: either a valid :class:`Scenario` or
+the :class:`SourceError` that makes it invalid, so that a malformed scenario
+fails only its own test item.  A file that is not YAML at all yields a single
+failing entry.
+
+Validation has two layers: the JSON Schema shipped as
+``scenario.schema.json`` (structure, types, durations), then the checks a
+schema cannot express (``requires`` names profile fields, an expectation's
+fields exist on the PDU it names).  Both report ``file:line``, the offending
+key and what was expected.
+
+A :class:`Step` keeps its kind, its arguments, the file and line it came
+from, its path in the file (for errors found only when it runs, such as a
+template that names an unknown variable) and, for ``parallel`` and
+``repeat``, its child steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dicomconf.scenario.loader import Located, SourceError, load_yaml
+from dicomconf.scenario.validation import dotted, validate
+
+STEP_KINDS = (
+    "connect",
+    "associate",
+    "send",
+    "expect",
+    "echo",
+    "store",
+    "release",
+    "abort",
+    "close",
+    "sleep",
+    "parallel",
+    "repeat",
+)
+SEVERITIES = ("must", "should")
+AREAS = ("connection", "negotiation", "roles", "malformed", "fsm", "timers", "release-abort", "dimse", "tls")
+_EXPECT_CONTROL = {"on", "within", "save", "skip", "any", "pdu", "closed", "reset", "aborted", "silence"}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a scenario, located in its file."""
+
+    kind: str
+    args: Any
+    file: str
+    line: int
+    path: tuple[Any, ...]
+    key_lines: dict = field(default_factory=dict, compare=False, repr=False)
+    branches: tuple[tuple["Step", ...], ...] = ()
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def line_of(self, *sub: Any) -> int:
+        """The line of a key inside this step's arguments (``("within",)``)."""
+        path = tuple(sub)
+        while path:
+            if path in self.key_lines:
+                return self.key_lines[path]
+            path = path[:-1]
+        return self.line
+
+    def error(self, message: str, *sub: Any) -> SourceError:
+        key = dotted(self.path + (self.kind,) + tuple(sub))
+        return SourceError(self.file, self.line_of(*sub), f"{key}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A validated scenario (see ``docs/scenarios.md``)."""
+
+    id: str
+    title: str
+    clauses: tuple[str, ...]
+    severity: str
+    area: str
+    steps: tuple[Step, ...]
+    file: str
+    line: int
+    requires: dict = field(default_factory=dict)
+    allow_findings: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One scenario of a file: its name and either the scenario or why it is invalid."""
+
+    name: str
+    line: int
+    scenario: Scenario | None = None
+    error: SourceError | None = None
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+def _steps(doc: Located, path: tuple[Any, ...]) -> tuple[Step, ...]:
+    out = []
+    for i, raw in enumerate(_at(doc.value, path)):
+        step_path = path + (i,)
+        kind = next(iter(raw))
+        args = raw[kind]
+        prefix = step_path + (kind,)
+        key_lines = {p[len(prefix) :]: ln for p, ln in doc.key_lines.items() if p[: len(prefix)] == prefix}
+        branches: tuple[tuple[Step, ...], ...] = ()
+        if kind == "parallel":
+            branches = tuple(_steps(doc, step_path + (kind, b)) for b in range(len(args)))
+        elif kind == "repeat":
+            branches = (_steps(doc, step_path + (kind, "steps")),)
+        step = Step(kind, args, doc.file, doc.line_of(step_path + (kind,)) or 0, step_path, key_lines, branches)
+        _check_step(step)
+        out.append(step)
+    return tuple(out)
+
+
+def _at(value: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        value = value[key]
+    return value
+
+
+def _check_expectation(step: Step, spec: Any, sub: tuple[Any, ...]) -> None:
+    from dicomconf.scenario.match import field_names
+
+    if not isinstance(spec, dict):
+        return
+    for i, alt in enumerate(spec.get("any") or ()):
+        _check_expectation(step, alt, sub + ("any", i))
+    kinds = [k for k in ("pdu", "any", "closed", "reset", "aborted", "silence") if k in spec]
+    if len(kinds) != 1:
+        what = ", ".join(kinds) if kinds else "none"
+        raise step.error(
+            f"an expectation needs exactly one of pdu, any, closed, reset, aborted, silence (found: {what})", *sub
+        )
+    name = spec.get("pdu")
+    fields = {k for k in spec if k not in _EXPECT_CONTROL}
+    if "aborted" in spec and isinstance(spec["aborted"], dict):
+        name, fields = "A-ABORT", set(spec["aborted"])
+    elif fields and not isinstance(name, str):
+        raise step.error(f"field(s) {', '.join(sorted(map(str, fields)))} need a pdu name to match against", *sub)
+    if isinstance(name, str):
+        known = field_names(name)
+        unknown = sorted(str(f) for f in fields if f not in known)
+        if unknown:
+            raise step.error(
+                f"{name} has no field {unknown[0]!r} (fields: {', '.join(sorted(known - {'pdu_type'}))})",
+                *sub,
+                unknown[0],
+            )
+
+
+def _check_step(step: Step) -> None:
+    if step.kind == "expect":
+        _check_expectation(step, step.args, ())
+    elif step.kind == "associate" and isinstance(step.args, dict) and "reply" in step.args:
+        _check_expectation(step, step.args["reply"], ("reply",))
+
+
+def _scenario(doc: Located) -> Scenario:
+    from dicomconf.scenario.profile import check_requires_keys
+
+    validate(doc, "scenario.schema.json", definition="scenario")
+    value = doc.value
+    requires = value.get("requires") or {}
+    bad = check_requires_keys(requires)
+    if bad is not None:
+        raise doc.error(("requires", bad), f"requires.{bad}: not a profile field (see docs/scenarios.md, Profiles)")
+    return Scenario(
+        id=value["id"],
+        title=value["title"],
+        clauses=tuple(value["clauses"]),
+        severity=value["severity"],
+        area=value["area"],
+        steps=_steps(doc, ("steps",)),
+        file=doc.file,
+        line=doc.line_of(()) or 1,
+        requires=dict(requires),
+        allow_findings=tuple(value.get("allow_findings") or ()),
+        description=value.get("description", ""),
+    )
+
+
+def _entry(doc: Located, index: int | None, fallback: str) -> Entry:
+    value = doc.value
+    name = value.get("id") if isinstance(value, dict) and isinstance(value.get("id"), str) else None
+    name = name or (f"{fallback}[{index}]" if index is not None else fallback)
+    line = doc.line_of(()) or 1
+    try:
+        return Entry(name, line, scenario=_scenario(doc), raw=value if isinstance(value, dict) else {})
+    except SourceError as exc:
+        return Entry(name, line, error=exc, raw=value if isinstance(value, dict) else {})
+
+
+def load_file(path: str | Path) -> list[Entry]:
+    """Every scenario in ``path``, valid or not (see the module docstring)."""
+    path = Path(path)
+    try:
+        doc = load_yaml(path)
+    except SourceError as exc:
+        return [Entry(path.stem, exc.line or 1, error=exc)]
+    if isinstance(doc.value, list) and doc.value:
+        return [_entry(doc.sub((i,)), i, path.stem) for i in range(len(doc.value))]
+    if isinstance(doc.value, dict):
+        return [_entry(doc, None, path.stem)]
+    what = "empty" if doc.value is None else f"a {type(doc.value).__name__}"
+    return [Entry(path.stem, 1, error=SourceError(str(path), 1, f"a scenario file holds a mapping (one scenario) or a list of them, not {what}"))]
