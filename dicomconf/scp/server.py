@@ -1,0 +1,539 @@
+"""The reference SCP: an asyncio driver around the sans-IO core (PS3.8, PS3.7).
+
+Theory of operation
+-------------------
+One listening socket per listener (plain, and TLS beside it when configured),
+opened with a large backlog.  asyncio's accept loop takes every queued
+connection as soon as the socket is readable, in arrival order, and gives
+each its own :class:`_Connection` protocol object, so accepting, negotiating
+and serving are per connection: one idle, slow or malicious client never
+delays another.
+
+Each connection owns one acceptor :class:`~dicomconf.ul.association.Association`
+(the PS3.8 Table 9-10 state machine).  The driver only moves bytes and time
+into it and acts on what comes out:
+
+* bytes from the socket -> ``receive_data`` -> events; bytes to write come
+  from ``send(...)`` (our answers) and ``data_to_send()`` (the machine's own,
+  e.g. an A-ABORT for a bad PDU); ``should_close`` closes the transport;
+* ``artim_running`` is mirrored by one ``call_later`` timer whose expiry calls
+  ``timer_expired`` (ARTIM, PS3.8 9.1.5);
+* an idle (DIMSE) timer aborts an association on which no whole PDU arrived
+  for ``idle_timeout`` seconds, covering a partial PDU followed by silence.
+
+Events are handled in order.  A C-STORE into a directory is written on a
+worker thread; while it runs the connection stops reading and queues any
+further events, so responses keep their order and a slow disk stalls only
+its own association.  :meth:`ReferenceSCP.stop` stops accepting, waits for
+in-flight stores, then aborts what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import resource
+import threading
+import time
+from typing import Any
+
+from dicomconf.scp.config import SCPConfig
+from dicomconf.scp.storage import (
+    STATUS_PROCESSING_FAILURE,
+    MemoryStorage,
+    StoredInstance,
+    make_storage,
+)
+from dicomconf.ul import constants as C
+from dicomconf.ul import dimse, events as ev
+from dicomconf.ul.association import Association
+from dicomconf.ul.errors import LocalProtocolError
+from dicomconf.ul.negotiation import negotiate
+from dicomconf.ul.pdu import AAbort, AAssociateAC, AReleaseRP
+
+log = logging.getLogger("dicomconf.scp")
+trace = logging.getLogger("dicomconf.scp.pdu")
+
+STATUS_UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 C.4.3: Refused, unrecognized operation
+STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122  # PS3.7 Annex C: Refused, SOP class not supported
+_NO_RESPONSE = frozenset({dimse.C_CANCEL_RQ})
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection and its acceptor association (PS3.8 9.2)."""
+
+    __slots__ = (
+        "server", "loop", "transport", "assoc", "peer", "tls", "started", "artim", "idle", "last_pdu",
+        "queue", "busy", "counted", "calling", "called", "accepted", "proposed", "outcome", "closed",
+        "policy_user",
+    )
+
+    def __init__(self, server: "ReferenceSCP", tls: bool) -> None:
+        self.server = server
+        self.loop = server._loop
+        self.tls = tls
+        self.transport: asyncio.Transport | None = None
+        self.artim: asyncio.TimerHandle | None = None
+        self.idle: asyncio.TimerHandle | None = None
+        self.queue: collections.deque = collections.deque()
+        self.busy = False
+        self.counted = False
+        self.calling = self.called = ""
+        self.accepted = self.proposed = 0
+        self.outcome = "closed before A-ASSOCIATE-RQ"
+        self.closed = False
+        self.last_pdu = 0.0
+
+    # ------------------------------------------------------------ transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.started = self.last_pdu = self.loop.time()
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        cfg = self.server.config
+        self.assoc = Association("acceptor", max_pdu_length=cfg.max_pdu_length)
+        self.server._connections.add(self)
+        self._handle(self.assoc.connection_made())
+
+    def data_received(self, data: bytes) -> None:
+        self._handle(self.assoc.receive_data(data))
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_timers()
+        try:
+            self.queue.extend(self.assoc.connection_lost())
+        except LocalProtocolError:
+            pass
+        if not self.busy:
+            self._drain()
+        self._finish()
+
+    # -------------------------------------------------------------- events
+
+    def _handle(self, events: list) -> None:
+        self.queue.extend(events)
+        if not self.busy:
+            self._drain()
+        self._flush()
+
+    def _drain(self) -> None:
+        queue = self.queue
+        while queue and not self.busy:
+            event = queue.popleft()
+            kind = type(event)
+            if kind is ev.PDUReceived:
+                self.last_pdu = self.loop.time()
+                if self.server.tracing:
+                    trace.debug("%s <- %s", self.peer, _describe(event.pdu))
+            elif kind is ev.MessageReceived:
+                self._on_message(event.message)
+            elif kind is ev.AssociateRequested:
+                self._on_associate(event.pdu)
+            elif kind is ev.ReleaseRequested:
+                self._send(AReleaseRP())
+                self.outcome = "released"
+            elif kind is ev.Aborted:
+                if event.by_peer:
+                    self.outcome = f"aborted by peer (source {event.source}, reason {event.reason})"
+                else:
+                    why = f": {event.error}" if event.error is not None else ""
+                    self.outcome = f"aborted (source {event.source}, reason {event.reason}){why}"
+
+    def _send(self, primitive: Any) -> None:
+        if self.closed:
+            return
+        try:
+            out = self.assoc.send(primitive)
+        except LocalProtocolError as exc:
+            log.warning("%s: cannot send %s in %s: %s", self.peer, type(primitive).__name__, self.assoc.state, exc)
+            return
+        if out:
+            if self.server.tracing:
+                trace.debug("%s -> %s", self.peer, _describe(primitive))
+            self.transport.write(out)  # type: ignore[union-attr]
+
+    def _flush(self) -> None:
+        """Write what the machine produced; mirror ARTIM; close when it says so."""
+        if self.closed:
+            return
+        assoc = self.assoc
+        out = assoc.data_to_send()
+        if out:
+            if self.server.tracing:
+                trace.debug("%s -> %d byte(s) from the state machine (%s)", self.peer, len(out), assoc.state)
+            self.transport.write(out)  # type: ignore[union-attr]
+        if assoc.artim_running:
+            if self.artim is None:
+                self.artim = self.loop.call_later(self.server.config.artim_timeout, self._artim_expired)
+        elif self.artim is not None:
+            self.artim.cancel()
+            self.artim = None
+        if assoc.should_close:
+            self._close()
+            return
+        if self.idle is None and self.server.config.idle_timeout and not assoc.artim_running:
+            self.idle = self.loop.call_later(self.server.config.idle_timeout, self._idle_check)
+
+    def _close(self) -> None:
+        self._cancel_timers()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _cancel_timers(self) -> None:
+        for timer in (self.artim, self.idle):
+            if timer is not None:
+                timer.cancel()
+        self.artim = self.idle = None
+
+    def _artim_expired(self) -> None:
+        """ARTIM expiry, Evt18 (PS3.8 9.1.5): the machine answers; then the transport closes."""
+        self.artim = None
+        if self.closed:
+            return
+        if self.assoc.state == "Sta2":
+            self.outcome = "ARTIM expired before a whole A-ASSOCIATE-RQ"
+        elif not self.outcome.startswith(("released", "rejected", "aborted")):
+            self.outcome = f"ARTIM expired in {self.assoc.state}"
+        self._handle(self.assoc.timer_expired())
+        self._close()
+
+    def _idle_check(self) -> None:
+        """Idle (DIMSE) timeout: no whole PDU for ``idle_timeout`` seconds -> A-ABORT."""
+        self.idle = None
+        if self.closed or self.busy:
+            return
+        timeout = self.server.config.idle_timeout
+        remaining = self.last_pdu + timeout - self.loop.time()
+        if remaining > 0.001:
+            self.idle = self.loop.call_later(remaining, self._idle_check)
+            return
+        if self.assoc.artim_running:
+            return
+        self.outcome = f"idle for {timeout:g}s in {self.assoc.state}: aborted"
+        if self.assoc.state != "Sta1":
+            self._send(AAbort(C.ABORT_SOURCE_USER, C.ABORT_REASON_NOT_SPECIFIED))
+        self._flush()
+        self._close()
+
+    # -------------------------------------------------------------- association
+
+    def _on_associate(self, rq: Any) -> None:
+        """A-ASSOCIATE indication (PS3.8 9.3.2): answer per policy with AC or RJ."""
+        server = self.server
+        self.calling, self.called = rq.calling_ae_title, rq.called_ae_title
+        self.proposed = len(rq.presentation_contexts)
+        result = negotiate(rq, server.policy, active_associations=server.active)
+        reply = result.reply
+        if isinstance(reply, AAssociateAC):
+            self.accepted = len(result.accepted)
+            self.counted = True
+            server.active += 1
+            self.outcome = "associated"
+        else:
+            reason = C.RJ_REASON_NAMES.get((reply.source, reply.reason), f"reason {reply.reason}")
+            self.outcome = f"rejected ({C.RJ_RESULT_NAMES.get(reply.result, reply.result)}, {reason})"
+        self._send(reply)
+
+    # -------------------------------------------------------------- DIMSE
+
+    def _on_message(self, msg: dimse.Message) -> None:
+        """P-DATA indication: one whole DIMSE message (PS3.7 9.1)."""
+        field = msg.command_field
+        if field == dimse.C_ECHO_RQ:
+            self._send(dimse.c_echo_rsp(msg))
+        elif field == dimse.C_STORE_RQ:
+            self._on_store(msg)
+        elif field & 0x8000 or field in _NO_RESPONSE:
+            log.info("%s: ignored %s (nothing to answer)", self.peer, msg.name)
+        else:
+            self._send(_unrecognized_rsp(msg))
+
+    def _on_store(self, msg: dimse.Message) -> None:
+        """C-STORE (PS3.7 9.1.1, PS3.4 B.2): keep the data set, answer with a status."""
+        context = self.assoc.accepted_contexts.get(msg.context_id)
+        sop_class = msg.affected_sop_class_uid
+        sop_instance = msg.affected_sop_instance_uid
+        if not sop_instance or not sop_class or msg.data is None or context is None:
+            self._store_done(msg, STATUS_PROCESSING_FAILURE, None)
+            return
+        abstract, transfer_syntax = context
+        if sop_class != abstract:
+            self._store_done(msg, STATUS_SOP_CLASS_NOT_SUPPORTED, None)
+            return
+        instance = StoredInstance(sop_class, sop_instance, transfer_syntax, msg.data, self.calling)
+        storage = self.server.storage
+        if not storage.blocking:
+            self._store_done(msg, storage.store(instance), instance)
+            return
+        self.busy = True
+        self.transport.pause_reading()  # type: ignore[union-attr]
+        future = self.loop.run_in_executor(self.server._executor, storage.store, instance)
+        self.server._in_flight.add(future)
+        future.add_done_callback(lambda f: self._stored(f, msg, instance))
+
+    def _stored(self, future: asyncio.Future, msg: dimse.Message, instance: StoredInstance) -> None:
+        self.server._in_flight.discard(future)
+        try:
+            status = future.result()
+        except Exception as exc:  # the backend's own bug: answer, never hang
+            log.error("%s: storing %s failed: %s", self.peer, instance.sop_instance_uid, exc)
+            status = STATUS_PROCESSING_FAILURE
+        self.busy = False
+        self._store_done(msg, status, instance)
+        if not self.closed:
+            self.transport.resume_reading()  # type: ignore[union-attr]
+            self._drain()
+            self._flush()
+        else:
+            self._drain()
+
+    def _store_done(self, msg: dimse.Message, status: int, instance: StoredInstance | None) -> None:
+        if status == 0 and instance is not None:
+            self.server._record(instance)
+        elif status:
+            log.info("%s: C-STORE of %s answered %04X", self.peer, msg.affected_sop_instance_uid, status)
+        if msg.affected_sop_instance_uid and msg.affected_sop_class_uid:
+            self._send(dimse.c_store_rsp(msg, status))
+        else:
+            self._send(_unrecognized_rsp(msg, status))
+
+    # -------------------------------------------------------------- end
+
+    def _finish(self) -> None:
+        server = self.server
+        server._connections.discard(self)
+        if self.counted:
+            server.active -= 1
+            self.counted = False
+        duration = self.loop.time() - self.started
+        if self.outcome == "associated":
+            self.outcome = "connection closed during association"
+        server.associations += 1
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s%s calling=%r called=%r contexts=%d/%d accepted outcome=%s duration=%.3fs",
+                self.peer, " (TLS)" if self.tls else "", self.calling, self.called, self.accepted,
+                self.proposed, self.outcome, duration,
+            )
+        if not server._connections and server._idle_waiter is not None and not server._idle_waiter.done():
+            server._idle_waiter.set_result(None)
+
+
+def _unrecognized_rsp(msg: dimse.Message, status: int = STATUS_UNRECOGNIZED_OPERATION) -> dimse.Message:
+    """A response to a request we do not serve (PS3.7 C.4.3: 0211 unrecognized operation)."""
+    from pydicom import Dataset
+
+    ds = Dataset()
+    sop_class = msg.affected_sop_class_uid or msg.command.get("RequestedSOPClassUID")
+    if sop_class:
+        ds.AffectedSOPClassUID = str(sop_class)
+    ds.CommandField = (msg.command_field | 0x8000) & 0xFFFF
+    if msg.message_id is not None:
+        ds.MessageIDBeingRespondedTo = msg.message_id
+    ds.CommandDataSetType = dimse.NO_DATA_SET
+    ds.Status = status
+    return dimse.Message(msg.context_id, ds)
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, dimse.Message):
+        return f"P-DATA ({obj.name}, context {obj.context_id})"
+    pdu_type = getattr(obj, "pdu_type", None)
+    name = C.PDU_NAMES.get(pdu_type, type(obj).__name__) if pdu_type is not None else type(obj).__name__
+    if pdu_type == C.P_DATA_TF:
+        return f"{name} ({len(obj.pdvs)} PDV(s), {sum(len(p.data) for p in obj.pdvs)} byte(s))"
+    return f"{name} {obj!r}" if pdu_type != C.A_ASSOCIATE_RQ else (
+        f"{name} calling={obj.calling_ae_title!r} called={obj.called_ae_title!r} "
+        f"contexts={len(obj.presentation_contexts)}"
+    )
+
+
+def _raise_nofile(wanted: int) -> None:
+    """Raise the soft open-files limit toward ``wanted`` (never above the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+
+
+class ReferenceSCP:
+    """The reference SCP (see the module docstring); ``start()``, ``stop()``, ``.port``, ``.stored``."""
+
+    def __init__(self, config: SCPConfig) -> None:
+        config.validate()
+        self.config = config
+        self.policy = config.policy()
+        self.storage = make_storage(config)
+        self.stored: list[StoredInstance] = (
+            self.storage.instances if isinstance(self.storage, MemoryStorage) else []
+        )
+        self.port: int | None = None
+        self.tls_port: int | None = None
+        self.active = 0  # associations established now
+        self.associations = 0  # connections finished so far
+        self.tracing = config.verbose
+        self._servers: list[asyncio.base_events.Server] = []
+        self._connections: set[_Connection] = set()
+        self._in_flight: set[asyncio.Future] = set()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._idle_waiter: asyncio.Future | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _record(self, instance: StoredInstance) -> None:
+        if self.storage.kind == "memory":
+            return  # MemoryStorage already appended it to self.stored
+        path = getattr(self.storage, "path_for", None)
+        self.stored.append(
+            StoredInstance(
+                instance.sop_class_uid, instance.sop_instance_uid, instance.transfer_syntax, b"",
+                instance.calling_ae_title, path(instance.sop_instance_uid) if path else None,
+            )
+        )
+
+    async def start(self) -> None:
+        """Bind the listeners (PS3.8 9.1.2: the acceptor listens); port 0 picks a free port."""
+        from dicomconf.scp.tls import server_context
+
+        self._loop = loop = asyncio.get_running_loop()
+        cfg = self.config
+        _raise_nofile(max(4096, cfg.backlog * 2))
+        if self.storage.blocking:
+            self._executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="dicomconf-store")
+        server = await loop.create_server(
+            lambda: _Connection(self, False), cfg.host, cfg.port, backlog=cfg.backlog, reuse_address=True
+        )
+        self._servers.append(server)
+        self.port = server.sockets[0].getsockname()[1]
+        if cfg.tls.enabled:
+            ctx = server_context(cfg.tls, f"{cfg.source}:0")
+            tls_server = await loop.create_server(
+                lambda: _Connection(self, True), cfg.host, cfg.tls.port, backlog=cfg.backlog,
+                reuse_address=True, ssl=ctx, ssl_handshake_timeout=cfg.artim_timeout,
+            )
+            self._servers.append(tls_server)
+            self.tls_port = tls_server.sockets[0].getsockname()[1]
+        log.info(
+            "listening on %s:%d%s as %s (storage: %s)", cfg.host, self.port,
+            f", TLS on {self.tls_port}" if self.tls_port else "", "/".join(cfg.ae_titles), self.storage.kind,
+        )
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let in-flight stores finish and answer, then abort and close the rest."""
+        for server in self._servers:
+            server.close()
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight), timeout=grace)
+            await asyncio.sleep(0)
+        for conn in list(self._connections):
+            if conn.assoc.state in ("Sta6", "Sta7", "Sta8"):
+                conn._send(AAbort(C.ABORT_SOURCE_USER, C.ABORT_REASON_NOT_SPECIFIED))
+                conn.outcome = "aborted: server stopping"
+            conn._close()
+        if self._connections:
+            self._idle_waiter = self._loop.create_future()  # type: ignore[union-attr]
+            try:
+                await asyncio.wait_for(self._idle_waiter, timeout=2.0)
+            except asyncio.TimeoutError:
+                for conn in list(self._connections):
+                    if conn.transport is not None:
+                        conn.transport.abort()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def serve_until(self, stop_event: asyncio.Event) -> None:
+        await stop_event.wait()
+        await self.stop()
+
+
+class SCPHandle:
+    """A :class:`ReferenceSCP` running on its own event-loop thread."""
+
+    def __init__(self, scp: ReferenceSCP, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+        self.scp = scp
+        self.loop = loop
+        self.thread = thread
+        self.port: int = scp.port  # type: ignore[assignment]
+        self.tls_port: int | None = scp.tls_port
+        self._stopped = False
+
+    @property
+    def stored(self) -> list[StoredInstance]:
+        return self.scp.stored
+
+    def call(self, fn, *args) -> Any:
+        """Run ``fn(*args)`` on the server's loop thread and return its result."""
+        done: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(fn(*args))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(run)
+        return done.result(timeout=10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            asyncio.run_coroutine_threadsafe(self.scp.stop(), self.loop).result(timeout)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout)
+
+    def __enter__(self) -> "SCPHandle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_in_thread(config: SCPConfig) -> SCPHandle:
+    """Start a :class:`ReferenceSCP` on a new event-loop thread; return once it listens."""
+    box: dict[str, Any] = {}
+    ready = threading.Event()
+
+    def main() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            scp = ReferenceSCP(config)
+            loop.run_until_complete(scp.start())
+        except BaseException as exc:
+            box["error"] = exc
+            ready.set()
+            loop.close()
+            return
+        box["scp"], box["loop"] = scp, loop
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=main, name="dicomconf-scp", daemon=True)
+    thread.start()
+    ready.wait()
+    if "error" in box:
+        thread.join()
+        raise box["error"]
+    return SCPHandle(box["scp"], box["loop"], thread)

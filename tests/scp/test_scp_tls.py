@@ -1,0 +1,61 @@
+"""TLS listener beside the plain one, with and without client certificates (PS3.15 B.1)."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from dicomconf.scp.config import TLSConfig
+from dicomconf.ul import constants as C
+
+pynetdicom = pytest.importorskip("pynetdicom")
+from pynetdicom import AE  # noqa: E402
+
+pytestmark = pytest.mark.network
+
+
+def _client_context(certs, with_cert: bool) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=certs["ca"])
+    if with_cert:
+        ctx.load_cert_chain(certs["client"], certs["client_key"])
+    return ctx
+
+
+def _echo(port: int, tls_ctx: ssl.SSLContext | None) -> bool:
+    a = AE(ae_title="TLSSCU")
+    a.acse_timeout = a.dimse_timeout = a.network_timeout = 5
+    a.add_requested_context(C.VERIFICATION_SOP_CLASS)
+    assoc = a.associate("127.0.0.1", port, ae_title="DICOMCONF",
+                        tls_args=(tls_ctx, "localhost") if tls_ctx else None)
+    if not assoc.is_established:
+        return False
+    ok = assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+    return ok
+
+
+def test_tls_and_plain_listeners_side_by_side(scp_factory, certificates):
+    handle = scp_factory(tls=TLSConfig(cert=certificates["server"], key=certificates["server_key"], port=0))
+    assert handle.tls_port and handle.tls_port != handle.port
+    assert _echo(handle.tls_port, _client_context(certificates, with_cert=False))
+    assert _echo(handle.port, None)
+
+
+def test_required_client_certificate(scp_factory, certificates):
+    handle = scp_factory(tls=TLSConfig(cert=certificates["server"], key=certificates["server_key"],
+                                       ca=certificates["ca"], require_client_cert=True, port=0))
+    assert _echo(handle.tls_port, _client_context(certificates, with_cert=True))
+    assert not _echo(handle.tls_port, _client_context(certificates, with_cert=False))
+    # the failed handshake did not hurt the listener
+    assert _echo(handle.tls_port, _client_context(certificates, with_cert=True))
+
+
+def test_plain_bytes_on_the_tls_port_are_dropped(scp_factory, certificates):
+    from scp_testkit import RawClient, associate_rq
+
+    handle = scp_factory(tls=TLSConfig(cert=certificates["server"], key=certificates["server_key"], port=0))
+    with RawClient(handle.tls_port) as client:
+        client.send(associate_rq())
+        assert client.wait_closed(5) is not None
+    assert _echo(handle.tls_port, _client_context(certificates, with_cert=False))
