@@ -186,6 +186,14 @@ def make_dataset(index: int = 0, size: int = 256, sop_class: str = CT) -> Datase
     return ds
 
 
+def with_syntax(ds: Dataset, transfer_syntax: str) -> Dataset:
+    """Give ``ds`` the file meta pynetdicom reads to pick a presentation context."""
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = transfer_syntax
+    ds.file_meta = meta
+    return ds
+
+
 def write_part10(ds: Dataset, path: str, transfer_syntax: str = EVRLE) -> None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID

@@ -15,6 +15,7 @@ from scp_testkit import (
     dcmtk_env,
     have_dcmtk,
     make_dataset,
+    with_syntax,
     write_part10,
 )
 
@@ -54,7 +55,7 @@ def test_pynetdicom_store_is_kept_byte_for_byte(scp, transfer_syntax):
     assoc = a.associate("127.0.0.1", scp.port, ae_title="DICOMCONF")
     sent = []
     for i in range(5):
-        ds = make_dataset(i, size=2048)
+        ds = with_syntax(make_dataset(i, size=2048), transfer_syntax)
         assert assoc.send_c_store(ds).Status == 0x0000
         sent.append((ds.SOPInstanceUID, encode_dataset(ds, transfer_syntax)))
     assoc.release()
@@ -71,7 +72,7 @@ def test_pynetdicom_tiny_maximum_pdu_both_ways(scp_factory):
     assoc = a.associate("127.0.0.1", handle.port, ae_title="DICOMCONF", max_pdu=512)
     assert assoc.is_established
     assert assoc.acceptor.maximum_length == 1024
-    ds = make_dataset(1, size=10000)
+    ds = with_syntax(make_dataset(1, size=10000), IVRLE)
     assert assoc.send_c_store(ds).Status == 0x0000
     assert assoc.send_c_echo().Status == 0x0000
     assoc.release()
