@@ -191,7 +191,12 @@ class Association:
         return events
 
     def send(self, primitive: object) -> bytes:
-        """Ask for a local primitive; return the bytes to write.  Raises LocalProtocolError if Table 9-10 forbids it."""
+        """Ask for a local primitive; return the bytes to write.  Raises LocalProtocolError if Table 9-10 forbids it.
+
+        The bytes returned include any not yet taken with ``data_to_send()``,
+        in order.  A send issues no indication; the one send that ends the
+        association at once (A-ABORT in Sta4, AA-2) sets ``should_close``.
+        """
         event = _PRIMITIVE_EVENTS.get(type(primitive))
         if event is None:
             raise LocalProtocolError(f"{type(primitive).__name__} is not a primitive an association sends")
