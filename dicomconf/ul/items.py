@@ -19,6 +19,7 @@ unknown type are kept as :class:`UnknownSubItem` and skipped by negotiation
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import ClassVar, Iterator, Union
@@ -29,6 +30,23 @@ from dicomconf.ul.errors import LocalProtocolError, RemoteProtocolError
 _ITEM_HEADER = struct.Struct(">BBH")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
+
+
+def checked_encode(method):
+    """Turn a field that does not fit its struct format into :class:`LocalProtocolError`.
+
+    Wraps the ``encode`` methods: a context ID of 300 or a negative length is
+    our misuse, reported with the item's name rather than a ``struct.error``.
+    """
+
+    @functools.wraps(method)
+    def encode(self):
+        try:
+            return method(self)
+        except (struct.error, ValueError, OverflowError, TypeError) as exc:
+            raise LocalProtocolError(f"{type(self).__name__} cannot be encoded: {exc}") from exc
+
+    return encode
 
 
 def invalid(message: str, clause: str, offset: int | None = None) -> RemoteProtocolError:
@@ -113,6 +131,7 @@ class PresentationContextRQ:
     abstract_syntax: str
     transfer_syntaxes: tuple[str, ...]
 
+    @checked_encode
     def encode(self) -> bytes:
         body = bytes((self.context_id, 0, 0, 0)) + _uid_item(C.ITEM_ABSTRACT_SYNTAX, self.abstract_syntax)
         body += b"".join(_uid_item(C.ITEM_TRANSFER_SYNTAX, ts) for ts in self.transfer_syntaxes)
@@ -132,6 +151,7 @@ class PresentationContextAC:
     result: int
     transfer_syntax: str | None
 
+    @checked_encode
     def encode(self) -> bytes:
         body = bytes((self.context_id, 0, self.result, 0))
         if self.transfer_syntax is not None:
@@ -199,6 +219,7 @@ class MaximumLength:
     item_type: ClassVar[int] = C.SUB_MAXIMUM_LENGTH
     maximum_length: int
 
+    @checked_encode
     def encode(self) -> bytes:
         return header(self.item_type, _U32.pack(self.maximum_length))
 
@@ -210,6 +231,7 @@ class ImplementationClassUID:
     item_type: ClassVar[int] = C.SUB_IMPLEMENTATION_CLASS_UID
     implementation_class_uid: str
 
+    @checked_encode
     def encode(self) -> bytes:
         return _uid_item(self.item_type, self.implementation_class_uid)
 
@@ -222,6 +244,7 @@ class AsynchronousOperationsWindow:
     maximum_number_operations_invoked: int
     maximum_number_operations_performed: int
 
+    @checked_encode
     def encode(self) -> bytes:
         return header(
             self.item_type,
@@ -239,6 +262,7 @@ class RoleSelection:
     scu_role: int
     scp_role: int
 
+    @checked_encode
     def encode(self) -> bytes:
         uid = _prefixed(encode_text(self.sop_class_uid), "SOP class UID")
         return header(self.item_type, uid + bytes((self.scu_role, self.scp_role)))
@@ -251,6 +275,7 @@ class ImplementationVersionName:
     item_type: ClassVar[int] = C.SUB_IMPLEMENTATION_VERSION_NAME
     implementation_version_name: str
 
+    @checked_encode
     def encode(self) -> bytes:
         return header(self.item_type, encode_text(self.implementation_version_name))
 
@@ -263,6 +288,7 @@ class SOPClassExtendedNegotiation:
     sop_class_uid: str
     service_class_application_information: bytes
 
+    @checked_encode
     def encode(self) -> bytes:
         uid = _prefixed(encode_text(self.sop_class_uid), "SOP class UID")
         return header(self.item_type, uid + bytes(self.service_class_application_information))
@@ -281,6 +307,7 @@ class SOPClassCommonExtendedNegotiation:
     related_general_sop_class_uids: tuple[str, ...] = ()
     sub_item_version: int = 0
 
+    @checked_encode
     def encode(self) -> bytes:
         related = b"".join(
             _prefixed(encode_text(u), "related general SOP class UID") for u in self.related_general_sop_class_uids
@@ -308,6 +335,7 @@ class UserIdentityRQ:
     secondary_field: bytes = b""
     positive_response_requested: int = 0
 
+    @checked_encode
     def encode(self) -> bytes:
         return header(
             self.item_type,
@@ -324,6 +352,7 @@ class UserIdentityAC:
     item_type: ClassVar[int] = C.SUB_USER_IDENTITY_AC
     server_response: bytes = b""
 
+    @checked_encode
     def encode(self) -> bytes:
         return header(self.item_type, _prefixed(bytes(self.server_response), "server response"))
 
@@ -335,6 +364,7 @@ class UnknownSubItem:
     item_type: int
     data: bytes
 
+    @checked_encode
     def encode(self) -> bytes:
         return header(self.item_type, bytes(self.data))
 
@@ -418,6 +448,7 @@ class UserInformation:
     item_type: ClassVar[int] = C.ITEM_USER_INFORMATION
     sub_items: tuple[SubItem, ...] = field(default_factory=tuple)
 
+    @checked_encode
     def encode(self) -> bytes:
         return header(self.item_type, b"".join(s.encode() for s in self.sub_items))
 
@@ -484,5 +515,6 @@ class UnknownItem:
     item_type: int
     data: bytes
 
+    @checked_encode
     def encode(self) -> bytes:
         return header(self.item_type, bytes(self.data))

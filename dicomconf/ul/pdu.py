@@ -33,6 +33,7 @@ from dicomconf.ul.items import (
     PresentationContextRQ,
     UnknownItem,
     UserInformation,
+    checked_encode,
     decode_presentation_context_ac,
     decode_presentation_context_rq,
     decode_user_information,
@@ -86,6 +87,7 @@ class AAssociateRQ:
     reserved: bytes = ZERO_RESERVED
     unknown_items: tuple[UnknownItem, ...] = ()
 
+    @checked_encode
     def encode(self) -> bytes:
         return _pdu(self.pdu_type, _encode_assoc(self))
 
@@ -108,6 +110,7 @@ class AAssociateAC:
     reserved: bytes = ZERO_RESERVED
     unknown_items: tuple[UnknownItem, ...] = ()
 
+    @checked_encode
     def encode(self) -> bytes:
         return _pdu(self.pdu_type, _encode_assoc(self))
 
@@ -197,6 +200,7 @@ class AAssociateRJ:
     source: int
     reason: int
 
+    @checked_encode
     def encode(self) -> bytes:
         return _pdu(self.pdu_type, _FOUR.pack(0, self.result, self.source, self.reason))
 
@@ -207,6 +211,7 @@ class AReleaseRQ:
 
     pdu_type: ClassVar[int] = C.A_RELEASE_RQ
 
+    @checked_encode
     def encode(self) -> bytes:
         return _pdu(self.pdu_type, bytes(4))
 
@@ -217,6 +222,7 @@ class AReleaseRP:
 
     pdu_type: ClassVar[int] = C.A_RELEASE_RP
 
+    @checked_encode
     def encode(self) -> bytes:
         return _pdu(self.pdu_type, bytes(4))
 
@@ -232,6 +238,7 @@ class AAbort:
     source: int = C.ABORT_SOURCE_USER
     reason: int = C.ABORT_REASON_NOT_SPECIFIED
 
+    @checked_encode
     def encode(self) -> bytes:
         return _pdu(self.pdu_type, _FOUR.pack(0, 0, self.source, self.reason))
 
@@ -260,6 +267,7 @@ class PDV:
     def is_last(self) -> bool:
         return bool(self.message_control_header & C.MCH_LAST)
 
+    @checked_encode
     def encode(self) -> bytes:
         """The PDV item's bytes: item length, context ID, message control header, data."""
         return b"".join((_PDV_HEADER.pack(len(self.data) + 2, self.context_id, self.message_control_header), self.data))
@@ -272,6 +280,7 @@ class PDataTF:
     pdu_type: ClassVar[int] = C.P_DATA_TF
     pdvs: tuple[PDV, ...]
 
+    @checked_encode
     def encode(self) -> bytes:
         """Header and PDV items joined once: the PDV data is copied exactly one time."""
         parts: list[bytes | memoryview] = [b""]

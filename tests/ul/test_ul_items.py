@@ -176,3 +176,21 @@ def test_encoding_refuses_what_does_not_fit():
         UserIdentityRQ(2, b"u", bytes(70000)).encode()
     with pytest.raises(LocalProtocolError):
         RoleSelection("1" * 70000, 1, 1).encode()
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        PresentationContextRQ(300, CT, ("1.2",)),
+        PresentationContextAC(1, 256, "1.2"),
+        MaximumLength(-1),
+        MaximumLength(2**32),
+        AsynchronousOperationsWindow(70000, 1),
+        RoleSelection(CT, 2, 300),
+        UserIdentityRQ(256, b"x"),
+    ],
+    ids=repr,
+)
+def test_fields_out_of_range_are_local_errors(obj):
+    with pytest.raises(LocalProtocolError, match=type(obj).__name__):
+        obj.encode()

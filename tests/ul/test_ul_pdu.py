@@ -269,3 +269,16 @@ def test_malformed_pdu_raises_remote_error_with_reason_and_offset(raw, reason, o
     assert err.offset == offset
     assert err.clause.startswith("PS3.")
     assert str(err)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [AAssociateRJ(1, 2, 256), AAbort(-1, 0), PDataTF((PDV(256, 0, b""),)), PDV(1, 300, b""),
+     AAssociateRQ("A" * 17, "B", ()), AAssociateRQ("A", "B", (), reserved=b"short"), AAssociateRQ("A", "B", (), protocol_version=-1)],
+    ids=repr,
+)
+def test_unencodable_fields_are_local_errors(obj):
+    from dicomconf.ul.errors import LocalProtocolError
+
+    with pytest.raises(LocalProtocolError):
+        obj.encode()
