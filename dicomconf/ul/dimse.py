@@ -20,7 +20,8 @@ The command set is decoded with pydicom (implicit VR little endian, PS3.7
 transfer syntax, and decoded only when :meth:`Message.dataset` is asked.
 Data set fragments are held as read-only memoryviews into the received
 PDUs (a fragment of a writable buffer is copied, because the driver may reuse
-it) and joined once, when the last fragment arrives.
+it; so is one under 1 KiB, so that small views never pin large buffers) and
+joined once, when the last fragment arrives.
 
 Outbound, :func:`fragment` turns a message into P-DATA-TF PDUs, one PDV
 each, whose variable field never exceeds the peer's Maximum Length (PS3.8
@@ -388,6 +389,9 @@ class Message:
 # Inbound: PDVs -> messages (PS3.8 Annex E)
 
 _IDLE, _COMMAND, _DATA = 0, 1, 2
+# Fragments shorter than this are copied rather than held as views, so a peer sending
+# tiny PDVs cannot make the assembler pin whole receive chunks for a few bytes each.
+_SMALL_FRAGMENT = 1024
 
 
 class MessageAssembler:
@@ -460,8 +464,8 @@ class MessageAssembler:
         data = pdv.data
         if not isinstance(data, bytes):
             data = memoryview(data)
-            if not data.readonly:
-                data = bytes(data)  # the driver may reuse a writable buffer
+            if not data.readonly or len(data) < _SMALL_FRAGMENT:
+                data = bytes(data)  # the driver may reuse a writable buffer; a small view would pin a big one
         if state == _COMMAND:
             if not is_command:
                 raise _unexpected(
