@@ -151,6 +151,7 @@ class Association:
         self._connected = False  # the requestor's transport came up before its A-ASSOCIATE-RQ
         self._finished = False  # the transport is closed, or closed by us
         self._stream_broken = False  # framing failed; the rest of the stream is noise
+        self._announced = False  # our A-ASSOCIATE-RQ/AC (and its Maximum Length) has been sent
 
     def __repr__(self) -> str:
         return f"<Association {self.role} {self.state}>"
@@ -250,7 +251,9 @@ class Association:
 
     def _pdata_messages(self, pdu: PDataTF, length: int) -> tuple:
         limit = self.max_incoming_pdu
-        if limit and length > limit:
+        # The limit is a parameter of the association: enforced from our A-ASSOCIATE-RQ/AC until it no
+        # longer exists (Sta13, where every P-DATA-TF is ignored, AA-6).
+        if limit and length > limit and self._announced and self.state != "Sta13":
             raise RemoteProtocolError(
                 f"P-DATA-TF variable field of {length} bytes exceeds the Maximum Length {limit} we announced",
                 "PS3.8 D.1.1, 9.3.5",
@@ -342,6 +345,7 @@ class Association:
 
     def _announce(self, pdu: AAssociateRQ | AAssociateAC) -> None:
         """Our Maximum Length is now on the wire: enforce it (PS3.8 D.1.1)."""
+        self._announced = True
         announced = pdu.user_information.maximum_length
         if announced is not None:
             self.max_pdu_length = announced
