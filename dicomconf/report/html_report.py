@@ -1,0 +1,95 @@
+"""``report.html``: one self-contained page, readable without scripts.
+
+Every value is escaped; failures and findings sit in ``<details>`` elements,
+which browsers open and close without JavaScript.  pcap links are relative to
+the report directory.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from dicomconf.report.json_report import OUTCOMES
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+.passed{background:#e6f4e6}.failed{background:#fbe3e3}.skipped{background:#f4f4f4}.error{background:#fdf0d5}
+pre{white-space:pre-wrap;margin:.3em 0;font-size:90%}
+code{font-size:95%}
+"""
+
+
+def _e(value: Any) -> str:
+    return escape("" if value is None else str(value))
+
+
+def _scenario_row(s: dict[str, Any]) -> str:
+    details = []
+    failure = s.get("failure")
+    if failure:
+        text = "\n".join(f"{k}: {v}" for k, v in failure.items() if v and k != "finding")
+        if failure.get("finding"):
+            f = failure["finding"]
+            text += f"\nfinding: {f['code']} ({f['clause']}, {f['severity']}): {f['message']}"
+        details.append(f"<details open><summary>failure</summary><pre>{_e(text)}</pre></details>")
+    if s.get("skip_reason"):
+        details.append(f"<div>skipped: {_e(s['skip_reason'])}</div>")
+    findings = s.get("findings") or []
+    if findings:
+        items = "".join(
+            f"<li><code>{_e(f['code'])}</code> ({_e(f['clause'])}, {_e(f['severity'])}"
+            f"{', allowed' if f.get('allowed') else ''}, {_e(f.get('connection'))}): {_e(f['message'])}</li>"
+            for f in findings
+        )
+        details.append(f"<details><summary>{len(findings)} finding(s)</summary><ul>{items}</ul></details>")
+    pcap = f'<a href="{_e(s["pcap"])}">pcap</a>' if s.get("pcap") else ""
+    return (
+        f'<tr class="{_e(s["outcome"])}"><td><code>{_e(s["id"])}</code><br>{_e(s["title"])}{"".join(details)}</td>'
+        f"<td>{_e('; '.join(s['clauses']))}</td><td>{_e(s['severity'])}</td><td>{_e(s['outcome'])}</td>"
+        f"<td>{s.get('duration_s', 0):.3f}</td><td>{pcap}</td></tr>"
+    )
+
+
+def render_html(document: dict[str, Any]) -> str:
+    run, summary, scenarios = document["run"], document["summary"], document["scenarios"]
+    areas: dict[str, list[dict[str, Any]]] = {}
+    for s in scenarios:
+        areas.setdefault(s["area"] or "(none)", []).append(s)
+    overview = "".join(
+        f"<tr><td>{_e(area)}</td>"
+        + "".join(f"<td>{sum(1 for s in rs if s['outcome'] == o)}</td>" for o in OUTCOMES)
+        + "</tr>"
+        for area, rs in sorted(areas.items())
+    )
+    sections = []
+    for area, rs in sorted(areas.items()):
+        rows = "".join(_scenario_row(s) for s in rs)
+        sections.append(
+            f"<h2>{_e(area)}</h2><table><tr><th>scenario</th><th>clauses</th><th>severity</th>"
+            f"<th>outcome</th><th>s</th><th>capture</th></tr>{rows}</table>"
+        )
+    versions = ", ".join(f"{k} {v}" for k, v in run.get("versions", {}).items() if v)
+    verdict = "FAIL" if summary.get("must_failed") or summary.get("error") else "PASS"
+    if run.get("strict") and summary.get("should_failed"):
+        verdict = "FAIL"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>dicomconf report: {_e(run.get('target'))}</title>
+<style>{_STYLE}</style></head><body>
+<h1>dicomconf conformance report: {verdict}</h1>
+<table>
+<tr><th>target</th><td>{_e(run.get('target'))}</td></tr>
+<tr><th>profile</th><td>{_e(run.get('profile', {}).get('name'))} ({_e(run.get('profile', {}).get('source'))})</td></tr>
+<tr><th>start</th><td>{_e(run.get('start'))}</td></tr>
+<tr><th>duration</th><td>{_e(run.get('duration_s'))} s</td></tr>
+<tr><th>versions</th><td>{_e(versions)}</td></tr>
+<tr><th>summary</th><td>{_e(', '.join(f'{v} {k}' for k, v in summary.items()))}</td></tr>
+</table>
+<h2>by area</h2>
+<table><tr><th>area</th>{''.join(f'<th>{o}</th>' for o in OUTCOMES)}</tr>{overview}</table>
+{''.join(sections)}
+</body></html>
+"""

@@ -1,0 +1,22 @@
+"""The terminal summary: one line per area (``pytest_terminal_summary``)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from dicomconf.report.json_report import OUTCOMES
+
+
+def area_table(records: Iterable[dict[str, Any]]) -> list[str]:
+    """Aligned lines: area, then a count per outcome, then the failed ids."""
+    by_area: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_area.setdefault(r["area"] or "(none)", []).append(r)
+    width = max([len(a) for a in by_area] + [4])
+    lines = [f"{'area':<{width}}  " + "  ".join(f"{o:>7}" for o in OUTCOMES)]
+    for area in sorted(by_area):
+        rs = by_area[area]
+        counts = "  ".join(f"{sum(1 for r in rs if r['outcome'] == o):>7}" for o in OUTCOMES)
+        bad = sorted(f"{r['id']} ({r['severity']})" for r in rs if r["outcome"] in ("failed", "error"))
+        lines.append(f"{area:<{width}}  {counts}" + (f"   {', '.join(bad)}" if bad else ""))
+    return lines

@@ -1,0 +1,62 @@
+"""A throwaway certificate for the embedded reference SCP's TLS listener (PS3.15 B.1).
+
+Theory of operation
+-------------------
+When no ``--target`` is given and the built-in profile claims TLS, the
+plugin starts the reference SCP with a TLS listener beside the plain one.
+:func:`self_signed` writes a fresh self-signed certificate for
+``localhost`` / 127.0.0.1 / ::1 and its key (EC P-256, valid one day) into a
+temporary directory; the same certificate is the CA the scenario's TLS
+client trusts.  It needs the ``cryptography`` package; without it
+:class:`TLSUnavailable` is raised and TLS scenarios are skipped with that
+reason.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+from pathlib import Path
+
+
+class TLSUnavailable(RuntimeError):
+    """No way to make a certificate here (the ``cryptography`` package is missing)."""
+
+
+def self_signed(directory: Path) -> tuple[str, str]:
+    """Write ``cert.pem`` and ``key.pem`` into ``directory``; return their paths."""
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        raise TLSUnavailable("the cryptography package is not installed: no certificate for the TLS listener") from None
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dicomconf reference SCP")])
+    now = _dt.datetime.now(_dt.timezone.utc)
+    alt = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+         x509.IPAddress(ipaddress.ip_address("::1"))]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=1))
+        .add_extension(alt, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return str(cert_path), str(key_path)
