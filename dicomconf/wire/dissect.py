@@ -18,7 +18,9 @@ status with its meaning (PS3.7 Annex C).
 
 from __future__ import annotations
 
+import struct
 from functools import lru_cache
+from typing import Mapping
 
 from pydicom import Dataset
 
@@ -40,24 +42,90 @@ def uid_name(uid: str | None) -> str:
     return entry[4] or entry[0] if entry else uid
 
 
-def describe_command(cmd: Dataset) -> str:
-    """``C-ECHO-RSP to 1, Verification, status 0x0000 success (Success)``."""
-    field = int(cmd.get("CommandField", -1))
-    parts = [dimse.COMMAND_FIELDS.get(field, f"command {field:#06x}")]
-    if "MessageID" in cmd:
-        parts.append(f"id={cmd.MessageID}")
-    if "MessageIDBeingRespondedTo" in cmd:
-        parts.append(f"to={cmd.MessageIDBeingRespondedTo}")
+def command_name(field: int | None) -> str:
+    if field is None:
+        return "no command field"
+    return dimse.COMMAND_FIELDS.get(field, f"command {field:#06x}")
+
+
+def describe_command(cmd: Mapping | Dataset) -> str:
+    """``C-ECHO-RSP to=1 Verification status=0x0000 success (Success)`` (PS3.7 9.3, Annex C).
+
+    ``cmd`` is a pydicom Dataset or the keyword mapping :func:`fast_command` returns.
+    """
+    field = cmd.get("CommandField")
+    parts = [command_name(field)]
+    for keyword, label in (("MessageID", "id"), ("MessageIDBeingRespondedTo", "to")):
+        value = cmd.get(keyword)
+        if value is not None:
+            parts.append(f"{label}={value}")
     sop = cmd.get("AffectedSOPClassUID") or cmd.get("RequestedSOPClassUID")
     if sop:
         parts.append(uid_name(str(sop)))
     inst = cmd.get("AffectedSOPInstanceUID") or cmd.get("RequestedSOPInstanceUID")
     if inst:
         parts.append(f"instance={inst}")
-    if "Status" in cmd:
-        category, meaning = dimse.status_meaning(field, int(cmd.Status))
-        parts.append(f"status={int(cmd.Status):#06x} {category} ({meaning})")
+    status = cmd.get("Status")
+    if status is not None and field is not None:
+        category, meaning = _status(int(field), int(status))
+        parts.append(f"status={int(status):#06x} {category} ({meaning})")
     return " ".join(parts)
+
+
+@lru_cache(maxsize=1024)
+def _status(field: int, status: int) -> tuple[str, str]:
+    return dimse.status_meaning(field, status)
+
+
+_ELEMENT = struct.Struct("<HHI")
+_NUMERIC = {"US": "<H", "UL": "<I", "SS": "<h", "SL": "<i"}
+_VR_OF: dict[int, str] = {}
+
+
+def fast_command(data: bytes | memoryview) -> dict[str, object] | None:
+    """A command set (implicit VR little endian, PS3.7 6.3.1) as {keyword: value}, or None if malformed.
+
+    The fast path for summaries: a ``struct`` walk with pydicom's data
+    dictionary for keywords and VRs, and the same structural checks as
+    :func:`dicomconf.ul.dimse.decode_command` (group 0000, elements tiling the
+    bytes, Command Group Length first and right, Command Field present).
+    """
+    if not _VR_OF:
+        from pydicom.datadict import DicomDictionary
+
+        _VR_OF.update({tag: entry[0] for tag, entry in DicomDictionary.items() if tag >> 16 == 0})
+    raw = bytes(data)
+    out: dict[str, object] = {}
+    pos, end = 0, len(raw)
+    if end < 12 or raw[:8] != b"\x00\x00\x00\x00\x04\x00\x00\x00" or struct.unpack_from("<I", raw, 8)[0] != end - 12:
+        return None
+    while pos < end:
+        if end - pos < 8:
+            return None
+        group, element, length = _ELEMENT.unpack_from(raw, pos)
+        if group != 0 or pos + 8 + length > end:
+            return None
+        value = raw[pos + 8 : pos + 8 + length]
+        vr = _VR_OF.get(element)
+        keyword = _keyword(element) or f"(0000,{element:04X})"
+        fmt = _NUMERIC.get(vr or "")
+        if fmt and length == struct.calcsize(fmt):
+            out[keyword] = struct.unpack(fmt, value)[0]
+        elif vr in ("UI", "AE", "LO", "SH", "CS", "ST", "LT"):
+            out[keyword] = value.decode("latin-1").rstrip("\x00 ")
+        else:
+            out[keyword] = value
+        pos += 8 + length
+    if not isinstance(out.get("CommandField"), int):
+        return None
+    return out
+
+
+@lru_cache(maxsize=256)
+def _keyword(element: int) -> str:
+    from pydicom.datadict import keyword_for_tag
+
+    return keyword_for_tag(element)
 
 
 def pdv_flags(mch: int) -> str:
@@ -89,10 +157,8 @@ def _pdata(p: PDataTF) -> str:
     for pdv in p.pdvs:
         text = f"ctx={pdv.context_id} {pdv_flags(pdv.message_control_header)} {len(pdv.data)}B"
         if pdv.is_command and pdv.is_last:
-            try:
-                text += " " + describe_command(dimse.decode_command(pdv.data))
-            except RemoteProtocolError:
-                text += " (command fragment)"
+            cmd = fast_command(pdv.data)
+            text += " " + describe_command(cmd) if cmd is not None else " (command set does not decode)"
         parts.append(text)
     return "; ".join(parts)
 
@@ -154,3 +220,50 @@ def tree(pdu: bytes) -> str:
 
 def buf_type(pdu: bytes) -> int | None:
     return pdu[0] if len(pdu) else None
+
+
+def fields(pdu: bytes) -> dict[str, object]:
+    """A machine-readable view of one PDU (for ``dicomconf decode --json``)."""
+    buf = memoryview(pdu)
+    out: dict[str, object] = {"type": buf[0] if len(buf) else None}
+    if len(buf) < C.PDU_HEADER_LENGTH:
+        out["error"] = "truncated PDU header"
+        return out
+    out["pdu"] = C.PDU_NAMES.get(buf[0], f"unknown {buf[0]:#04x}")
+    out["length"] = struct.unpack_from(">I", buf, 2)[0]
+    try:
+        p = decode_pdu(buf)
+    except RemoteProtocolError as exc:
+        out["error"] = exc.message
+        return out
+    if isinstance(p, (AAssociateRQ, AAssociateAC)):
+        out["called_ae_title"] = p.called_ae_title
+        out["calling_ae_title"] = p.calling_ae_title
+        out["maximum_length"] = p.user_information.maximum_length
+        out["presentation_contexts"] = [
+            {"context_id": pc.context_id, "abstract_syntax": pc.abstract_syntax,
+             "transfer_syntaxes": list(pc.transfer_syntaxes)}
+            if isinstance(pc, PresentationContextRQ)
+            else {"context_id": pc.context_id, "result": pc.result, "transfer_syntax": pc.transfer_syntax}
+            for pc in p.presentation_contexts
+        ]
+    elif isinstance(p, PDataTF):
+        pdvs = []
+        for pdv in p.pdvs:
+            entry: dict[str, object] = {"context_id": pdv.context_id, "command": pdv.is_command,
+                                        "last": pdv.is_last, "length": len(pdv.data) + 2}
+            if pdv.is_command and pdv.is_last:
+                cmd = fast_command(pdv.data)
+                if cmd is not None:
+                    entry["dimse"] = command_name(cmd.get("CommandField"))  # type: ignore[arg-type]
+                    for keyword in ("MessageID", "MessageIDBeingRespondedTo", "Status", "AffectedSOPClassUID",
+                                    "AffectedSOPInstanceUID"):
+                        if keyword in cmd:
+                            entry[keyword] = cmd[keyword]
+            pdvs.append(entry)
+        out["pdvs"] = pdvs
+    elif isinstance(p, AAssociateRJ):
+        out.update(result=p.result, source=p.source, reason=p.reason)
+    elif isinstance(p, AAbort):
+        out.update(source=p.source, reason=p.reason)
+    return out

@@ -486,7 +486,8 @@ class ConversationState:
     the A-ASSOCIATE-RQ.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, check_dimse: bool = True) -> None:
+        self.check_dimse = check_dimse
         self.rq: _Context | None = None
         self.ac: _Context | None = None
         self.accepted: dict[int, str] = {}  # context ID -> transfer syntax
@@ -596,6 +597,8 @@ class ConversationState:
                 out.append(Finding("pdv.context-not-accepted", "PS3.8 9.3.5.1", MUST, None,
                                    f"PDV on presentation context {pdv.context_id}, which was not accepted"))
                 return
+        if not self.check_dimse:
+            return
         assembler = self._assemblers.setdefault(from_requestor, MessageAssembler())
         try:
             assembler.add_pdata(pdata)  # type: ignore[attr-defined]
