@@ -64,8 +64,9 @@ def check(state: str, chunks: list[bytes]) -> None:
             assert sent[0] == AAbort(C.ABORT_SOURCE_USER, 0)  # AA-1
         else:
             first = next(e for e in events if isinstance(e, Aborted))  # AA-8's A-P-ABORT indication
-            assert not first.by_peer and first.error is not None
-            assert sent[0] == AAbort(C.ABORT_SOURCE_PROVIDER, first.error.reason)
+            expected = C.ABORT_REASON_UNEXPECTED_PDU if first.error is None else first.error.reason
+            assert not first.by_peer and first.reason == expected
+            assert sent[0] == AAbort(C.ABORT_SOURCE_PROVIDER, expected)
     if a.state == "Sta1":
         assert a.should_close or a.last_transition[2] in ("AA-5", "AR-5", "AA-4")
     if state == "Sta2" and not any(isinstance(e, AssociateRequested) for e in events):
