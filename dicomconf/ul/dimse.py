@@ -107,9 +107,11 @@ PRIORITY_MEDIUM = 0x0000
 PRIORITY_HIGH = 0x0001
 PRIORITY_LOW = 0x0002
 
-# PS3.7 Annex C (C.1-C.5) and 9.1.1.1.9 (C-STORE status): one table of
-# (command field or None for every service, first code, last code, category, meaning).
-# A command-specific row wins over a generic one; an exact code over a range.
+# Status (0000,0900) meanings, one table of (response command field or None for
+# every service, first code, last code, category, meaning).  General codes:
+# PS3.7 Annex C; C-STORE: PS3.4 B.2.3 Table B.2-1; C-FIND: PS3.4 C.4.1.1.4;
+# C-MOVE: PS3.4 C.4.2.1.5; C-GET: PS3.4 C.4.3.1.4.  A command-specific row wins
+# over a generic one, an exact code over a range.
 STATUS_TABLE: tuple[tuple[int | None, int, int, str, str], ...] = (
     (None, 0x0000, 0x0000, "success", "Success"),
     (None, 0xFE00, 0xFE00, "cancel", "Cancel: operation terminated due to a cancel indication"),
@@ -144,6 +146,20 @@ STATUS_TABLE: tuple[tuple[int | None, int, int, str, str], ...] = (
     (C_STORE_RSP, 0xB000, 0xB000, "warning", "Warning: coercion of data elements"),
     (C_STORE_RSP, 0xB007, 0xB007, "warning", "Warning: data set does not match SOP class"),
     (C_STORE_RSP, 0xB006, 0xB006, "warning", "Warning: elements discarded"),
+    (C_FIND_RSP, 0xA700, 0xA700, "failure", "Refused: out of resources"),
+    (C_FIND_RSP, 0xA900, 0xA900, "failure", "Error: identifier does not match SOP class"),
+    (C_FIND_RSP, 0xC000, 0xCFFF, "failure", "Error: unable to process"),
+    (C_MOVE_RSP, 0xA701, 0xA701, "failure", "Refused: out of resources, unable to calculate number of matches"),
+    (C_MOVE_RSP, 0xA702, 0xA702, "failure", "Refused: out of resources, unable to perform sub-operations"),
+    (C_MOVE_RSP, 0xA801, 0xA801, "failure", "Refused: move destination unknown"),
+    (C_MOVE_RSP, 0xA900, 0xA900, "failure", "Error: identifier does not match SOP class"),
+    (C_MOVE_RSP, 0xC000, 0xCFFF, "failure", "Error: unable to process"),
+    (C_MOVE_RSP, 0xB000, 0xB000, "warning", "Warning: sub-operations complete, one or more failures"),
+    (C_GET_RSP, 0xA701, 0xA701, "failure", "Refused: out of resources, unable to calculate number of matches"),
+    (C_GET_RSP, 0xA702, 0xA702, "failure", "Refused: out of resources, unable to perform sub-operations"),
+    (C_GET_RSP, 0xA900, 0xA900, "failure", "Error: identifier does not match SOP class"),
+    (C_GET_RSP, 0xC000, 0xCFFF, "failure", "Error: unable to process"),
+    (C_GET_RSP, 0xB000, 0xB000, "warning", "Warning: sub-operations complete, one or more failures"),
 )
 
 

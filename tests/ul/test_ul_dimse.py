@@ -172,6 +172,12 @@ def test_dataset_errors():
         (D.C_ECHO_RSP, 0xB000, "warning", "not defined"),
         (D.C_ECHO_RSP, 0xA700, "failure", "not defined"),
         (D.C_STORE_RSP, 0x1234, "unknown", "not defined"),
+        (D.C_MOVE_RSP, 0xA801, "failure", "destination unknown"),
+        (D.C_MOVE_RQ, 0xB000, "warning", "sub-operations"),
+        (D.C_GET_RSP, 0xA702, "failure", "sub-operations"),
+        (D.C_FIND_RSP, 0xA900, "failure", "identifier"),
+        (D.C_FIND_RSP, 0xA700, "failure", "out of resources"),
+        (D.C_ECHO_RSP, 0xFF00, "pending", "continuing"),
     ],
 )
 def test_status_meaning(field, status, category, words):
