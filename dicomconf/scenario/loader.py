@@ -13,11 +13,14 @@ validators report an error's ``absolute_path``.  A schema error at path
 
 Errors are :class:`SourceError` (file, line, message) and format as
 ``file:line: message``; YAML syntax errors are converted to them too.
-Duplicate mapping keys are an error (YAML says keys are unique; PyYAML keeps
+Booleans follow YAML 1.2 (only ``true``/``false``), so that ``on: main``
+means the string "on".  Duplicate mapping keys are an error (YAML says keys are unique; PyYAML keeps
 the last silently).
 """
 
 from __future__ import annotations
+
+import re
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +86,23 @@ class _Constructor(yaml.constructor.SafeConstructor):
     """Safe scalar construction; collections are built by :func:`_convert`."""
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false are booleans.
+
+    YAML 1.1 also reads ``on``, ``off``, ``yes``, ``no`` as booleans, which
+    would turn a scenario's ``on: second`` into ``True: second``.
+    """
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def _convert(node: yaml.Node, path: Path_, out: Located, ctor: _Constructor) -> Any:
     out.lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
@@ -106,7 +126,7 @@ def load_yaml_text(text: str, file: str | Path = "<string>") -> Located:
     """Load one YAML document from ``text``, keeping line numbers."""
     out = Located(str(file), None)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
