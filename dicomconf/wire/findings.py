@@ -11,7 +11,8 @@ faults gets five :class:`Finding` objects.  A legal PDU gets none.
 Severities follow the standard's words: ``must`` for "shall", ``should``
 for what a sender ought to do but a receiver may not test.  What PS3.8 says
 is *not* tested on receipt (design notes section 4) is never a ``must``:
-non-zero reserved fields are ``should`` (sent as zero), only bit 0 of the
+non-zero reserved fields are not reported at all unless asked
+(``report_reserved``, then ``should``: sent as zero), only bit 0 of the
 protocol version counts, AE-title padding is not significant, the AC's echo
 of AE titles and of the reserved block is at most ``should``, a rejected
 context's transfer syntax is not significant, AC contexts may come in any
@@ -69,7 +70,8 @@ class _Context:
 
 
 class _Walk:
-    def __init__(self, pdu: bytes) -> None:
+    def __init__(self, pdu: bytes, report_reserved: bool = False) -> None:
+        self.report_reserved = report_reserved
         self.buf = bytes(pdu)
         self.out: list[Finding] = []
         self.info = _Context()
@@ -79,7 +81,7 @@ class _Walk:
 
     def reserved(self, offset: int, size: int, what: str, clause: str) -> None:
         value = self.buf[offset : offset + size]
-        if any(value):
+        if self.report_reserved and any(value):
             self.add("reserved.nonzero", clause, SHOULD, offset,
                      f"{what} is {value.hex()}, should be sent as zero (not tested on receipt)")
 
@@ -452,7 +454,7 @@ class _Walk:
             if cid % 2 == 0:
                 self.add("pdv.context-id-even", "PS3.8 9.3.5.1", MUST, pos + 4,
                          f"PDV presentation context ID {cid} is not odd")
-            if mch & ~(C.MCH_COMMAND | C.MCH_LAST):
+            if self.report_reserved and mch & ~(C.MCH_COMMAND | C.MCH_LAST):
                 self.add("reserved.nonzero", "PS3.8 E.2", SHOULD, pos + 5,
                          f"message control header {mch:#04x} sets reserved bits 2-7 (not tested on receipt)")
             stop = pos + 4 + length
@@ -463,19 +465,28 @@ class _Walk:
             pos = stop
 
 
-def _walk(pdu: bytes) -> tuple[list[Finding], _Context]:
-    w = _Walk(pdu)
+def _walk(pdu: bytes, report_reserved: bool = False) -> tuple[list[Finding], _Context]:
+    w = _Walk(pdu, report_reserved)
     return w.run(), w.info
 
 
-def check(pdu: bytes, conversation: "ConversationState | None" = None, from_requestor: bool = False) -> list[Finding]:
+def check(
+    pdu: bytes,
+    conversation: "ConversationState | None" = None,
+    from_requestor: bool = False,
+    *,
+    report_reserved: bool = False,
+) -> list[Finding]:
     """Every way ``pdu`` breaks PS3.8 / PS3.7; with ``conversation``, also against what it negotiated.
 
     With a conversation the PDU is also recorded (:meth:`ConversationState.observe`).
+    Reserved fields are not tested on receipt (PS3.8 9.3.1), so non-zero ones
+    are reported only with ``report_reserved`` (a "should" about the sender,
+    for checking what we send ourselves).
     """
     if conversation is not None:
         return conversation.observe(pdu, from_requestor)
-    return _walk(pdu)[0]
+    return _walk(pdu, report_reserved)[0]
 
 
 class ConversationState:
@@ -486,8 +497,9 @@ class ConversationState:
     the A-ASSOCIATE-RQ.
     """
 
-    def __init__(self, check_dimse: bool = True) -> None:
+    def __init__(self, check_dimse: bool = True, report_reserved: bool = False) -> None:
         self.check_dimse = check_dimse
+        self.report_reserved = report_reserved
         self.rq: _Context | None = None
         self.ac: _Context | None = None
         self.accepted: dict[int, str] = {}  # context ID -> transfer syntax
@@ -502,7 +514,7 @@ class ConversationState:
 
     def observe(self, pdu: bytes, from_requestor: bool) -> list[Finding]:
         pdu = bytes(pdu)
-        out, info = _walk(pdu)
+        out, info = _walk(pdu, self.report_reserved)
         if len(pdu) < C.PDU_HEADER_LENGTH or pdu[0] not in C.PDU_NAMES:
             return out
         kind = pdu[0]
