@@ -1,0 +1,328 @@
+"""DIMSE command sets and data sets: codec, command fields, status meanings (PS3.7 6.3, E; Annex C).
+
+Theory of operation
+-------------------
+A command set is group 0000 encoded implicit VR little endian, opened by
+Command Group Length (0000,0000) (PS3.7 6.3.1, E.1).  :func:`encode_command`
+writes it with pydicom and computes the group length; :func:`decode_command`
+checks the element framing and the group length itself before pydicom reads
+the values, so a malformed command set is a :class:`RemoteProtocolError`
+(reason 6) naming the offset, never a pydicom exception.
+
+A data set travels in the presentation context's transfer syntax and is
+decoded only on request (:func:`decode_dataset`), with pydicom; the top-level
+elements are walked first because pydicom silently truncates an element
+whose length runs past the end.
+
+:data:`STATUS_TABLE` is the one mapping of status codes to meanings;
+:func:`status_meaning` looks a code up for a given command.
+
+Everything here is re-exported by :mod:`dicomconf.ul.dimse`.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from io import BytesIO
+
+from pydicom import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
+from pydicom.uid import UID
+
+from dicomconf.ul.errors import LocalProtocolError
+from dicomconf.ul.items import invalid
+
+# PS3.7 E.1 Table E.1-1: command field values.
+C_STORE_RQ = 0x0001
+C_STORE_RSP = 0x8001
+C_GET_RQ = 0x0010
+C_GET_RSP = 0x8010
+C_FIND_RQ = 0x0020
+C_FIND_RSP = 0x8020
+C_MOVE_RQ = 0x0021
+C_MOVE_RSP = 0x8021
+C_ECHO_RQ = 0x0030
+C_ECHO_RSP = 0x8030
+N_EVENT_REPORT_RQ = 0x0100
+N_EVENT_REPORT_RSP = 0x8100
+N_GET_RQ = 0x0110
+N_GET_RSP = 0x8110
+N_SET_RQ = 0x0120
+N_SET_RSP = 0x8120
+N_ACTION_RQ = 0x0130
+N_ACTION_RSP = 0x8130
+N_CREATE_RQ = 0x0140
+N_CREATE_RSP = 0x8140
+N_DELETE_RQ = 0x0150
+N_DELETE_RSP = 0x8150
+C_CANCEL_RQ = 0x0FFF
+
+COMMAND_FIELDS: dict[int, str] = {
+    C_STORE_RQ: "C-STORE-RQ",
+    C_STORE_RSP: "C-STORE-RSP",
+    C_GET_RQ: "C-GET-RQ",
+    C_GET_RSP: "C-GET-RSP",
+    C_FIND_RQ: "C-FIND-RQ",
+    C_FIND_RSP: "C-FIND-RSP",
+    C_MOVE_RQ: "C-MOVE-RQ",
+    C_MOVE_RSP: "C-MOVE-RSP",
+    C_ECHO_RQ: "C-ECHO-RQ",
+    C_ECHO_RSP: "C-ECHO-RSP",
+    N_EVENT_REPORT_RQ: "N-EVENT-REPORT-RQ",
+    N_EVENT_REPORT_RSP: "N-EVENT-REPORT-RSP",
+    N_GET_RQ: "N-GET-RQ",
+    N_GET_RSP: "N-GET-RSP",
+    N_SET_RQ: "N-SET-RQ",
+    N_SET_RSP: "N-SET-RSP",
+    N_ACTION_RQ: "N-ACTION-RQ",
+    N_ACTION_RSP: "N-ACTION-RSP",
+    N_CREATE_RQ: "N-CREATE-RQ",
+    N_CREATE_RSP: "N-CREATE-RSP",
+    N_DELETE_RQ: "N-DELETE-RQ",
+    N_DELETE_RSP: "N-DELETE-RSP",
+    C_CANCEL_RQ: "C-CANCEL-RQ",
+}
+COMMAND_CODES: dict[str, int] = {name: code for code, name in COMMAND_FIELDS.items()}
+
+# PS3.7 E.1: Command Data Set Type 0101H means "no data set"; any other value, present.
+NO_DATA_SET = 0x0101
+DATA_SET_PRESENT = 0x0000
+
+# PS3.7 C.4.2.1.1 (Priority, 0000,0700).
+PRIORITY_MEDIUM = 0x0000
+PRIORITY_HIGH = 0x0001
+PRIORITY_LOW = 0x0002
+
+# Status (0000,0900) meanings, one table of (response command field or None for
+# every service, first code, last code, category, meaning).  General codes:
+# PS3.7 Annex C; C-STORE: PS3.4 B.2.3 Table B.2-1; C-FIND: PS3.4 C.4.1.1.4;
+# C-MOVE: PS3.4 C.4.2.1.5; C-GET: PS3.4 C.4.3.1.4.  A command-specific row wins
+# over a generic one, an exact code over a range.
+STATUS_TABLE: tuple[tuple[int | None, int, int, str, str], ...] = (
+    (None, 0x0000, 0x0000, "success", "Success"),
+    (None, 0xFE00, 0xFE00, "cancel", "Cancel: operation terminated due to a cancel indication"),
+    (None, 0xFF00, 0xFF00, "pending", "Pending: matches are continuing"),
+    (None, 0xFF01, 0xFF01, "pending", "Pending: matches are continuing, optional keys not supported"),
+    (None, 0x0001, 0x0001, "warning", "Warning: requested optional attributes are not supported"),
+    (None, 0x0107, 0x0107, "warning", "Warning: attribute list error"),
+    (None, 0x0116, 0x0116, "warning", "Warning: attribute value out of range"),
+    (None, 0x0105, 0x0105, "failure", "Failure: no such attribute"),
+    (None, 0x0106, 0x0106, "failure", "Failure: invalid attribute value"),
+    (None, 0x0110, 0x0110, "failure", "Failure: processing failure"),
+    (None, 0x0111, 0x0111, "failure", "Failure: duplicate SOP instance"),
+    (None, 0x0112, 0x0112, "failure", "Failure: no such SOP instance"),
+    (None, 0x0113, 0x0113, "failure", "Failure: no such event type"),
+    (None, 0x0114, 0x0114, "failure", "Failure: no such argument"),
+    (None, 0x0115, 0x0115, "failure", "Failure: invalid argument value"),
+    (None, 0x0117, 0x0117, "failure", "Failure: invalid object instance"),
+    (None, 0x0118, 0x0118, "failure", "Failure: no such SOP class"),
+    (None, 0x0119, 0x0119, "failure", "Failure: class-instance conflict"),
+    (None, 0x0120, 0x0120, "failure", "Failure: missing attribute"),
+    (None, 0x0121, 0x0121, "failure", "Failure: missing attribute value"),
+    (None, 0x0122, 0x0122, "failure", "Failure: refused: SOP class not supported"),
+    (None, 0x0123, 0x0123, "failure", "Failure: no such action type"),
+    (None, 0x0124, 0x0124, "failure", "Failure: refused: not authorized"),
+    (None, 0x0210, 0x0210, "failure", "Failure: duplicate invocation"),
+    (None, 0x0211, 0x0211, "failure", "Failure: unrecognized operation"),
+    (None, 0x0212, 0x0212, "failure", "Failure: mistyped argument"),
+    (None, 0x0213, 0x0213, "failure", "Failure: resource limitation"),
+    (C_STORE_RSP, 0xA700, 0xA7FF, "failure", "Refused: out of resources"),
+    (C_STORE_RSP, 0xA900, 0xA9FF, "failure", "Error: data set does not match SOP class"),
+    (C_STORE_RSP, 0xC000, 0xCFFF, "failure", "Error: cannot understand"),
+    (C_STORE_RSP, 0xB000, 0xB000, "warning", "Warning: coercion of data elements"),
+    (C_STORE_RSP, 0xB007, 0xB007, "warning", "Warning: data set does not match SOP class"),
+    (C_STORE_RSP, 0xB006, 0xB006, "warning", "Warning: elements discarded"),
+    (C_FIND_RSP, 0xA700, 0xA700, "failure", "Refused: out of resources"),
+    (C_FIND_RSP, 0xA900, 0xA900, "failure", "Error: identifier does not match SOP class"),
+    (C_FIND_RSP, 0xC000, 0xCFFF, "failure", "Error: unable to process"),
+    (C_MOVE_RSP, 0xA701, 0xA701, "failure", "Refused: out of resources, unable to calculate number of matches"),
+    (C_MOVE_RSP, 0xA702, 0xA702, "failure", "Refused: out of resources, unable to perform sub-operations"),
+    (C_MOVE_RSP, 0xA801, 0xA801, "failure", "Refused: move destination unknown"),
+    (C_MOVE_RSP, 0xA900, 0xA900, "failure", "Error: identifier does not match SOP class"),
+    (C_MOVE_RSP, 0xC000, 0xCFFF, "failure", "Error: unable to process"),
+    (C_MOVE_RSP, 0xB000, 0xB000, "warning", "Warning: sub-operations complete, one or more failures"),
+    (C_GET_RSP, 0xA701, 0xA701, "failure", "Refused: out of resources, unable to calculate number of matches"),
+    (C_GET_RSP, 0xA702, 0xA702, "failure", "Refused: out of resources, unable to perform sub-operations"),
+    (C_GET_RSP, 0xA900, 0xA900, "failure", "Error: identifier does not match SOP class"),
+    (C_GET_RSP, 0xC000, 0xCFFF, "failure", "Error: unable to process"),
+    (C_GET_RSP, 0xB000, 0xB000, "warning", "Warning: sub-operations complete, one or more failures"),
+)
+
+
+def status_meaning(command_field: int, status: int) -> tuple[str, str]:
+    """Return (category, meaning) of ``status`` in a response ``command_field`` (PS3.7 Annex C).
+
+    ``command_field`` may be given as the request's or the response's value.
+    A code the table does not define comes back as ("unknown", ...), except
+    that PS3.7 C.1-C.4 ranges still tell warning (Bxxx) from failure (Axxx, Cxxx).
+    """
+    rsp = command_field | 0x8000
+    best: tuple[int, int, str, str] | None = None  # (specificity, width, category, meaning)
+    for field_, low, high, category, meaning in STATUS_TABLE:
+        if low <= status <= high and (field_ is None or field_ == rsp):
+            rank = (0 if field_ is None else 2) + (1 if low == high else 0)
+            if best is None or rank > best[0]:
+                best = (rank, high - low, category, meaning)
+    if best is not None:
+        return best[2], best[3]
+    name = COMMAND_FIELDS.get(rsp, f"command {rsp:#06x}")
+    if 0xB000 <= status <= 0xBFFF:
+        return "warning", f"Warning {status:#06x} (not defined for {name})"
+    if 0xA000 <= status <= 0xAFFF or 0xC000 <= status <= 0xCFFF:
+        return "failure", f"Failure {status:#06x} (not defined for {name})"
+    return "unknown", f"status {status:#06x} is not defined for {name}"
+
+
+# --------------------------------------------------------------------------
+# Command sets (PS3.7 6.3.1, Annex E)
+
+_GROUP_LENGTH = struct.Struct("<HHII")  # (0000,0000) UL, implicit VR: tag, length 4, value
+_ELEMENT_HEADER = struct.Struct("<HHI")
+
+
+def encode_command(ds: Dataset) -> bytes:
+    """Encode a command set, implicit VR little endian, with Command Group Length (PS3.7 6.3.1, E.1).
+
+    Any (0000,0000) in ``ds`` is ignored and recomputed.  An element outside
+    group 0000 is our misuse: :class:`LocalProtocolError`.
+    """
+    body = Dataset()
+    for elem in ds:
+        if elem.tag.group != 0x0000:
+            raise LocalProtocolError(f"command set element {elem.tag} is not in group 0000 (PS3.7 6.3.1)")
+        if elem.tag != 0x00000000:
+            body.add(elem)
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = True
+    try:
+        write_dataset(fp, body)
+    except Exception as exc:
+        raise LocalProtocolError(f"command set cannot be encoded: {exc}") from exc
+    value = fp.getvalue()
+    return _GROUP_LENGTH.pack(0, 0, 4, len(value)) + value
+
+
+def decode_command(data: bytes | memoryview) -> Dataset:
+    """Decode a command set (implicit VR little endian, PS3.7 6.3.1).
+
+    Checks that every element is in group 0000, that the elements tile the
+    bytes exactly, that Command Group Length (0000,0000) comes first and equals
+    the length of the rest, and that Command Field (0000,0100) and Command Data
+    Set Type (0000,0800) are present.  Any fault: :class:`RemoteProtocolError`
+    with A-ABORT reason 6.
+    """
+    raw = bytes(data)
+    clause = "PS3.7 6.3.1, E.1"
+    pos, end = 0, len(raw)
+    while pos < end:
+        if end - pos < 8:
+            raise invalid(f"{end - pos} trailing byte(s) in the command set", clause, pos)
+        group, _element, length = _ELEMENT_HEADER.unpack_from(raw, pos)
+        if group != 0x0000:
+            raise invalid(f"command set element in group {group:04X}, not 0000", clause, pos)
+        if length == 0xFFFFFFFF or pos + 8 + length > end:
+            raise invalid(f"command element length {length:#x} overruns the command set", clause, pos + 4)
+        pos += 8 + length
+    if end < 12 or raw[:8] != b"\x00\x00\x00\x00\x04\x00\x00\x00":
+        raise invalid("the command set does not start with Command Group Length (0000,0000) UL", clause, 0)
+    (group_length,) = struct.unpack_from("<I", raw, 8)
+    if group_length != end - 12:
+        raise invalid(
+            f"Command Group Length is {group_length}, but {end - 12} byte(s) follow it", clause, 8
+        )
+    try:
+        ds = read_dataset(BytesIO(raw), True, True)
+        for elem in ds:  # convert every raw element now, so a bad value fails here
+            _ = elem.value
+    except Exception as exc:
+        raise invalid(f"command set cannot be decoded: {exc}", clause, None) from exc
+    for keyword in ("CommandField", "CommandDataSetType"):
+        value = ds.get(keyword)
+        if not isinstance(value, int):
+            raise invalid(f"command set lacks a valid {keyword}", clause, None)
+    return ds
+
+
+def encode_dataset(ds: Dataset, transfer_syntax: str) -> bytes:
+    """Encode a data set (no preamble, no file meta) in ``transfer_syntax`` (PS3.5 7, 10)."""
+    uid = _transfer_syntax(transfer_syntax)
+    fp = DicomBytesIO()
+    fp.is_little_endian = uid.is_little_endian
+    fp.is_implicit_VR = uid.is_implicit_VR
+    try:
+        write_dataset(fp, ds)
+    except Exception as exc:
+        raise LocalProtocolError(f"data set cannot be encoded in {uid}: {exc}") from exc
+    raw = fp.getvalue()
+    if uid.is_deflated:
+        packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
+        raw = packer.compress(raw) + packer.flush()
+    return raw
+
+
+def _transfer_syntax(transfer_syntax: str) -> UID:
+    uid = UID(transfer_syntax)
+    try:
+        uid.is_implicit_VR, uid.is_little_endian  # noqa: B018 - raises for unknown syntaxes
+    except (ValueError, AttributeError) as exc:
+        raise LocalProtocolError(f"{transfer_syntax!r} is not a transfer syntax pydicom knows") from exc
+    return uid
+
+
+# PS3.5 7.1.2: explicit VRs whose length field is 4 bytes, after 2 reserved bytes.
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+
+
+def _check_top_level(raw: bytes, implicit: bool, little: bool) -> None:
+    """Walk the top-level elements of defined length; one that overruns is an error (PS3.5 7.1).
+
+    pydicom silently truncates such a value.  The walk stops at the first
+    undefined length (a sequence or encapsulated pixel data), which pydicom
+    itself delimits.
+    """
+    order = "<" if little else ">"
+    pos, end = 0, len(raw)
+    while pos < end:
+        if end - pos < 8:
+            raise ValueError(f"{end - pos} trailing byte(s) at offset {pos}")
+        if implicit:
+            (length,) = struct.unpack_from(order + "I", raw, pos + 4)
+            head = 8
+        elif raw[pos + 4 : pos + 6] in _LONG_VRS:
+            if end - pos < 12:
+                raise ValueError(f"element header at offset {pos} is cut short")
+            (length,) = struct.unpack_from(order + "I", raw, pos + 8)
+            head = 12
+        else:
+            (length,) = struct.unpack_from(order + "H", raw, pos + 6)
+            head = 8
+        if length == 0xFFFFFFFF:
+            return
+        if pos + head + length > end:
+            raise ValueError(f"element at offset {pos} has length {length}, past the end of the data set")
+        pos += head + length
+
+
+def decode_dataset(data: bytes | memoryview, transfer_syntax: str) -> Dataset:
+    """Decode data set bytes in ``transfer_syntax`` (PS3.5 7, 10), every element converted.
+
+    A transfer syntax pydicom does not know is our misuse
+    (:class:`LocalProtocolError`); bytes that do not decode are the peer's
+    (:class:`RemoteProtocolError`, reason 6).
+    """
+    uid = _transfer_syntax(transfer_syntax)
+    try:
+        raw = bytes(data)
+        if uid.is_deflated:
+            raw = zlib.decompress(raw, -zlib.MAX_WBITS)
+        _check_top_level(raw, uid.is_implicit_VR, uid.is_little_endian)
+        ds = read_dataset(BytesIO(raw), uid.is_implicit_VR, uid.is_little_endian)
+        for elem in ds.iterall():
+            _ = elem.value
+    except Exception as exc:
+        raise invalid(f"data set does not decode as {uid.name or uid}: {exc}", "PS3.7 6.3.1", None) from exc
+    return ds
