@@ -35,11 +35,13 @@ import collections
 import concurrent.futures
 import logging
 import resource
+import struct
 import threading
 import time
 from typing import Any
 
 from dicomconf.scp.config import SCPConfig
+from dicomconf.scp.responses import response_command, response_pdata
 from dicomconf.scp.storage import (
     STATUS_PROCESSING_FAILURE,
     MemoryStorage,
@@ -249,13 +251,37 @@ class _Connection(asyncio.Protocol):
         """P-DATA indication: one whole DIMSE message (PS3.7 9.1)."""
         field = msg.command_field
         if field == dimse.C_ECHO_RQ:
-            self._send(dimse.c_echo_rsp(msg))
+            self._respond(msg, 0x0000)
         elif field == dimse.C_STORE_RQ:
             self._on_store(msg)
         elif field & 0x8000 or field in _NO_RESPONSE:
             log.info("%s: ignored %s (nothing to answer)", self.peer, msg.name)
         else:
-            self._send(_unrecognized_rsp(msg))
+            self._respond(msg, STATUS_UNRECOGNIZED_OPERATION)
+
+    def _respond(self, msg: dimse.Message, status: int, sop_instance_uid: str | None = None) -> None:
+        """Answer ``msg`` with its response command and ``status`` (PS3.7 9.3, E.1), no data set."""
+        command = msg.command
+        field = (int(command.CommandField) | 0x8000) & 0xFFFF
+        message_id = command.get("MessageID")
+        sop_class = command.get("AffectedSOPClassUID") or command.get("RequestedSOPClassUID")
+        if field == dimse.C_ECHO_RSP and not sop_class:
+            sop_class = C.VERIFICATION_SOP_CLASS
+        sop_class = str(sop_class) if sop_class else None
+        pdata = None
+        if isinstance(message_id, int):
+            try:
+                raw = response_command(field, message_id, status, sop_class, sop_instance_uid)
+            except (UnicodeEncodeError, struct.error):
+                raw = None
+            if raw is not None:
+                pdata = response_pdata(msg.context_id, raw, self.assoc.peer_max_pdu_length)
+        if pdata is not None:
+            if self.server.tracing:
+                trace.debug("%s -> %s (%s)", self.peer, dimse.COMMAND_FIELDS.get(field, hex(field)), f"{status:04X}")
+            self._send(pdata)
+            return
+        self._send(_general_rsp(msg, field, status, sop_class, sop_instance_uid))
 
     def _on_store(self, msg: dimse.Message) -> None:
         """C-STORE (PS3.7 9.1.1, PS3.4 B.2): keep the data set, answer with a status."""
@@ -301,10 +327,7 @@ class _Connection(asyncio.Protocol):
             self.server._record(instance)
         elif status:
             log.info("%s: C-STORE of %s answered %04X", self.peer, msg.affected_sop_instance_uid, status)
-        if msg.affected_sop_instance_uid and msg.affected_sop_class_uid:
-            self._send(dimse.c_store_rsp(msg, status))
-        else:
-            self._send(_unrecognized_rsp(msg, status))
+        self._respond(msg, status, msg.affected_sop_instance_uid)
 
     # -------------------------------------------------------------- end
 
@@ -328,19 +351,22 @@ class _Connection(asyncio.Protocol):
             server._idle_waiter.set_result(None)
 
 
-def _unrecognized_rsp(msg: dimse.Message, status: int = STATUS_UNRECOGNIZED_OPERATION) -> dimse.Message:
-    """A response to a request we do not serve (PS3.7 C.4.3: 0211 unrecognized operation)."""
+def _general_rsp(
+    msg: dimse.Message, field: int, status: int, sop_class: str | None, sop_instance: str | None
+) -> dimse.Message:
+    """A response built as a Dataset (fragmented by the core): the path for what the fast one cannot encode."""
     from pydicom import Dataset
 
     ds = Dataset()
-    sop_class = msg.affected_sop_class_uid or msg.command.get("RequestedSOPClassUID")
     if sop_class:
-        ds.AffectedSOPClassUID = str(sop_class)
-    ds.CommandField = (msg.command_field | 0x8000) & 0xFFFF
+        ds.AffectedSOPClassUID = sop_class
+    ds.CommandField = field
     if msg.message_id is not None:
         ds.MessageIDBeingRespondedTo = msg.message_id
     ds.CommandDataSetType = dimse.NO_DATA_SET
     ds.Status = status
+    if sop_instance:
+        ds.AffectedSOPInstanceUID = sop_instance
     return dimse.Message(msg.context_id, ds)
 
 

@@ -1,0 +1,70 @@
+"""Sequential associate + C-ECHO + release: the reference SCP against pynetdicom's echoscp and DCMTK's storescp.
+
+One client for all three: a raw-socket loop sending pre-encoded PDUs
+(A-ASSOCIATE-RQ, C-ECHO-RQ, A-RELEASE-RQ) and reading whole PDUs back, so the
+client's own cost is the same for each server.  Each server runs as its own
+process on 127.0.0.1; DCMTK with TCP_NODELAY=1.  Goal (docs/benchmarks/scp.md):
+at least 20x pynetdicom, and at least DCMTK's rate.
+
+    python benchmarks/bench_scp_echo.py [--seconds 3] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from bench_scp_common import (
+    STORESCP,
+    associate_rq,
+    dcmtk_storescp,
+    dicomconf_scp,
+    echo_cycle,
+    free_port,
+    pynetdicom_echoscp,
+)
+
+
+def rate(port: int, seconds: float) -> float:
+    rq = associate_rq()
+    for _ in range(20):  # warm up
+        echo_cycle(port, rq)
+    n, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        echo_cycle(port, rq)
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per server and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    servers = {
+        "dicomconf scp": lambda p: dicomconf_scp(p),
+        "pynetdicom echoscp": pynetdicom_echoscp,
+    }
+    if os.access(STORESCP, os.X_OK):
+        servers["DCMTK storescp"] = lambda p: dcmtk_storescp(p)
+    results: dict[str, list[float]] = {name: [] for name in servers}
+    for r in range(args.rounds):
+        for name, start in servers.items():
+            with start(free_port()) as server:
+                results[name].append(rate(server.port, args.seconds))
+            print(f"round {r + 1}: {name:20s} {results[name][-1]:8.1f} associations/s", flush=True)
+    print()
+    ours = results["dicomconf scp"]
+    for name, values in results.items():
+        best, worst = max(values), min(values)
+        line = f"{name:20s} median {sorted(values)[len(values) // 2]:8.1f}/s  (min {worst:.1f}, max {best:.1f})"
+        if name != "dicomconf scp":
+            ratios = [a / b for a, b in zip(ours, values)]
+            line += f"   dicomconf/this per round: {', '.join(f'{x:.1f}x' for x in ratios)}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
