@@ -32,6 +32,7 @@ sets the exit status back to 0 when every failure was a should-level one.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as _dt
 import ipaddress
@@ -62,6 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="target profile (YAML); default: the embedded reference SCP's profile")
     group.addoption("--report-dir", metavar="DIR", default=None,
                     help="where reports and pcaps go (default: reports/<timestamp>, with reports/latest)")
+    group.addoption("--dicomconf-link-latest", action="store_true", default=False, help=argparse.SUPPRESS)
     group.addoption("--dicomconf-strict", action="store_true", default=False,
                     help="should-level failures fail the run (pytest's --strict does too)")
 
@@ -393,7 +395,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "strict": state.strict,
         "exit_status": int(session.exitstatus),
     }
-    state.written = write_reports(state.report_dir, run, state.records, latest=session.config.option.report_dir is None)
+    state.written = write_reports(state.report_dir, run, state.records, latest=session.config.option.report_dir is None or session.config.option.dicomconf_link_latest)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

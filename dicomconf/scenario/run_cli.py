@@ -1,0 +1,106 @@
+"""``dicomconf run``: the conformance scenarios for people who do not think in pytest.
+
+Theory of operation
+-------------------
+The sub-command takes the plugin's options, finds the scenarios, and runs
+pytest in-process over them with the dicomconf plugin, JUnit XML written to
+``<report dir>/junit.xml``, and returns pytest's exit code (0: every must
+scenario passed; 1: a must scenario failed, or a should scenario with
+``--strict``; 2-4: usage or internal errors).
+
+Which scenarios: the directories or files given as arguments; otherwise
+``./scenarios`` when the current directory has one; otherwise the
+``scenarios/`` directory next to the installed package, which exists in a
+source checkout installed editable (``pip install -e .``).  A regular
+(non-editable) install does not ship the scenario files: pass a directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib.metadata
+from pathlib import Path
+
+PLUGIN = "dicomconf.pytest_plugin"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", metavar="SCENARIOS",
+                        help="scenario directories or files (default: ./scenarios or the checkout's scenarios/)")
+    parser.add_argument("--target", metavar="HOST:PORT",
+                        help="the SCP under test (loopback only); default: the embedded reference SCP")
+    parser.add_argument("--called-ae", help="called AE title (default: the profile's ae_title)")
+    parser.add_argument("--calling-ae", help="calling AE title (default: the profile's calling_ae)")
+    parser.add_argument("--profile", metavar="FILE", help="target profile (YAML)")
+    parser.add_argument("--report-dir", metavar="DIR",
+                        help="where reports go (default: reports/<timestamp>, with reports/latest)")
+    parser.add_argument("--strict", action="store_true", help="should-level failures fail the run too")
+    parser.add_argument("-n", "--workers", metavar="N", help="run scenarios in N processes (pytest-xdist), or 'auto'")
+    parser.add_argument("-k", dest="keyword", metavar="EXPR", help="only scenarios whose id matches EXPR (pytest -k)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="less output")
+
+
+def default_scenarios(cwd: Path | None = None) -> Path | None:
+    """``./scenarios``, else the checkout's ``scenarios/`` beside the package, else None."""
+    cwd = cwd or Path.cwd()
+    here = cwd / "scenarios"
+    if here.is_dir():
+        return here
+    beside = Path(__file__).resolve().parents[2] / "scenarios"
+    return beside if beside.is_dir() else None
+
+
+def _plugin_registered() -> bool:
+    """True when the plugin is installed as a pytest11 entry point (then ``-p`` would load it twice)."""
+    try:
+        eps = importlib.metadata.entry_points(group="pytest11")
+    except Exception:
+        return False
+    return any(ep.value == PLUGIN for ep in eps)
+
+
+def pytest_args(args: argparse.Namespace) -> list[str] | str:
+    """The pytest command line for ``args``, or a usage message."""
+    paths = [Path(p) for p in args.paths] if args.paths else []
+    if not paths:
+        found = default_scenarios()
+        if found is None:
+            return ("no scenarios found: give a scenarios directory (a non-editable install does not ship "
+                    "the scenario files)")
+        paths = [found]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        return f"no such file or directory: {', '.join(missing)}"
+    report_dir = args.report_dir or str(Path("reports") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    out = [str(p) for p in paths]
+    if not _plugin_registered():
+        out += ["-p", PLUGIN]
+    out += ["-p", "no:cacheprovider", f"--junitxml={Path(report_dir) / 'junit.xml'}", "-o", "junit_family=xunit2",
+            "--report-dir", report_dir]
+    for flag, value in (("--target", args.target), ("--called-ae", args.called_ae),
+                        ("--calling-ae", args.calling_ae), ("--profile", args.profile)):
+        if value:
+            out += [flag, value]
+    if args.strict:
+        out.append("--dicomconf-strict")
+    if args.workers:
+        out += ["-n", str(args.workers)]
+    if args.keyword:
+        out += ["-k", args.keyword]
+    out.append("-q" if args.quiet else "-rfEs")
+    if args.report_dir is None:
+        out.append("--dicomconf-link-latest")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    import pytest
+
+    argv = pytest_args(args)
+    if isinstance(argv, str):
+        print(f"dicomconf run: {argv}", file=sys.stderr)
+        return 2
+    return int(pytest.main(argv))
