@@ -100,6 +100,8 @@ _PRIMITIVE_EVENTS: dict[type, str] = {
     AReleaseRP: "Evt14",
     AAbort: "Evt15",
 }
+# Actions whose indication carries the A-ASSOCIATE PDU the association must remember (Table 9-6).
+_ESTABLISHING = frozenset({"AE-3", "AE-6"})
 # Actions that issue a P-DATA indication, so the PDVs must be assembled first (Tables 9-7, 9-8).
 _PDATA_INDICATIONS = frozenset({"DT-2", "AR-6"})
 
@@ -311,8 +313,9 @@ class Association:
         if outcome.close:
             self.should_close = True
         events = list(outcome.indications)
-        for ev in events:
-            self._note_indication(ev)
+        if action in _ESTABLISHING:
+            for ev in events:
+                self._note_indication(ev)
         self.state = outcome.next_state
         self.last_transition = (state, event, action, outcome.next_state)
         if self.state == "Sta1" and state != "Sta1":

@@ -300,6 +300,9 @@ class Outcome:
 
 Action = Callable[[Context, tuple[str, ...]], Outcome]
 
+# Outcomes are immutable: the ones that do nothing but change state are built once.
+_QUIET: dict[str, Outcome] = {state: Outcome(state) for state in STATES}
+
 
 @dataclass(frozen=True, slots=True)
 class ActionSpec:
@@ -362,7 +365,9 @@ def _send_message(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
 
 def _indicate_messages(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
     """DT-2, AR-6: P-DATA indication, one per DIMSE message completed."""
-    return Outcome(nxt[0], indications=tuple(MessageReceived(m) for m in ctx.messages))
+    if not ctx.messages:
+        return _QUIET[nxt[0]]
+    return Outcome(nxt[0], indications=tuple([MessageReceived(m) for m in ctx.messages]))
 
 
 def _ar_2(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
@@ -410,7 +415,7 @@ def _aa_5(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
 
 
 def _aa_6(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
-    return Outcome(nxt[0])
+    return _QUIET[nxt[0]]
 
 
 def _aa_7(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
