@@ -11,8 +11,8 @@ Zero copy where possible: a PDU that lies wholly inside the chunk given to
 :meth:`PDUReader.feed` is returned as a ``memoryview`` slice of that chunk
 (the caller must not mutate the chunk while it holds the PDU).  A PDU that
 straddles chunks is kept as a list of pieces (read-only slices of ``bytes``
-chunks, copies of writable ones) and joined once, into a new ``bytes``, when
-its last byte arrives.  Nothing is allocated from the announced length, so a
+chunks, copies of writable ones, small pieces gathered into one bytearray) and
+joined once, into a new ``bytes``, when its last byte arrives.  Nothing is allocated from the announced length, so a
 lying header costs no memory.
 
 A length above ``max_pdu_length`` (the largest whole PDU the reader accepts,
@@ -29,6 +29,7 @@ from dicomconf.ul.errors import RemoteProtocolError
 
 _HEADER = struct.Struct(">BxI")
 HEADER_LENGTH = C.PDU_HEADER_LENGTH
+_SMALL_PIECE = 4096  # pieces shorter than this are copied together rather than held one by one
 
 
 class PDUReader:
@@ -44,7 +45,7 @@ class PDUReader:
     def __init__(self, max_pdu_length: int | None = None) -> None:
         self.max_pdu_length = max_pdu_length
         self._head = bytearray()  # the first bytes of a PDU whose header is not complete yet
-        self._parts: list[bytes | memoryview] = []  # pieces of a PDU whose header is known
+        self._parts: list[bytes | bytearray | memoryview] = []  # pieces of a PDU whose header is known
         self._have = 0  # bytes in _parts
         self._need = 0  # total length of the PDU in _parts (0: none)
         self._error: RemoteProtocolError | None = None
@@ -70,10 +71,22 @@ class PDUReader:
             raise self._error
         return total
 
-    @staticmethod
-    def _keep(piece: memoryview) -> bytes | memoryview:
-        # A slice of an immutable chunk may be held; a writable chunk may be reused by the caller.
-        return piece if piece.readonly else bytes(piece)
+    def _append(self, piece: memoryview) -> None:
+        """Hold a piece of the straddling PDU.
+
+        A large slice of an immutable chunk is held as it is; a writable chunk
+        may be reused by the caller, so it is copied; small pieces are gathered
+        into one bytearray, so a peer trickling bytes costs no per-piece overhead.
+        """
+        parts = self._parts
+        if len(piece) < _SMALL_PIECE:
+            if parts and type(parts[-1]) is bytearray:
+                parts[-1] += piece
+            else:
+                parts.append(bytearray(piece))
+        else:
+            parts.append(piece if piece.readonly else bytes(piece))
+        self._have += len(piece)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes | memoryview]:
         """Add ``data``; return every PDU completed by it, in order."""
@@ -93,14 +106,13 @@ class PDUReader:
                 return out
             pdu_type, length = _HEADER.unpack_from(head)
             self._need = self._check(pdu_type, length)
-            self._parts.append(bytes(head))
-            self._have = HEADER_LENGTH
+            with memoryview(head) as header:
+                self._append(header)  # under _SMALL_PIECE: copied, so head may be reused
             head.clear()
         if self._need:
             take = min(self._need - self._have, end - pos)
             if take:
-                self._parts.append(self._keep(view[pos : pos + take]))
-                self._have += take
+                self._append(view[pos : pos + take])
                 pos += take
             if self._have < self._need:
                 return out
@@ -115,8 +127,7 @@ class PDUReader:
                 self._check(pdu_type, length)
             if pos + total > end:
                 self._need = total
-                self._parts.append(self._keep(view[pos:]))
-                self._have = end - pos
+                self._append(view[pos:])
                 return out
             out.append(view[pos : pos + total])
             pos += total

@@ -124,3 +124,24 @@ def test_unknown_pdu_type_is_framed_not_judged():
     # Framing only splits the stream; decode_pdu judges the type (PS3.8 9.3.1).
     odd = bytes((0x42, 0, 0, 0, 0, 2, 9, 9))
     assert _feed_all(PDUReader(), [odd + PDUS[3]]) == [odd, PDUS[3]]
+
+
+def test_trickled_pdu_is_gathered_not_held_piece_by_piece():
+    pdu = PDataTF((PDV(1, 2, bytes(range(256)) * 40),)).encode()
+    reader = PDUReader()
+    for i in range(len(pdu) - 1):
+        assert reader.feed(pdu[i : i + 1]) == []
+    assert len(reader._parts) == 1  # one bytearray, not thousands of one-byte pieces
+    assert reader.buffered == len(pdu) - 1
+    (whole,) = reader.feed(pdu[-1:])
+    assert bytes(whole) == pdu and reader.buffered == 0
+
+
+def test_large_pieces_of_immutable_chunks_are_held_without_copy():
+    pdu = PDataTF((PDV(1, 2, b"q" * 20000),)).encode()
+    first, second = pdu[:10000], pdu[10000:]
+    reader = PDUReader()
+    assert reader.feed(first) == []
+    assert any(isinstance(p, memoryview) and p.obj is first for p in reader._parts)
+    (whole,) = reader.feed(second)
+    assert bytes(whole) == pdu
