@@ -349,9 +349,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if call.excinfo is not None and outcome in ("failed", "error"):
             value = call.excinfo.value
             failure = value.details() if isinstance(value, ScenarioFailure) else {"message": str(value)}
+        if failure is not None:
+            failure["text"] = str(report.longrepr)
         skip_reason = None
         if outcome == "skipped" and isinstance(report.longrepr, tuple):
             skip_reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+            report.longrepr = (str(item.path), item.entry.line or 1, f"Skipped: {skip_reason}")
         report.dicomconf = {
             **item.meta,
             "outcome": outcome,
@@ -407,7 +410,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("dicomconf conformance by area")
     for line in area_table(state.records):
         terminalreporter.write_line(line)
-    if state.should_failed and not state.strict:
+    should = [r for r in state.records if r["outcome"] == "failed" and r["severity"] == "should"]
+    if should and not state.strict:
+        terminalreporter.section("should-level failures (reported; they fail the run only with --strict)", sep="-")
+        for r in should:
+            terminalreporter.write_line((r.get("failure") or {}).get("text") or r["id"])
         terminalreporter.write_line(
             f"{len(state.should_failed)} should-level failure(s) reported; they fail the run only with --strict"
         )

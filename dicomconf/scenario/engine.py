@@ -137,7 +137,7 @@ class ScenarioFailure(AssertionError):
 
 def _brief(spec: Any) -> str:
     if isinstance(spec, dict):
-        spec = {k: v for k, v in spec.items() if k not in ("on", "save", "skip")}
+        spec = {k: v for k, v in spec.items() if k not in ("on", "save", "skip", "within")}
     return json.dumps(spec, default=str)
 
 
