@@ -335,7 +335,9 @@ def decode_pdu(data: bytes | bytearray | memoryview) -> PDU:
     an unknown PDU type (reason 1), a length field that disagrees with the
     bytes given, or a malformed body (reason 6 or 5).
     """
-    buf = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
+    buf = data if isinstance(data, memoryview) else memoryview(data)
+    if buf.format != "B" or buf.ndim != 1:
+        buf = buf.cast("B")  # any other contiguous buffer, read as bytes
     if len(buf) < C.PDU_HEADER_LENGTH:
         raise invalid(f"{len(buf)} byte(s) is shorter than a PDU header", "PS3.8 9.3.1", 0)
     pdu_type, _reserved, length = _PDU_HEADER.unpack_from(buf)

@@ -282,3 +282,28 @@ def test_unencodable_fields_are_local_errors(obj):
 
     with pytest.raises(LocalProtocolError):
         obj.encode()
+
+
+def test_decode_reads_any_buffer_as_bytes():
+    import array
+
+    raw = AAbort(2, 1).encode() + b"\x00\x00"  # 12 bytes: six 16-bit items
+    arr = array.array("H", raw)
+    with pytest.raises(RemoteProtocolError):  # two trailing bytes: the length disagrees
+        decode_pdu(memoryview(arr))
+    assert decode_pdu(memoryview(array.array("B", AAbort(2, 1).encode()))) == AAbort(2, 1)
+    assert decode_pdu(memoryview(array.array("H", AReleaseRQ().encode() + b"\x00\x00"))[:5]) == AReleaseRQ()
+
+
+@pytest.mark.parametrize("obj, raw", [c[1:] for c in LEGAL], ids=[c[0] for c in LEGAL])
+def test_each_legal_pdu_through_the_reader_whole_bytewise_and_with_trailing(obj, raw):
+    from dicomconf.ul.framing import PDUReader
+
+    reader = PDUReader(max_pdu_length=len(raw))
+    (whole,) = reader.feed(raw)
+    assert _norm(decode_pdu(whole)) == _norm(obj)
+    got = [p for i in range(len(raw)) for p in reader.feed(raw[i : i + 1])]
+    assert [bytes(p) for p in got] == [raw]
+    trailing = AReleaseRP().encode()[:4]
+    assert [bytes(p) for p in reader.feed(raw + trailing)] == [raw]
+    assert reader.buffered == 4
