@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from pydicom.uid import RE_VALID_UID
+
 from dicomconf.ul import constants as C
 from dicomconf.ul.pdu import AAssociateAC, AAssociateRJ, AAssociateRQ
 
@@ -56,8 +58,12 @@ PROBLEMS: dict[str, tuple[str, str]] = {
     "ac.max-length.missing": ("PS3.8 D.1", SHOULD),
     "ac.max-length.duplicate": ("PS3.8 D.1.2", MUST),
     "ac.implementation-class-uid.missing": ("PS3.7 D.3.3.2", MUST),
+    "ac.implementation-class-uid.invalid": ("PS3.5 9.1", MUST),
+    "ac.implementation-class-uid.duplicate": ("PS3.7 D.3.3.2.2", MUST),
     "ac.implementation-version-name.length": ("PS3.7 D.3.3.2.4", MUST),
+    "ac.implementation-version-name.duplicate": ("PS3.7 D.3.3.2.4", MUST),
     "ac.async-window.not-proposed": ("PS3.7 D.3.3.3", MUST),
+    "ac.async-window.duplicate": ("PS3.7 D.3.3.3.2", MUST),
     "ac.async-window.exceeds-proposal": ("PS3.7 D.3.3.3", MUST),
     "ac.role.not-proposed": ("PS3.7 D.3.3.4", MUST),
     "ac.role.granted-unproposed": ("PS3.7 D.3.3.4", MUST),
@@ -219,8 +225,20 @@ def _check_user_information(rq: AAssociateRQ, ac: AAssociateAC) -> list[Problem]
         out.append(_problem("ac.max-length.missing", "no maximum length sub-item"))
     elif kinds[C.SUB_MAXIMUM_LENGTH] > 1:
         out.append(_problem("ac.max-length.duplicate", f"{kinds[C.SUB_MAXIMUM_LENGTH]} maximum length sub-items"))
-    if not ui.implementation_class_uid:
+    for code, item_type, what in (
+        ("ac.implementation-class-uid.duplicate", C.SUB_IMPLEMENTATION_CLASS_UID, "implementation class UID"),
+        ("ac.implementation-version-name.duplicate", C.SUB_IMPLEMENTATION_VERSION_NAME, "implementation version name"),
+        ("ac.async-window.duplicate", C.SUB_ASYNCHRONOUS_OPERATIONS_WINDOW, "asynchronous operations window"),
+    ):
+        if kinds[item_type] > 1:
+            out.append(_problem(code, f"{kinds[item_type]} {what} sub-items; only one may be present"))
+    uid = ui.implementation_class_uid
+    if not uid:
         out.append(_problem("ac.implementation-class-uid.missing", "no implementation class UID"))
+    elif len(uid) > 64 or not RE_VALID_UID.match(uid):
+        out.append(
+            _problem("ac.implementation-class-uid.invalid", f"implementation class UID {uid!r} is not a valid UID")
+        )
     name = ui.implementation_version_name
     if name is not None and not 1 <= len(name) <= 16:
         out.append(

@@ -102,6 +102,20 @@ FAULTY = [
     ("max-length-twice", RQ, with_subs(MaximumLength(1000)), {"ac.max-length.duplicate"}),
     ("impl-uid-missing", RQ, with_subs(drop=(ImplementationClassUID,)), {"ac.implementation-class-uid.missing"}),
     (
+        "impl-uid-invalid",
+        RQ,
+        with_subs(ImplementationClassUID("1.2.03.4 "), drop=(ImplementationClassUID,)),
+        {"ac.implementation-class-uid.invalid"},
+    ),
+    ("impl-uid-twice", RQ, with_subs(ImplementationClassUID("1.2.3")), {"ac.implementation-class-uid.duplicate"}),
+    (
+        "version-name-twice",
+        RQ,
+        with_subs(ImplementationVersionName("OTHER")),
+        {"ac.implementation-version-name.duplicate"},
+    ),
+    ("async-twice", RQ, with_subs(AsynchronousOperationsWindow(1, 1)), {"ac.async-window.duplicate"}),
+    (
         "version-name-17",
         RQ,
         with_subs(ImplementationVersionName("X" * 17), drop=(ImplementationVersionName,)),
