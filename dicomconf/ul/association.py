@@ -101,7 +101,7 @@ _PRIMITIVE_EVENTS: dict[type, str] = {
     AAbort: "Evt15",
 }
 # Actions whose indication carries the A-ASSOCIATE PDU the association must remember (Table 9-6).
-_ESTABLISHING = frozenset({"AE-3", "AE-6"})
+_NOTED = frozenset({"AE-3", "AE-6"})
 # Actions that issue a P-DATA indication, so the PDVs must be assembled first (Tables 9-7, 9-8).
 _PDATA_INDICATIONS = frozenset({"DT-2", "AR-6"})
 
@@ -302,9 +302,7 @@ class Association:
         rejection = None
         if event == "Evt6" and self.provider_check is not None and fsm.TRANSITIONS.get((state, event)) == "AE-6":
             rejection = self.provider_check(context["pdu"])  # type: ignore[arg-type]
-        if event == "Evt19":
-            self.error = context["error"]  # type: ignore[assignment]
-        ctx = fsm.Context(event=event, role=self.role, rejection=rejection, **context)  # type: ignore[arg-type]
+        ctx = fsm.Context(event=event, role=self.role, rejection=rejection, state=state, **context)  # type: ignore[arg-type]
         action, outcome = fsm.run(state, event, ctx)
         for item in outcome.send:
             self._emit(item)
@@ -312,8 +310,10 @@ class Association:
             self.artim_running = outcome.artim != fsm.ARTIM_STOP
         if outcome.close:
             self.should_close = True
+        if outcome.fault is not None:
+            self.error = outcome.fault
         events = list(outcome.indications)
-        if action in _ESTABLISHING:
+        if action in _NOTED:
             for ev in events:
                 self._note_indication(ev)
         self.state = outcome.next_state

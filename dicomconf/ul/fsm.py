@@ -47,7 +47,8 @@ tables has been stable since the 2011 edition (compared with 2014c).
   answering (in Sta13 the user is gone), so it sends source 2 with the
   reason of the fault, as AA-8 does.  ARTIM keeps running.
 - AA-8 sends source 2; the reason is the :class:`RemoteProtocolError`'s for
-  Evt19, else 2 (unexpected-PDU) for a well-formed PDU in the wrong state.
+  Evt19, else 2 (unexpected-PDU) for a well-formed PDU in the wrong state,
+  for which the A-P-ABORT indication carries an error citing the cell.
 - AE-6 stops ARTIM; on the reject branch it starts it again ("restart").
 """
 
@@ -274,7 +275,8 @@ class Context:
     send (Evt1 via AE-2, Evt7, Evt8, Evt11, Evt14, Evt15); ``message`` the
     DIMSE message of a P-DATA request; ``messages`` those a received
     P-DATA-TF completed; ``error`` the fault behind Evt19; ``rejection`` the
-    A-ASSOCIATE-RJ the service-provider answers an unacceptable RQ with (AE-6).
+    A-ASSOCIATE-RJ the service-provider answers an unacceptable RQ with (AE-6);
+    ``state`` the state the event arrived in (for the fault's description).
     """
 
     event: str
@@ -284,6 +286,7 @@ class Context:
     messages: tuple = ()
     error: RemoteProtocolError | None = None
     rejection: object | None = None
+    state: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +299,7 @@ class Outcome:
     close: bool = False  # close the transport connection once the bytes are written
     connect: bool = False  # issue a TRANSPORT CONNECT request (AE-1)
     indications: tuple[Event, ...] = ()
+    fault: RemoteProtocolError | None = None  # the peer's violation the action answers (AA-1, AA-7, AA-8)
 
 
 Action = Callable[[Context, tuple[str, ...]], Outcome]
@@ -314,11 +318,15 @@ class ActionSpec:
     function: Action
 
 
-def _abort_reason(ctx: Context) -> int:
-    """The A-ABORT reason the provider gives: the fault's for Evt19, else unexpected-PDU (PS3.8 9.3.8)."""
+def _fault(ctx: Context) -> RemoteProtocolError:
+    """The peer's fault behind a provider abort: Evt19's error, else a well-formed PDU in the wrong state."""
     if ctx.error is not None:
-        return ctx.error.reason
-    return C.ABORT_REASON_UNEXPECTED_PDU
+        return ctx.error
+    return RemoteProtocolError(
+        f"{EVENTS[ctx.event]} is unexpected in {ctx.state} ({STATES.get(ctx.state, '?')})",
+        f"PS3.8 9.2.3 Table 9-10 ({ctx.state}, {ctx.event})",
+        reason=C.ABORT_REASON_UNEXPECTED_PDU,
+    )
 
 
 def _ae_1(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
@@ -394,7 +402,7 @@ def _ar_10(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
 
 def _aa_1(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
     pdu = ctx.pdu if ctx.event == "Evt15" and isinstance(ctx.pdu, AAbort) else AAbort(C.ABORT_SOURCE_USER)
-    return Outcome(nxt[0], send=(pdu,), artim=ARTIM_RESTART)
+    return Outcome(nxt[0], send=(pdu,), artim=ARTIM_RESTART, fault=ctx.error)
 
 
 def _aa_2(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
@@ -419,16 +427,18 @@ def _aa_6(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
 
 
 def _aa_7(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
-    return Outcome(nxt[0], send=(AAbort(C.ABORT_SOURCE_PROVIDER, _abort_reason(ctx)),))
+    fault = _fault(ctx)
+    return Outcome(nxt[0], send=(AAbort(C.ABORT_SOURCE_PROVIDER, fault.reason),), fault=fault)
 
 
 def _aa_8(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
-    reason = _abort_reason(ctx)
+    fault = _fault(ctx)
     return Outcome(
         nxt[0],
-        send=(AAbort(C.ABORT_SOURCE_PROVIDER, reason),),
+        send=(AAbort(C.ABORT_SOURCE_PROVIDER, fault.reason),),
         artim=ARTIM_START,
-        indications=(Aborted(C.ABORT_SOURCE_PROVIDER, reason, False, ctx.error),),
+        indications=(Aborted(C.ABORT_SOURCE_PROVIDER, fault.reason, False, fault),),
+        fault=fault,
     )
 
 

@@ -207,10 +207,26 @@ def _to_sta(p: Pair, phase: str) -> tuple[Association, Association]:
     if phase == "Sta8":
         p.acc.receive_data(p.req.send(AReleaseRQ()))
         return p.acc, p.req
+    to_acc, to_req = p.req.send(AReleaseRQ()), p.acc.send(AReleaseRQ())
+    p.req.receive_data(to_req)  # Sta9
+    p.acc.receive_data(to_acc)  # Sta10
+    if phase == "Sta9":
+        return p.req, p.acc
+    if phase == "Sta10":
+        return p.acc, p.req
+    rp = p.req.send(AReleaseRP())  # Sta11
+    if phase == "Sta11":
+        return p.req, p.acc
+    p.acc.receive_data(rp)  # Sta12
+    if phase == "Sta12":
+        return p.acc, p.req
     raise AssertionError(phase)
 
 
-@pytest.mark.parametrize("phase", ["Sta3", "Sta5", "Sta6-req", "Sta6-acc", "Sta7", "Sta8"])
+PHASES = ["Sta3", "Sta5", "Sta6-req", "Sta6-acc", "Sta7", "Sta8", "Sta9", "Sta10", "Sta11", "Sta12"]
+
+
+@pytest.mark.parametrize("phase", PHASES)
 def test_user_abort_in_every_phase(phase):
     p = Pair()
     me, peer = _to_sta(p, phase)
@@ -219,7 +235,7 @@ def test_user_abort_in_every_phase(phase):
     assert pdus(out) == [AAbort(C.ABORT_SOURCE_USER, 0)]
     assert me.state == "Sta13" and me.artim_running and not me.should_close
     ev = peer.receive_data(out)
-    assert [e for e in ev if isinstance(e, Aborted)] == [Aborted(0, 0, True)]
+    assert [e for e in ev if isinstance(e, Aborted)] == [Aborted(0, 0, True)]  # AA-3 in whatever state the peer is
     assert peer.state == "Sta1" and peer.should_close and kinds(ev)[-1] is ConnectionClosed
     assert kinds(me.connection_lost()) == [ConnectionClosed] and me.state == "Sta1" and not me.artim_running
 
@@ -232,7 +248,7 @@ def test_abort_before_the_connection_completes():
     assert a.connection_lost() == [] and a.receive_data(b"late") == []
 
 
-@pytest.mark.parametrize("phase", ["Sta3", "Sta5", "Sta6-req", "Sta6-acc", "Sta7", "Sta8"])
+@pytest.mark.parametrize("phase", PHASES)
 def test_provider_abort_on_unrecognised_pdu_in_every_phase(phase):
     p = Pair()
     me, peer = _to_sta(p, phase)
@@ -346,6 +362,7 @@ def test_unexpected_associate_rq_in_sta6():
     p.associate()
     ev = p.req.receive_data(rq().encode())
     assert kinds(ev) == [Aborted] and ev[-1].reason == C.ABORT_REASON_UNEXPECTED_PDU
+    assert ev[-1].error is p.req.error and "(Sta6, Evt6)" in p.req.error.clause
     assert pdus(p.req.data_to_send()) == [AAbort(2, 2)]
 
 

@@ -229,8 +229,11 @@ def test_aa8_and_aa7_reason_from_error(reason):
 
 
 def test_aa8_unexpected_pdu_reason():
-    _, out = fsm.run("Sta6", "Evt6", fsm.Context("Evt6", "acceptor", pdu=make_rq()))
+    _, out = fsm.run("Sta6", "Evt6", fsm.Context("Evt6", "acceptor", pdu=make_rq(), state="Sta6"))
     assert out.send == (AAbort(2, C.ABORT_REASON_UNEXPECTED_PDU),)
+    (ind,) = out.indications
+    assert ind.reason == 2 and ind.error.clause == "PS3.8 9.2.3 Table 9-10 (Sta6, Evt6)"
+    assert "A-ASSOCIATE-RQ PDU" in ind.error.message
 
 
 def _err(reason: int) -> RemoteProtocolError:
@@ -440,6 +443,7 @@ def test_cell_on_association(state, event, role):
     if action in ("AA-7", "AA-8"):
         expected_reason = C.ABORT_REASON_UNRECOGNIZED_PDU if event == "Evt19" else C.ABORT_REASON_UNEXPECTED_PDU
         assert pdus[0] == AAbort(C.ABORT_SOURCE_PROVIDER, expected_reason)
+        assert a.error is not None and a.error.reason == expected_reason
     if action in ("DT-2", "AR-6"):
         (msg,) = [e.message for e in events if isinstance(e, MessageReceived)]
         assert msg.name == "C-ECHO-RQ" and msg.message_id == 7
