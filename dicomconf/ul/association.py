@@ -171,7 +171,11 @@ class Association:
         return self._fire("Evt2", pdu=self._pending_rq)
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Frame, decode and act on bytes from the peer; return the events they cause."""
+        """Frame, decode and act on bytes from the peer; return the events they cause.
+
+        Decoded PDUs (in :class:`PDUReceived`) may be views into ``data``:
+        pass ``bytes``, or do not reuse a mutable buffer while holding them.
+        """
         if self.state not in fsm.CONNECTED_STATES:
             if self._finished:
                 return []
@@ -200,7 +204,9 @@ class Association:
         in order.  A send issues no indication; the one send that ends the
         association at once (A-ABORT in Sta4, AA-2) sets ``should_close``.
         """
-        event = _PRIMITIVE_EVENTS.get(type(primitive))
+        event = _PRIMITIVE_EVENTS.get(type(primitive)) or next(
+            (e for cls, e in _PRIMITIVE_EVENTS.items() if isinstance(primitive, cls)), None
+        )
         if event is None:
             raise LocalProtocolError(f"{type(primitive).__name__} is not a primitive an association sends")
         if event == "Evt1":
