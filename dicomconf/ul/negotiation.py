@@ -278,7 +278,9 @@ def _utf8(field_value: bytes) -> str | None:
         return None
 
 
-def _user_identity(item: UserIdentityRQ | None, policy: AcceptorPolicy) -> tuple[bool, str | None, UserIdentityAC | None]:
+def _user_identity(
+    item: UserIdentityRQ | None, policy: AcceptorPolicy
+) -> tuple[bool, str | None, UserIdentityAC | None]:
     """(accepted, username, 59H reply or None) for the RQ's user identity (PS3.7 D.3.3.7).
 
     With ``users=None`` identity is not checked: types 1 and 2 are taken at
@@ -390,7 +392,9 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
         if syntaxes is None:
             result = C.PC_ABSTRACT_SYNTAX_NOT_SUPPORTED
         else:
-            chosen = _choose_transfer_syntax(pc.transfer_syntaxes, tuple(syntaxes), policy.prefer_own_transfer_syntax_order)
+            chosen = _choose_transfer_syntax(
+                pc.transfer_syntaxes, tuple(syntaxes), policy.prefer_own_transfer_syntax_order
+            )
             if chosen is None:
                 result = C.PC_TRANSFER_SYNTAXES_NOT_SUPPORTED
             else:
@@ -425,7 +429,8 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
         )
         subs.append(AsynchronousOperationsWindow(*window))
     for sop, role_item in role_items.items():
-        subs.append(RoleSelection(sop, *select_role(role_item.scu_role, role_item.scp_role, *allowed_roles(sop, general_for(sop)))))
+        allow = allowed_roles(sop, general_for(sop))
+        subs.append(RoleSelection(sop, *select_role(role_item.scu_role, role_item.scp_role, *allow)))
     if policy.implementation_version_name:
         subs.append(ImplementationVersionName(policy.implementation_version_name))
     extended: dict[str, bytes] = {}
