@@ -21,7 +21,8 @@ Association-level checks, first failing one wins
        gives no per-context result for this and an AC cannot answer such an
        ID without breaking 9.3.3.2 itself (7.1.1.14: one result per proposed
        context, identified by its ID), so the request is not acceptable to
-       the service-provider: PS3.8 9.2 Table 9-7 AE-6 answers with an RJ,
+       the service-provider: PS3.8 9.2.2 Table 9-6 AE-6 answers such a
+       request with an RJ, and 7.1.2.6 has the provider give source 2 or 3;
        here (1, 2, 1) rejected-permanent, ACSE-related, no-reason-given.
     3. local limit: ``active_associations >= max_associations`` -> RJ
        (2, 3, 2) rejected-transient, local-limit-exceeded (Table 9-21).
@@ -31,15 +32,16 @@ Association-level checks, first failing one wins
        RJ (1, 1, 7).
     6. calling AE title not allowed (when ``allowed_calling_aes`` is set) ->
        RJ (1, 1, 3).
-    7. user identity refused (PS3.7 D.3.3.7, PS3.15 B.4-B.6 "if the
+    7. user identity refused (PS3.7 D.3.3.7; PS3.15 B.6: "if the
        authentication fails, the association shall be rejected") ->
        RJ (1, 1, 1): Table 9-21 has no identity-specific reason, and the
        check is the service-user's, so source 1 with no-reason-given.
 
     The provider's own checks (1-3) come before the service-user's (4-7),
-    as in AE-6 the user sees only a request the provider found acceptable;
-    the permanent provider rejections come before the transient one so a
-    requestor is not told to retry what can never succeed.  Among the user
+    as in AE-6 (and 7.1.2.6) the user sees only a request the provider
+    found acceptable; the permanent provider rejections come before the
+    transient one so a requestor is not told to retry what can never
+    succeed.  Among the user
     checks, the application context comes first (nothing else has meaning
     without it), then whom the request is for, who sends it, and its
     credentials.  AE titles compare without leading and trailing spaces
