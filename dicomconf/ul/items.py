@@ -43,7 +43,7 @@ def checked_encode(method):
     def encode(self):
         try:
             return method(self)
-        except (struct.error, ValueError, OverflowError, TypeError) as exc:
+        except (struct.error, ValueError, OverflowError, TypeError, AttributeError) as exc:
             raise LocalProtocolError(f"{type(self).__name__} cannot be encoded: {exc}") from exc
 
     return encode
