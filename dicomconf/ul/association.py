@@ -308,7 +308,7 @@ class Association:
         rejection = None
         if event == "Evt6" and self.provider_check is not None and fsm.TRANSITIONS.get((state, event)) == "AE-6":
             rejection = self.provider_check(context["pdu"])  # type: ignore[arg-type]
-        ctx = fsm.Context(event=event, role=self.role, rejection=rejection, state=state, **context)  # type: ignore[arg-type]
+        ctx = fsm.Context(event, self.role, rejection=rejection, state=state, **context)  # type: ignore[arg-type]
         action, outcome = fsm.run(state, event, ctx)
         for item in outcome.send:
             self._emit(item)

@@ -352,7 +352,8 @@ def _ae_5(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
 def _ae_6(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
     accept_state, reject_state = nxt
     if ctx.rejection is None:
-        return Outcome(accept_state, artim=ARTIM_STOP, indications=(AssociateRequested(ctx.pdu),))  # type: ignore[arg-type]
+        indication = AssociateRequested(ctx.pdu)  # type: ignore[arg-type]
+        return Outcome(accept_state, artim=ARTIM_STOP, indications=(indication,))
     return Outcome(reject_state, send=(ctx.rejection,), artim=ARTIM_RESTART)
 
 

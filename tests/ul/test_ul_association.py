@@ -130,7 +130,10 @@ def test_associate_echo_release(chunk):
     p = Pair(chunk=chunk)
     p.associate()
     for a in (p.req, p.acc):
-        assert a.accepted_contexts == {1: (C.VERIFICATION_SOP_CLASS, C.IMPLICIT_VR_LITTLE_ENDIAN), 3: (CT_IMAGE, EXPLICIT_LE)}
+        assert a.accepted_contexts == {
+            1: (C.VERIFICATION_SOP_CLASS, C.IMPLICIT_VR_LITTLE_ENDIAN),
+            3: (CT_IMAGE, EXPLICIT_LE),
+        }
         assert a.peer_max_pdu_length == 16382
     ev = p.deliver(p.req.send(dimse.c_echo_rq(1)), p.acc)
     (msg,) = [e.message for e in ev if isinstance(e, MessageReceived)]
