@@ -316,3 +316,15 @@ def test_reserved_message_control_header_bits_are_not_tested():
     # PS3.8 E.2: bits 2-7 are sent as 0 and not checked by the receiver.
     msg = D.MessageAssembler().add(_pdv(1, CL | 0xFC, CMD_ECHO))
     assert msg is not None and msg.name == "C-ECHO-RQ"
+
+
+def test_contract_names_are_exported_from_dimse():
+    # docs/architecture.md and the DIMSE contract name these in dicomconf.ul.dimse
+    for name in ("Message", "MessageAssembler", "fragment", "encode_command", "decode_command", "c_echo_rq",
+                 "c_echo_rsp", "c_store_rq", "c_store_rsp", "COMMAND_FIELDS", "status_meaning"):
+        assert name in D.__all__ and hasattr(D, name), name
+    assert D.COMMAND_FIELDS[D.C_STORE_RQ] == "C-STORE-RQ" and D.COMMAND_CODES["C-ECHO-RSP"] == 0x8030
+    msg = D.Message(1, D.c_echo_rq(1).command)
+    with pytest.raises(AttributeError):
+        msg.context_id = 3  # frozen
+    assert not hasattr(msg, "__dict__")  # slotted
