@@ -13,7 +13,8 @@ connection.  It owns no socket and no clock.  The driver calls:
   when the transport closes (Evt17),
 
 and after each call writes ``data_to_send()`` (``send`` returns its bytes
-directly), keeps an ARTIM timer running exactly while ``artim_running``,
+directly), keeps an ARTIM timer running exactly while ``artim_running``
+(restarting it when ``artim_starts`` changes: AA-1 restarts a running ARTIM),
 closes the transport once ``should_close`` is set, and acts on the events
 returned (:mod:`dicomconf.ul.events`).
 
@@ -139,6 +140,7 @@ class Association:
         self.provider_check = provider_check
         self.state = "Sta1"
         self.artim_running = False
+        self.artim_starts = 0  # counts starts and restarts (AA-1, AE-6 reject): a driver restarts its timer on change
         self.should_close = False
         self.peer_max_pdu_length = 0
         self.accepted_contexts: dict[int, tuple[str, str]] = {}
@@ -314,6 +316,8 @@ class Association:
             self._emit(item)
         if outcome.artim is not None:
             self.artim_running = outcome.artim != fsm.ARTIM_STOP
+            if self.artim_running:
+                self.artim_starts += 1
         if outcome.close:
             self.should_close = True
         if outcome.fault is not None:

@@ -423,7 +423,7 @@ def test_cell_on_association(state, event, role):
             fire(a, event)
         assert a.state == state
         return
-    artim_before = a.artim_running
+    artim_before, starts_before = a.artim_running, a.artim_starts
     events, out = fire(a, event)
     effects = EFFECTS[action]
     nxt = expected_next(action, role)
@@ -433,6 +433,7 @@ def test_cell_on_association(state, event, role):
     assert [p.pdu_type for p in pdus] == effects["sends"]
     assert a.artim_running == (artim_before if effects["artim"] is None else effects["artim"])
     assert a.artim_running == (nxt in ("Sta2", "Sta13"))  # ARTIM runs only while awaiting RQ or close
+    assert a.artim_starts == starts_before + (effects["artim"] is True)  # AA-1 restarts even a running ARTIM
     assert a.should_close == effects["close"]
     indications = [type(e) for e in events if not isinstance(e, (PDUReceived, ConnectionClosed))]
     assert indications == effects["ind"]
