@@ -232,7 +232,53 @@ def plausible_header(buf: bytes | bytearray | memoryview, pos: int) -> bool:
     if t == C.P_DATA_TF:
         (pdv,) = struct.unpack_from(">I", buf, pos + 6)
         return 2 <= pdv <= length - 4 and (len(buf) - pos < 12 or (buf[pos + 10] & 1 and buf[pos + 11] < 4))
+    if t == C.A_ASSOCIATE_RJ:
+        return length == 4 and buf[pos + 7] in C.RJ_RESULT_NAMES and buf[pos + 8] in C.RJ_SOURCE_NAMES
+    if t == C.A_ABORT:
+        return length == 4 and buf[pos + 8] in (C.ABORT_SOURCE_USER, C.ABORT_SOURCE_PROVIDER)
     return length == 4
+
+
+# A PDU header found while resynchronising must announce at most this much.
+RESYNC_MAX_PDU = 1 << 20
+
+
+def _tiles(buf: bytes | bytearray, pos: int, end: int, header: int, length_at: int, fmt: str) -> bool:
+    """Do the items (PDVs) from ``pos`` tile ``[pos, end)`` exactly?"""
+    size = struct.calcsize(fmt)
+    while pos < end:
+        if end - pos < header:
+            return False
+        pos += length_at + size + struct.unpack_from(fmt, buf, pos + length_at)[0]
+    return pos == end
+
+
+def resync_offset(buf: bytes | bytearray, final: bool = False) -> int | None:
+    """The first offset where a PDU starts, confirmed by its own structure and the next header; None: wait.
+
+    ``final``: the stream has ended, so a candidate with no next header to confirm it is taken;
+    so is one at offset 0 (where a segment began) whose own structure checks out.
+    """
+    for i in range(max(0, len(buf) - 9)):
+        if not plausible_header(buf, i):
+            continue
+        total = C.PDU_HEADER_LENGTH + struct.unpack_from(">I", buf, i + 2)[0]
+        if total > RESYNC_MAX_PDU:
+            continue
+        if i + total > len(buf):
+            return None  # wait for the whole candidate
+        if buf[i] == C.P_DATA_TF and not _tiles(buf, i + 6, i + total, 6, 0, ">I"):
+            continue
+        if buf[i] in (C.A_ASSOCIATE_RQ, C.A_ASSOCIATE_AC) and not _tiles(buf, i + 74, i + total, 4, 2, ">H"):
+            continue
+        if i + total + 10 > len(buf):
+            if final or i == 0:  # the stream (a segment) starts right here: trust the structure checks
+                return i
+            return None  # wait for the next header to confirm this one
+        if not plausible_header(buf, i + total):
+            continue
+        return i
+    return None
 
 
 def looks_like_association_start(buf: bytes | bytearray) -> bool:
@@ -360,14 +406,13 @@ class StreamDecoder:
                 half.synced = True  # the stream's first byte: a PDU starts here
             else:
                 half.hold += data
-                hold = half.hold
-                start = next((i for i in range(len(hold) - 9) if plausible_header(hold, i)), None)
+                start = resync_offset(half.hold)
                 if start is None:
                     return
                 if start:
                     out.append(StreamNote(ts, conn.number, half.src, half.dst,
                                           f"skipped {start} byte(s) to the first PDU header"))
-                data, half.hold = bytes(hold[start:]), bytearray()
+                data, half.hold = bytes(half.hold[start:]), bytearray()
                 half.synced = True
         from_client = half.src == conn.client
         for pdu in half.reader.feed(data):
@@ -400,6 +445,12 @@ class StreamDecoder:
             for half in conn.halves.values():
                 while half.pending:
                     self._skip_gap(conn, half, out)
+                if not half.synced and half.hold:
+                    start = resync_offset(half.hold, final=True)
+                    if start is not None:
+                        rest, half.hold = bytes(half.hold[start:]), bytearray()
+                        half.synced = True
+                        self._frame(conn, half, rest, half.last_ts, out)
                 if half.reader.buffered or half.hold:
                     out.append(StreamNote(half.last_ts, conn.number, half.src, half.dst,
                                           f"incomplete PDU at the end of the stream "
