@@ -41,7 +41,7 @@ def _ep(ep: tuple[str, int]) -> str:
 def run(args: argparse.Namespace) -> int:
     from dicomconf.wire import dissect
     from dicomconf.wire.findings import ConversationState
-    from dicomconf.wire.pcapread import CaptureError, CapturedPDU, read_pdus
+    from dicomconf.wire.pcapread import CaptureError, CapturedPDU, StreamDecoder, read_frames, tcp_segments
 
     for port in args.port:
         if not 0 < port < 65536:
@@ -51,13 +51,23 @@ def run(args: argparse.Namespace) -> int:
     write = out.write
     states: dict[int, ConversationState] = {}
     requestor: dict[int, bool] = {}
-    start: float | None = None
+    start: float = 0.0
     count = 0
     error: str | None = None
+    decoder = StreamDecoder(args.port)
+
+    started = False
+
+    def records():
+        nonlocal start, started
+        for seg in tcp_segments(read_frames(args.capture)):
+            if not started:
+                start, started = seg.ts, True  # times are relative to the capture's first packet, as in Wireshark
+            yield from decoder.feed(seg)
+        yield from decoder.finish()
+
     try:
-        for rec in read_pdus(args.capture, args.port):
-            if start is None:
-                start = rec.ts
+        for rec in records():
             rel = rec.ts - start
             if not isinstance(rec, CapturedPDU):
                 if args.json:
