@@ -11,9 +11,9 @@ full, 0110 (processing failure) for any other failure to keep it.
 The directory backend writes a DICOM Part 10 file (PS3.10 7.1): 128-byte
 preamble, ``DICM``, the File Meta Information group in explicit VR little
 endian, then the data set bytes untouched.  The write is atomic: a temporary
-file in the same directory, optional ``fsync``, then ``os.replace`` onto the
-final name, so an aborted or failed store never leaves a partial file under
-a name a reader would pick up.  :attr:`Storage.blocking` tells the server to
+file in the same directory written with one ``writev``, optional ``fsync``,
+then ``os.replace`` onto the final name, so an aborted or failed store never
+leaves a partial file under a name a reader would pick up.  :attr:`Storage.blocking` tells the server to
 run the write on a worker thread so that a slow disk never stalls the event
 loop.
 """
@@ -23,13 +23,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import itertools
 import re
-import tempfile
+import struct
 from dataclasses import dataclass
 
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700  # PS3.4 B.2.3: Refused, out of resources
@@ -79,6 +78,32 @@ class MemoryStorage(Storage):
         return STATUS_SUCCESS
 
 
+def _meta_tag(keyword: str) -> tuple[int, int, bytes]:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None and tag >> 16 == 0x0002, keyword
+    return 0x0002, tag & 0xFFFF, dictionary_VR(tag).encode("ascii")
+
+
+_META_LENGTH = _meta_tag("FileMetaInformationGroupLength")
+_META_VERSION = _meta_tag("FileMetaInformationVersion")
+_META_SOP_CLASS = _meta_tag("MediaStorageSOPClassUID")
+_META_SOP_INSTANCE = _meta_tag("MediaStorageSOPInstanceUID")
+_META_TRANSFER_SYNTAX = _meta_tag("TransferSyntaxUID")
+_META_IMPLEMENTATION_UID = _meta_tag("ImplementationClassUID")
+_META_IMPLEMENTATION_VERSION = _meta_tag("ImplementationVersionName")
+_META_SOURCE_AE = _meta_tag("SourceApplicationEntityTitle")
+_SHORT = struct.Struct("<HH2sH")  # explicit VR little endian, 2-byte length (PS3.5 7.1.2)
+_LONG = struct.Struct("<HH2s2xI")  # OB and the like: 2 reserved bytes, 4-byte length
+
+
+def _meta_element(tag: tuple[int, int, bytes], value: bytes, pad: bytes) -> bytes:
+    if len(value) & 1:
+        value += pad
+    if tag[2] == b"OB":
+        return _LONG.pack(tag[0], tag[1], tag[2], len(value)) + value
+    return _SHORT.pack(tag[0], tag[1], tag[2], len(value)) + value
+
+
 def file_meta_bytes(
     sop_class_uid: str,
     sop_instance_uid: str,
@@ -87,22 +112,24 @@ def file_meta_bytes(
     implementation_version_name: str,
     source_ae_title: str = "",
 ) -> bytes:
-    """Preamble, ``DICM`` and the File Meta Information group (PS3.10 7.1)."""
-    meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = implementation_class_uid
+    """Preamble, ``DICM`` and the File Meta Information group, explicit VR little endian (PS3.10 7.1).
+
+    Encoded directly (the tests compare it with pydicom's ``write_file_meta_info``).
+    Raises ``UnicodeEncodeError`` for a UID that is not ASCII.
+    """
+    parts = [
+        _meta_element(_META_VERSION, b"\x00\x01", b"\x00"),
+        _meta_element(_META_SOP_CLASS, sop_class_uid.encode("ascii"), b"\x00"),
+        _meta_element(_META_SOP_INSTANCE, sop_instance_uid.encode("ascii"), b"\x00"),
+        _meta_element(_META_TRANSFER_SYNTAX, transfer_syntax.encode("ascii"), b"\x00"),
+        _meta_element(_META_IMPLEMENTATION_UID, implementation_class_uid.encode("ascii"), b"\x00"),
+    ]
     if implementation_version_name:
-        meta.ImplementationVersionName = implementation_version_name
+        parts.append(_meta_element(_META_IMPLEMENTATION_VERSION, implementation_version_name.encode("ascii"), b" "))
     if source_ae_title:
-        meta.SourceApplicationEntityTitle = source_ae_title
-    buf = DicomBytesIO()
-    buf.is_little_endian = True
-    buf.is_implicit_VR = False
-    write_file_meta_info(buf, meta, enforce_standard=True)
-    return _PREAMBLE + buf.getvalue()
+        parts.append(_meta_element(_META_SOURCE_AE, source_ae_title.encode("ascii", "replace"), b" "))
+    body = b"".join(parts)
+    return _PREAMBLE + _SHORT.pack(_META_LENGTH[0], _META_LENGTH[1], _META_LENGTH[2], 4) + struct.pack("<I", len(body)) + body
 
 
 def file_name(sop_instance_uid: str) -> str:
@@ -130,6 +157,7 @@ class DirectoryStorage(Storage):
         self.fsync = fsync
         self.implementation_class_uid = implementation_class_uid
         self.implementation_version_name = implementation_version_name
+        self._counter = itertools.count()
         os.makedirs(self.directory, exist_ok=True)
 
     def path_for(self, sop_instance_uid: str) -> str:
@@ -145,28 +173,36 @@ class DirectoryStorage(Storage):
                 self.implementation_version_name,
                 instance.calling_ae_title,
             )
-        except Exception:  # a UID pydicom refuses to encode
+        except UnicodeEncodeError:  # a UID that is not ASCII
             return STATUS_PROCESSING_FAILURE
         return self.write_atomic(self.path_for(instance.sop_instance_uid), (head, instance.data))
 
     def write_atomic(self, final: str, parts: tuple[bytes, ...]) -> int:
-        """Write ``parts`` to ``final`` through a temporary file and ``os.replace``."""
-        tmp = None
+        """Write ``parts`` to ``final`` through a temporary file in the same directory and ``os.replace``."""
+        tmp = os.path.join(self.directory, f".incoming-{os.getpid()}-{next(self._counter)}.part")
+        fd = -1
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".incoming-", suffix=".part", dir=self.directory)
-            with os.fdopen(fd, "wb", buffering=0) as f:
-                for part in parts:
-                    view = memoryview(part)
-                    while view:
-                        view = view[f.write(view) :]
-                if self.fsync:
-                    os.fsync(f.fileno())
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+            views = [memoryview(p) for p in parts]
+            while views:
+                written = os.writev(fd, views)
+                while views and written >= len(views[0]):
+                    written -= len(views[0])
+                    views.pop(0)
+                if views and written:
+                    views[0] = views[0][written:]
+            if self.fsync:
+                os.fsync(fd)
+            os.close(fd)
+            fd = -1
             os.replace(tmp, final)
             tmp = None
             return STATUS_SUCCESS
         except OSError as exc:
             return STATUS_OUT_OF_RESOURCES if exc.errno in _FULL_DISK else STATUS_PROCESSING_FAILURE
         finally:
+            if fd >= 0:
+                os.close(fd)
             if tmp is not None:
                 try:
                     os.unlink(tmp)

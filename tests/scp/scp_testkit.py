@@ -176,7 +176,8 @@ def make_dataset(index: int = 0, size: int = 256, sop_class: str = CT) -> Datase
     ds.PatientID = f"ID{index:05d}"
     ds.Modality = "CT"
     ds.InstanceNumber = index
-    ds.Rows, ds.Columns = 1, size // 2
+    ds.Columns = min(size // 2, 1024)
+    ds.Rows = max(1, size // 2 // ds.Columns)
     ds.BitsAllocated = ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 0

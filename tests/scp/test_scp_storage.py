@@ -94,3 +94,40 @@ def test_memory_keeps_arrival_order():
     a, b = instance(), instance()
     assert mem.store(a) == mem.store(b) == STATUS_SUCCESS
     assert mem.instances == [a, b]
+
+
+@pytest.mark.parametrize("version, source", [("DICOMCONF_010", "SENDER"), ("ODD_NAME", "ODDAE"), ("V1", "")])
+def test_file_meta_equals_pydicoms_encoder(version, source):
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    from dicomconf.scp.storage import file_meta_bytes
+
+    uid = "1.2.3.4.5"  # odd length: padded with NUL
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = CT
+    meta.MediaStorageSOPInstanceUID = uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = C.IMPLEMENTATION_CLASS_UID
+    if version:
+        meta.ImplementationVersionName = version
+    if source:
+        meta.SourceApplicationEntityTitle = source
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_file_meta_info(buf, meta, enforce_standard=True)
+    ours = file_meta_bytes(CT, uid, ExplicitVRLittleEndian, C.IMPLEMENTATION_CLASS_UID, version, source)
+    assert ours == bytes(128) + b"DICM" + buf.getvalue()
+
+
+def test_no_temporary_file_survives_a_failed_fsync(tmp_path, monkeypatch):
+    store = make(tmp_path, fsync=True)
+
+    def broken(fd):
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    assert store.store(instance()) == STATUS_PROCESSING_FAILURE
+    assert os.listdir(tmp_path) == []

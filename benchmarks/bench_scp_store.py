@@ -1,0 +1,142 @@
+"""100 x 1 MiB C-STORE: the reference SCP against DCMTK's storescp, and into memory.
+
+* DCMTK ``storescu`` (TCP_NODELAY=1) sends the same 100 files, one
+  association, to (a) dicomconf writing Part 10 files into a directory,
+  (b) DCMTK ``storescp -od`` writing into a directory on the same filesystem,
+  (c) dicomconf keeping them in memory.  Wall time of storescu, best of the
+  rounds reported with every round.
+* A raw-socket client sends pre-encoded P-DATA-TF PDUs (one C-STORE-RQ of
+  1 MiB, repeated) to dicomconf's memory storage: the SCP's own receive rate,
+  without storescu's file reading in the way.
+
+    python benchmarks/bench_scp_store.py [--rounds 3] [--count 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench_scp_common import (
+    CT,
+    STORESCU,
+    Reader,
+    associate_rq,
+    dcmtk_storescp,
+    dicomconf_scp,
+    free_port,
+    rmtree,
+    tmpdir,
+)
+
+from dicomconf.ul import constants as C
+from dicomconf.ul import dimse
+
+MIB = 1 << 20
+
+
+def make_files(directory: str, count: int) -> list[str]:
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "scp"))
+    from scp_testkit import make_dataset, write_part10
+
+    paths = []
+    for i in range(count):
+        path = os.path.join(directory, f"{i:03d}.dcm")
+        write_part10(make_dataset(i, size=MIB), path)
+        paths.append(path)
+    return paths
+
+
+def run_storescu(port: int, files: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([STORESCU, "-aec", "DICOMCONF", "-xe", "127.0.0.1", str(port), *files],
+                   env={**os.environ, "TCP_NODELAY": "1"}, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def count_files(directory: str) -> int:
+    return sum(len(files) for _, _, files in os.walk(directory))
+
+
+def raw_store_rate(port: int, count: int, max_pdu: int) -> float:
+    """MiB/s of ``count`` 1 MiB C-STOREs sent as pre-encoded PDUs of the SCP's announced size."""
+    rq = associate_rq(contexts=((1, CT, (C.IMPLICIT_VR_LITTLE_ENDIAN,)),))
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = Reader(sock)
+    sock.sendall(rq)
+    pdu_type, body = reader.pdu()
+    assert pdu_type == C.A_ASSOCIATE_AC
+    payload = bytes(MIB)
+    messages = [
+        b"".join(dimse.fragment(dimse.c_store_rq(i + 1, CT, f"1.2.3.{i + 1}", data=payload), max_pdu))
+        for i in range(count)
+    ]
+    start = time.perf_counter()
+    for message in messages:
+        sock.sendall(message)
+        while True:
+            pdu_type, body = reader.pdu()
+            if body[5] & 3 == 3:
+                break
+        status = dimse.decode_command(body[6:]).Status
+        if status != 0:
+            raise SystemExit(f"C-STORE answered {status:04X}")
+    elapsed = time.perf_counter() - start
+    sock.close()
+    return count / elapsed  # each store is 1 MiB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--count", type=int, default=100)
+    args = parser.parse_args()
+    src = tmpdir("bench-scp-src-")
+    try:
+        files = make_files(src, args.count)
+        rows: dict[str, list[float]] = {}
+        for r in range(args.rounds):
+            for name in ("dicomconf -> directory", "DCMTK storescp -> directory", "dicomconf -> memory"):
+                out = tempfile.mkdtemp(prefix="bench-scp-out-", dir=os.path.dirname(src))
+                port = free_port()
+                if name.startswith("DCMTK"):
+                    server = dcmtk_storescp(port, out)
+                elif name.endswith("directory"):
+                    server = dicomconf_scp(port, "--storage", "directory", "--storage-dir", out)
+                else:
+                    server = dicomconf_scp(port, "--storage", "memory")
+                with server:
+                    elapsed = run_storescu(port, files)
+                stored = count_files(out)
+                rmtree(out)
+                if name.endswith("directory") and stored != args.count:
+                    raise SystemExit(f"{name}: {stored} files stored, expected {args.count}")
+                rows.setdefault(name, []).append(elapsed)
+                print(f"round {r + 1}: {name:30s} {elapsed:6.3f} s  {args.count / elapsed:7.1f} MiB/s", flush=True)
+            port = free_port()
+            for max_pdu in (16382, MIB):
+                cfg = os.path.join(src, f"mem-{max_pdu}.yaml")
+                with open(cfg, "w") as f:
+                    f.write(f"storage: discard\nmax_pdu_length: {max_pdu}\n")
+                with dicomconf_scp(port := free_port(), config=cfg):
+                    rate = raw_store_rate(port, args.count, max_pdu)
+                key = f"raw client -> dicomconf, PDU {max_pdu}"
+                rows.setdefault(key, []).append(rate)
+                print(f"round {r + 1}: {key:30s} {rate:7.1f} MiB/s", flush=True)
+        print()
+        for name, values in rows.items():
+            unit = "MiB/s" if name.startswith("raw") else "s"
+            print(f"{name:34s} " + ", ".join(f"{v:.3f} {unit}" for v in values))
+    finally:
+        rmtree(src)
+
+
+if __name__ == "__main__":
+    main()
