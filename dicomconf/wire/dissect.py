@@ -78,8 +78,22 @@ def _status(field: int, status: int) -> tuple[str, str]:
 
 
 _ELEMENT = struct.Struct("<HHI")
-_NUMERIC = {"US": "<H", "UL": "<I", "SS": "<h", "SL": "<i"}
-_VR_OF: dict[int, str] = {}
+_GROUP_LENGTH_HEADER = b"\x00\x00\x00\x00\x04\x00\x00\x00"
+_NUMERIC = {"US": struct.Struct("<H"), "UL": struct.Struct("<I"), "SS": struct.Struct("<h"), "SL": struct.Struct("<i")}
+_TEXT_VRS = frozenset({"UI", "AE", "LO", "SH", "CS", "ST", "LT"})
+_COMMAND_ELEMENTS: dict[int, tuple[str, struct.Struct | None, bool]] = {}
+
+
+def _command_elements() -> dict[int, tuple[str, struct.Struct | None, bool]]:
+    """Group 0000 of pydicom's data dictionary: element -> (keyword, numeric unpacker, is text)."""
+    if not _COMMAND_ELEMENTS:
+        from pydicom.datadict import DicomDictionary
+
+        for tag, entry in DicomDictionary.items():
+            if tag >> 16 == 0:
+                vr, keyword = entry[0], entry[4]
+                _COMMAND_ELEMENTS[tag & 0xFFFF] = (keyword, _NUMERIC.get(vr), vr in _TEXT_VRS)
+    return _COMMAND_ELEMENTS
 
 
 def fast_command(data: bytes | memoryview) -> dict[str, object] | None:
@@ -90,42 +104,36 @@ def fast_command(data: bytes | memoryview) -> dict[str, object] | None:
     :func:`dicomconf.ul.dimse.decode_command` (group 0000, elements tiling the
     bytes, Command Group Length first and right, Command Field present).
     """
-    if not _VR_OF:
-        from pydicom.datadict import DicomDictionary
-
-        _VR_OF.update({tag: entry[0] for tag, entry in DicomDictionary.items() if tag >> 16 == 0})
+    elements = _COMMAND_ELEMENTS or _command_elements()
     raw = bytes(data)
-    out: dict[str, object] = {}
-    pos, end = 0, len(raw)
-    if end < 12 or raw[:8] != b"\x00\x00\x00\x00\x04\x00\x00\x00" or struct.unpack_from("<I", raw, 8)[0] != end - 12:
+    end = len(raw)
+    if end < 12 or raw[:8] != _GROUP_LENGTH_HEADER or _NUMERIC["UL"].unpack_from(raw, 8)[0] != end - 12:
         return None
+    out: dict[str, object] = {}
+    unpack = _ELEMENT.unpack_from
+    pos = 0
     while pos < end:
         if end - pos < 8:
             return None
-        group, element, length = _ELEMENT.unpack_from(raw, pos)
-        if group != 0 or pos + 8 + length > end:
+        group, element, length = unpack(raw, pos)
+        stop = pos + 8 + length
+        if group or stop > end:
             return None
-        value = raw[pos + 8 : pos + 8 + length]
-        vr = _VR_OF.get(element)
-        keyword = _keyword(element) or f"(0000,{element:04X})"
-        fmt = _NUMERIC.get(vr or "")
-        if fmt and length == struct.calcsize(fmt):
-            out[keyword] = struct.unpack(fmt, value)[0]
-        elif vr in ("UI", "AE", "LO", "SH", "CS", "ST", "LT"):
-            out[keyword] = value.decode("latin-1").rstrip("\x00 ")
+        known = elements.get(element)
+        if known is None:
+            out[f"(0000,{element:04X})"] = raw[pos + 8 : stop]
         else:
-            out[keyword] = value
-        pos += 8 + length
+            keyword, number, is_text = known
+            if number is not None and length == number.size:
+                out[keyword] = number.unpack_from(raw, pos + 8)[0]
+            elif is_text:
+                out[keyword] = raw[pos + 8 : stop].decode("latin-1").rstrip("\x00 ")
+            else:
+                out[keyword] = raw[pos + 8 : stop]
+        pos = stop
     if not isinstance(out.get("CommandField"), int):
         return None
     return out
-
-
-@lru_cache(maxsize=256)
-def _keyword(element: int) -> str:
-    from pydicom.datadict import keyword_for_tag
-
-    return keyword_for_tag(element)
 
 
 def pdv_flags(mch: int) -> str:

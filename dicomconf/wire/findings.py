@@ -62,6 +62,7 @@ class _Context:
     """What the walk learnt about an A-ASSOCIATE PDU, for the conversation checks."""
 
     contexts: dict[int, tuple[str | None, list[str], int]] = field(default_factory=dict)  # id -> (abstract, ts, result)
+    pdv_contexts: list[int] = field(default_factory=list)  # P-DATA-TF: each PDV's context ID
     roles: dict[str, tuple[int, int]] = field(default_factory=dict)
     max_length: int | None = None
     called: bytes = b""
@@ -462,6 +463,7 @@ class _Walk:
                 self.add("pdv.length-overrun", clause, MUST, pos,
                          f"PDV item length {length} overruns the PDU by {stop - end} byte(s)")
                 return
+            self.info.pdv_contexts.append(cid)
             pos = stop
 
 
@@ -515,6 +517,7 @@ class ConversationState:
     def observe(self, pdu: bytes, from_requestor: bool) -> list[Finding]:
         pdu = bytes(pdu)
         out, info = _walk(pdu, self.report_reserved)
+        malformed = any(f.severity == MUST for f in out)
         if len(pdu) < C.PDU_HEADER_LENGTH or pdu[0] not in C.PDU_NAMES:
             return out
         kind = pdu[0]
@@ -529,7 +532,7 @@ class ConversationState:
                 if result == C.PC_ACCEPTANCE and ts and cid in self.rq.contexts
             }
         elif kind == C.P_DATA_TF and self.ac is not None:
-            self._check_pdata(pdu, from_requestor, out)
+            self._check_pdata(pdu, info, from_requestor, out, malformed)
         elif kind == C.A_RELEASE_RQ and self.released_by is None:
             self.released_by = from_requestor
         elif kind in (C.A_ABORT, C.A_ASSOCIATE_RJ):
@@ -591,29 +594,32 @@ class ConversationState:
             out.append(Finding("ac.reserved-not-echoed", "PS3.8 9.3.3", SHOULD, 42,
                                "the AC's reserved bytes 43-74 do not echo the RQ's (not tested on receipt)"))
 
-    def _check_pdata(self, pdu: bytes, from_requestor: bool, out: list[Finding]) -> None:
-        from dicomconf.ul.dimse import MessageAssembler
-        from dicomconf.ul.pdu import decode_pdu
-
+    def _check_pdata(
+        self, pdu: bytes, info: _Context, from_requestor: bool, out: list[Finding], malformed: bool
+    ) -> None:
         limit = self.limit_for(from_requestor)
         body = len(pdu) - C.PDU_HEADER_LENGTH
         if limit and body > limit:
             out.append(Finding("pdata.exceeds-max-length", "PS3.8 D.1.1", MUST, 2,
                                f"P-DATA-TF variable field of {body} bytes exceeds the peer's maximum length {limit}"))
-        try:
-            pdata = decode_pdu(pdu)
-        except RemoteProtocolError:
+        if malformed:
             return  # the walk has reported why
-        for pdv in pdata.pdvs:
-            if pdv.context_id not in self.accepted:
+        for cid in info.pdv_contexts:
+            if cid not in self.accepted:
                 out.append(Finding("pdv.context-not-accepted", "PS3.8 9.3.5.1", MUST, None,
-                                   f"PDV on presentation context {pdv.context_id}, which was not accepted"))
+                                   f"PDV on presentation context {cid}, which was not accepted"))
                 return
-        if not self.check_dimse:
-            return
+        if self.check_dimse:
+            self._assemble(pdu, from_requestor, out)
+
+    def _assemble(self, pdu: bytes, from_requestor: bool, out: list[Finding]) -> None:
+        """The core's DIMSE assembler over this direction's PDVs (PS3.8 Annex E, PS3.7 6.3.1)."""
+        from dicomconf.ul.dimse import MessageAssembler
+        from dicomconf.ul.pdu import decode_pdu
+
         assembler = self._assemblers.setdefault(from_requestor, MessageAssembler())
         try:
-            assembler.add_pdata(pdata)  # type: ignore[attr-defined]
+            assembler.add_pdata(decode_pdu(pdu))  # type: ignore[attr-defined]
         except RemoteProtocolError as exc:
             out.append(Finding("dimse.invalid", exc.clause, MUST, None, exc.message))
             self._assemblers[from_requestor] = MessageAssembler()
