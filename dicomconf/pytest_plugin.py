@@ -93,7 +93,7 @@ class DicomconfState:
 
     def __init__(self, config: pytest.Config) -> None:
         from dicomconf.scenario.loader import SourceError
-        from dicomconf.scenario.profile import load_profile, reference_profile
+        from dicomconf.scenario.profile import load_profile
 
         self.config = config
         opt = config.option
@@ -104,10 +104,12 @@ class DicomconfState:
                 self.target_address = parse_target(opt.target)
             except ValueError as exc:
                 raise pytest.UsageError(str(exc)) from None
-        try:
-            self.profile = load_profile(opt.profile) if opt.profile else reference_profile()
-        except SourceError as exc:
-            raise pytest.UsageError(f"--profile: {exc}") from None
+        self._profile = None
+        if opt.profile:
+            try:
+                self._profile = load_profile(opt.profile)
+            except SourceError as exc:
+                raise pytest.UsageError(f"--profile: {exc}") from None
         self.strict = bool(opt.dicomconf_strict or getattr(opt, "strict", False))
         if _is_worker(config):
             info = config.workerinput
@@ -124,6 +126,23 @@ class DicomconfState:
         self._handle = None
         self._tmp: str | None = None
         self._target = None
+
+    @property
+    def profile(self):
+        """The ``--profile`` file; else the reference SCP's profile (embedded target) or a
+        generic profile that claims nothing (``--target`` without ``--profile``)."""
+        if self._profile is None:
+            from dicomconf.scenario.profile import Profile, reference_profile
+
+            if self.target_address is None:
+                self._profile = reference_profile()
+            else:
+                self._profile = Profile(name="generic target (no --profile)", source="<no --profile>")
+        return self._profile
+
+    @profile.setter
+    def profile(self, value) -> None:
+        self._profile = value
 
     def _report_dir(self, given: str | None, config: pytest.Config) -> Path:
         base = config.invocation_params.dir

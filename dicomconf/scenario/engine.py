@@ -573,9 +573,11 @@ class Runner:
     def _step_abort(self, step: Step, args: Any, local: dict) -> None:
         args = args or {}
         name, conn = self._conn(step, args)
+        from dicomconf.scu.connection import Closed
+
         try:
             self.scus[name].abort(args.get("source", C.ABORT_SOURCE_USER), args.get("reason", C.ABORT_REASON_NOT_SPECIFIED))
-        except OSError:
+        except (Closed, OSError):
             pass  # the peer is already gone: aborting a dead connection is not the target's fault
 
     def _step_close(self, step: Step, args: Any, local: dict) -> None:

@@ -31,8 +31,9 @@ STEP_KINDS = """\
         overrides: {{protocol_version: 3}}          # only bit 0 is tested on receipt
         accepted: [verification, ct, mr]
         save: {{peer_max: maximum_length, impl: implementation_class_uid}}
-    - echo: {{status: 0, within: 2s}}
+    - echo: {{status: "{{0 if peer_max > 0 and impl else 1}}", within: 2s}}   # saved values in a template
     - store: {{sop_class: ct, attributes: {{PatientName: "A^B"}}, status: [0, 0xB000]}}
+    - store: {{file: ct.dcm, status: 0}}
     - release: {{within: 2s}}
 - id: steps.send-expect
   title: crafted and raw PDUs, chunks, alternatives, closed
@@ -111,8 +112,24 @@ VERDICTS = """\
 """
 
 
+def _ct_file(path):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.PatientName = "FILE^TEST"
+    ds.save_as(path, enforce_file_format=True)
+
+
 def _suite(root):
     write(root / "scenarios" / "steps.yaml", STEP_KINDS.format(head=HEAD))
+    _ct_file(root / "scenarios" / "ct.dcm")
     write(root / "scenarios" / "sub" / "verdicts.yaml", VERDICTS.format(head=HEAD))
 
 
