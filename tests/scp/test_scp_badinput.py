@@ -172,3 +172,37 @@ def test_peer_abort_mid_store_stores_nothing(scp_factory, tmp_path):
         assert client.wait_closed(MARGIN) is not None
     assert list(tmp_path.iterdir()) == []
     assert handle.stored == []
+
+
+def test_stop_finishes_an_in_flight_store(scp_factory, tmp_path):
+    """stop() lets a store being written finish and answer before it closes the association."""
+    import threading
+    import time
+
+    from dicomconf.scp.storage import STATUS_SUCCESS
+    from dicomconf.ul import dimse
+    from dicomconf.ul.pdu import decode_pdu
+
+    handle = scp_factory(storage="directory", storage_dir=str(tmp_path), fsync=True)
+    storage = handle.scp.storage
+    real_store, started = storage.store, threading.Event()
+
+    def slow_store(instance):
+        started.set()
+        time.sleep(0.5)
+        return real_store(instance)
+
+    storage.store = slow_store
+    msg = dimse.c_store_rq(1, CT, "1.2.3.4.6", context_id=1, data=bytes(1000))
+    with associated(handle.port, contexts=((1, CT, (IVRLE,)),)) as client:
+        client.send(b"".join(dimse.fragment(msg, 16384)))
+        assert started.wait(5)
+        stopper = threading.Thread(target=handle.stop)
+        stopper.start()
+        reply = client.recv_pdu(timeout=5)
+        assert reply is not None and reply[0] == C.P_DATA_TF
+        rsp = dimse.MessageAssembler().add_pdata(decode_pdu(pdu(reply[0], reply[1])))[0]
+        assert rsp.status == STATUS_SUCCESS
+        stopper.join(10)
+        assert client.wait_closed(5) is not None
+    assert [p.name for p in tmp_path.iterdir()] == ["1.2.3.4.6.dcm"]
