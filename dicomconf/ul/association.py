@@ -305,12 +305,19 @@ class Association:
     # ------------------------------------------------------------------
     # The state machine
 
-    def _fire(self, event: str, **context: object) -> list[Event]:
+    def _fire(
+        self,
+        event: str,
+        pdu: object | None = None,
+        message: object | None = None,
+        messages: tuple = (),
+        error: RemoteProtocolError | None = None,
+    ) -> list[Event]:
         state = self.state
         rejection = None
         if event == "Evt6" and self.provider_check is not None and fsm.TRANSITIONS.get((state, event)) == "AE-6":
-            rejection = self.provider_check(context["pdu"])  # type: ignore[arg-type]
-        ctx = fsm.Context(event, self.role, rejection=rejection, state=state, **context)  # type: ignore[arg-type]
+            rejection = self.provider_check(pdu)  # type: ignore[arg-type]
+        ctx = fsm.Context(event, self.role, pdu, message, messages, error, rejection, state)
         action, outcome = fsm.run(state, event, ctx)
         for item in outcome.send:
             self._emit(item)
