@@ -154,6 +154,7 @@ class Runner:
         self.saved: dict[str, Any] = {}
         self.findings: list[dict[str, Any]] = []
         self._checked: dict[int, int] = {}
+        self.pcap_error: str | None = None
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ running
@@ -168,8 +169,11 @@ class Runner:
             if pcap is not None and self.all_connections:
                 from dicomconf.wire.capture import write_pcap
 
-                Path(pcap).parent.mkdir(parents=True, exist_ok=True)
-                write_pcap(pcap, [conn.conversation for _, conn in self.all_connections])
+                try:
+                    Path(pcap).parent.mkdir(parents=True, exist_ok=True)
+                    write_pcap(pcap, [conn.conversation for _, conn in self.all_connections])
+                except OSError as exc:  # the verdict stands; the missing capture is reported
+                    self.pcap_error = f"cannot write {pcap}: {exc}"
 
     def run_steps(self, steps: tuple[Step, ...], local: dict[str, Any]) -> None:
         for step in steps:
