@@ -74,13 +74,16 @@ def pynetdicom_scp():
 
     peers: list[PynetdicomPeer] = []
 
-    def start(*, ae_title: str = "ANY-SCP", max_pdu: int = 16382, ssl_context: ssl.SSLContext | None = None):
+    def start(
+        *, ae_title: str = "ANY-SCP", max_pdu: int = 16382, artim: float = 10, ssl_context: ssl.SSLContext | None = None
+    ):
         ae = AE(ae_title=ae_title)
         for sop in (Verification, CTImageStorage, MRImageStorage):
             ae.add_supported_context(sop)
         ae.require_called_aet = True
         ae.maximum_pdu_size = max_pdu
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+        ae.dimse_timeout = ae.network_timeout = 10
+        ae.acse_timeout = artim  # pynetdicom's ARTIM
         peer = PynetdicomPeer(0, ae, None)
 
         def on_store(event):
