@@ -336,7 +336,9 @@ class Connection:
             error = RemoteProtocolError(
                 f"connection {kind} after {len(raw)} byte(s) of an incomplete PDU", "PS3.8 9.3.1"
             )
-            self._ready.append(Received(raw, None, error, (), at))
+            findings = tuple(self._state.observe(raw, False))
+            self.findings.extend(findings)
+            self._ready.append(Received(raw, None, error, findings, at))
         if kind == "reset":
             self.conversation.reset(by="server")
         else:
