@@ -88,7 +88,7 @@ CONTEXT_ALIASES: dict[str, str] = {
 DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (C.IMPLICIT_VR_LITTLE_ENDIAN, pydicom.uid.ExplicitVRLittleEndian)
 _GROUP_LENGTH_ELEMENT = 12  # (0002,0000) UL in explicit VR little endian: tag, VR, length, value
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_BY_KEYWORD: dict[str, str] = {}
+_BY_KEYWORD: dict[str, str] = {entry[4]: uid for uid, entry in UID_dictionary.items() if entry[4]}
 
 
 class Rejected(Exception):
@@ -139,8 +139,6 @@ def resolve_uid(name: str, *, what: str = "SOP class") -> str:
         raise ValueError(f"{what} must be a name, keyword or UID string, got {name!r}")
     if _UID_RE.match(name):
         return name
-    if not _BY_KEYWORD:
-        _BY_KEYWORD.update({entry[4]: uid for uid, entry in UID_dictionary.items() if entry[4]})
     keyword = CONTEXT_ALIASES.get(name.lower(), name)
     try:
         return _BY_KEYWORD[keyword]
@@ -372,6 +370,7 @@ class SCU:
                 if pc.result == C.PC_ACCEPTANCE
             }
             self.peer_max_pdu_length = pdu.user_information.maximum_length or 0
+            self._assembler = dimse.MessageAssembler(set(self.accepted))
             return pdu
         if isinstance(pdu, AAssociateRJ):
             self.connection.close()
@@ -400,8 +399,10 @@ class SCU:
     def receive_message(self, timeout: float) -> dimse.Message:
         """The next whole DIMSE message (PS3.7 6.3.1, PS3.8 Annex E).
 
-        Raises :class:`Aborted` on an A-ABORT and :class:`UnexpectedReply`
-        on any other PDU than P-DATA-TF.
+        Raises :class:`Aborted` on an A-ABORT, :class:`UnexpectedReply` on
+        any other PDU than P-DATA-TF, and the core's ``RemoteProtocolError``
+        when the PDVs break PS3.8 Annex E (a context not accepted, a data set
+        before its command, ...).
         """
         deadline = time.monotonic() + timeout
         while not self._messages:

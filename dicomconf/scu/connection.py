@@ -43,7 +43,7 @@ from typing import Any
 
 from dicomconf.ul.errors import RemoteProtocolError
 from dicomconf.ul.framing import PDUReader
-from dicomconf.ul.pdu import PDU, decode_pdu
+from dicomconf.ul.pdu import PDU, decode_pdu, pdu_name
 from dicomconf.wire.capture import Conversation
 from dicomconf.wire.findings import ConversationState, Finding
 
@@ -94,8 +94,6 @@ class Received:
     @property
     def name(self) -> str:
         """The PDU's name ("A-ASSOCIATE-AC"), or "undecodable"."""
-        from dicomconf.ul.pdu import pdu_name
-
         return pdu_name(self.pdu) if self.pdu is not None else "undecodable"
 
 
@@ -259,9 +257,8 @@ class Connection:
             if self._end is not None:
                 raise self._end
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if not self._read(max(remaining, 0.0)) and remaining <= 0:
                 raise Silence(timeout)
-            self._read(remaining)
         return self._ready.popleft()
 
     def wait_closed(self, timeout: float) -> str:
@@ -278,9 +275,8 @@ class Connection:
             if self._end is not None:
                 return self._end.kind
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if not self._read(max(remaining, 0.0)) and remaining <= 0:
                 raise Silence(timeout)
-            self._read(remaining)
 
     def _read(self, timeout: float) -> bool:
         """One recv with ``timeout`` (0: poll); False if nothing was there."""
@@ -289,7 +285,7 @@ class Connection:
         try:
             self.sock.settimeout(timeout if timeout > 0 else 0.0)
             data = self.sock.recv(RECV_SIZE)
-        except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
+        except (socket.timeout, BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return False
         except ConnectionResetError:
             self._peer_ended("reset")

@@ -247,3 +247,48 @@ def test_tls_connection_to_a_tls_peer(tiny_server, tls_pair):
     assert server.join() == AReleaseRQ().encode()
     conn.close()
     assert conn.conversation.sent("client") == AReleaseRQ().encode()
+
+
+def test_findings_of_received_pdus_are_kept(tiny_server):
+    server = tiny_server(lambda peer: (peer.send(bytes.fromhex("08 00 00000004 00000000") + RELEASE_RP), hold(peer)))
+    conn = Connection.open("127.0.0.1", server.port)
+    bad, rp = conn.receive_pdu(2), conn.receive_pdu(2)
+    assert "pdu.unknown-type" in [f.code for f in bad.findings]
+    assert rp.findings  # an A-RELEASE-RP before any association is out of sequence
+    assert conn.findings == list(bad.findings) + list(rp.findings)
+    conn.close()
+    server.join()
+
+
+def test_zero_timeout_still_returns_what_already_arrived(tiny_server):
+    server = tiny_server(lambda peer: (peer.send(RELEASE_RP), hold(peer)))
+    conn = Connection.open("127.0.0.1", server.port)
+    time.sleep(0.2)
+    assert conn.receive_pdu(0).pdu == AReleaseRP()
+    with pytest.raises(Silence):
+        conn.receive_pdu(0)
+    conn.close()
+    server.join()
+
+
+def test_ipv6_loopback(tmp_path):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 support in this Python")
+    listener = socket.socket(socket.AF_INET6)
+    try:
+        listener.bind(("::1", 0))
+    except OSError as exc:
+        listener.close()
+        pytest.skip(f"::1 is not configured here: {exc}")
+    listener.listen(1)
+    try:
+        conn = Connection.open("::1", listener.getsockname()[1], timeout=2)
+        accepted, _ = listener.accept()
+        conn.send(AReleaseRQ())
+        assert accepted.recv(100) == AReleaseRQ().encode()
+        accepted.close()
+        assert conn.wait_closed(2) == "closed"
+        conn.close()
+        assert conn.conversation.server[0] == "::1"
+    finally:
+        listener.close()
