@@ -230,7 +230,8 @@ class Connection:
             self.sock.settimeout(self.timeout)
             self.sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError) as exc:
-            self._peer_ended("reset" if isinstance(exc, ConnectionResetError) else "closed")
+            if self._end is None:
+                self._peer_ended("reset" if isinstance(exc, ConnectionResetError) else "closed")
             raise self._end from exc  # type: ignore[misc]
         self.conversation.client_sent(data)
         self._observe_sent(data)

@@ -253,3 +253,20 @@ def test_unexpected_reply_to_associate(tiny_server):
     scu.connection.send(b"x")
     server.join()
     scu.connection.close()
+
+
+def test_store_a_dataset_object_encoded_in_the_accepted_syntax(pynetdicom_scp):
+    peer = pynetdicom_scp()
+    scu = open_scu(peer)
+    scu.associate([("ct", [ExplicitVRLittleEndian]), ("mr", [ExplicitVRLittleEndian])])
+    original = dcmread(CT_FILE)
+    del original.file_meta  # a bare Dataset: no transfer syntax of its own
+    assert scu.store(original) == 0x0000
+    (stored,) = peer.stored
+    assert stored.PixelData == original.PixelData and stored.PatientName == original.PatientName
+    # The harness may send on a context that does not fit (the MR one); pynetdicom lets it pass.
+    scu.store(CT_FILE, context_id=3)
+    scu.release()
+    pdatas = [p for p in client_pdus(scu.connection) if isinstance(p, PDataTF)]
+    assert {pdv.context_id for pdv in pdatas[0].pdvs} == {1}
+    assert {pdv.context_id for pdv in pdatas[-1].pdvs} == {3}

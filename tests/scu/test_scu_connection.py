@@ -292,3 +292,15 @@ def test_ipv6_loopback(tmp_path):
         assert conn.conversation.server[0] == "::1"
     finally:
         listener.close()
+
+
+def test_sending_to_a_peer_that_went_away_raises_closed(tiny_server):
+    server = tiny_server(lambda peer: None)  # accept, then close at once
+    conn = Connection.open("127.0.0.1", server.port)
+    server.join()
+    with pytest.raises(Closed):
+        for _ in range(50):  # the first writes may still be accepted by the kernel
+            conn.send(AReleaseRQ())
+            time.sleep(0.01)
+    assert not conn.is_open
+    conn.close()
