@@ -94,17 +94,21 @@ _BY_KEYWORD: dict[str, str] = {entry[4]: uid for uid, entry in UID_dictionary.it
 class Rejected(Exception):
     """The peer answered the A-ASSOCIATE-RQ with an A-ASSOCIATE-RJ (PS3.8 9.3.4)."""
 
-    def __init__(self, pdu: AAssociateRJ) -> None:
+    def __init__(self, pdu: AAssociateRJ, received: Received | None = None) -> None:
         reason = C.RJ_REASON_NAMES.get((pdu.source, pdu.reason), f"reason {pdu.reason}")
         result = C.RJ_RESULT_NAMES.get(pdu.result, f"result {pdu.result}")
         super().__init__(f"association rejected: {result}, {reason}")
         self.pdu = pdu
+        self.received = received
 
 
 class Aborted(Exception):
-    """The peer sent an A-ABORT (PS3.8 9.3.8); ``pdu`` is None when the abort was local."""
+    """The peer sent an A-ABORT (PS3.8 9.3.8); ``pdu`` is None when the abort was local.
 
-    def __init__(self, pdu: AAbort | None) -> None:
+    ``received`` is the :class:`Received` it came in, when it came from the peer.
+    """
+
+    def __init__(self, pdu: AAbort | None, received: Received | None = None) -> None:
         if pdu is None:
             text = "association aborted"
         else:
@@ -113,6 +117,7 @@ class Aborted(Exception):
                 text += f", {C.ABORT_REASON_NAMES.get(pdu.reason, f'reason {pdu.reason}')}"
         super().__init__(text)
         self.pdu = pdu
+        self.received = received
 
 
 class UnexpectedReply(Exception):
@@ -279,6 +284,7 @@ class SCU:
         self.peer_max_pdu_length = 0
         self.rq: AAssociateRQ | None = None
         self.ac: AAssociateAC | None = None
+        self.last_received: Received | None = None  # the last PDU an operation consumed, as it came
         self._message_ids = itertools.count(1)
         self._assembler = dimse.MessageAssembler()
         self._messages: deque[dimse.Message] = deque()
@@ -359,7 +365,7 @@ class SCU:
         )
         self.rq = rq
         self.connection.send(rq)
-        received = self.connection.receive_pdu(timeout)
+        received = self.last_received = self.connection.receive_pdu(timeout)
         pdu = received.pdu
         if isinstance(pdu, AAssociateAC):
             self.ac = pdu
@@ -374,10 +380,10 @@ class SCU:
             return pdu
         if isinstance(pdu, AAssociateRJ):
             self.connection.close()
-            raise Rejected(pdu)
+            raise Rejected(pdu, received)
         if isinstance(pdu, AAbort):
             self.connection.close()
-            raise Aborted(pdu)
+            raise Aborted(pdu, received)
         raise UnexpectedReply(f"expected A-ASSOCIATE-AC, received {received.name}", received)
 
     def context_for(self, abstract_syntax: str, transfer_syntax: str | None = None) -> int:
@@ -406,7 +412,7 @@ class SCU:
         """
         deadline = time.monotonic() + timeout
         while not self._messages:
-            received = self.connection.receive_pdu(max(deadline - time.monotonic(), 0.0))
+            received = self.last_received = self.connection.receive_pdu(max(deadline - time.monotonic(), 0.0))
             pdu = received.pdu
             if isinstance(pdu, PDataTF):
                 for pdv in pdu.pdvs:
@@ -414,7 +420,7 @@ class SCU:
                     if message is not None:
                         self._messages.append(message)
             elif isinstance(pdu, AAbort):
-                raise Aborted(pdu)
+                raise Aborted(pdu, received)
             else:
                 raise UnexpectedReply(f"expected P-DATA-TF, received {received.name}", received)
         return self._messages.popleft()
@@ -471,7 +477,7 @@ class SCU:
         self.connection.send(AReleaseRQ())
         deadline = time.monotonic() + timeout
         while True:
-            received = self.connection.receive_pdu(max(deadline - time.monotonic(), 0.0))
+            received = self.last_received = self.connection.receive_pdu(max(deadline - time.monotonic(), 0.0))
             pdu = received.pdu
             if isinstance(pdu, AReleaseRP):
                 self.connection.close()
@@ -480,7 +486,7 @@ class SCU:
                 self.connection.send(AReleaseRP())
             elif isinstance(pdu, AAbort):
                 self.connection.close()
-                raise Aborted(pdu)
+                raise Aborted(pdu, received)
             elif isinstance(pdu, PDataTF):
                 self.connection.passed_over.append(received)
             else:

@@ -146,6 +146,7 @@ def test_wrong_called_ae_is_rejected(pynetdicom_scp):
     with pytest.raises(Rejected, match="called-AE-title-not-recognized") as info:
         scu.associate()
     rj = info.value.pdu
+    assert info.value.received.raw == rj.encode() and scu.last_received is info.value.received
     assert (rj.result, rj.source, rj.reason) == (C.RJ_RESULT_PERMANENT, C.RJ_SOURCE_USER, C.RJ_USER_CALLED_AE_NOT_RECOGNIZED)
     assert not scu.connection.is_open  # closed at once: the acceptor need not wait for ARTIM
 
@@ -195,6 +196,7 @@ def test_unexpected_associate_rq_is_answered_with_a_provider_abort(pynetdicom_sc
         scu.connection.send(craft.build_pdu({"pdu": "A-ASSOCIATE-RQ"}))  # not allowed in Sta6
         scu.receive_message(5)
     assert info.value.pdu.source == C.ABORT_SOURCE_PROVIDER
+    assert info.value.received.pdu == info.value.pdu and info.value.received.findings == ()
     scu.connection.close()
 
 
