@@ -20,8 +20,10 @@ order, and an unknown user-information sub-item is simply skipped.
 
 :class:`ConversationState` adds what only the conversation knows: the
 Maximum Length each side announced (PS3.8 D.1.1), the contexts the AC
-accepted (PDVs on other contexts), and the AC checked against the RQ it
-answers (contexts, transfer syntaxes and roles that were never proposed).
+accepted (PDVs on other contexts), and the AC or RJ checked against the RQ
+it answers by the core's :func:`dicomconf.ul.negotiation_check.check_reply`
+(contexts, transfer syntaxes and roles that were never proposed, echoes),
+its problems turned into findings.
 Each direction's PDVs also go through the core's DIMSE message assembler,
 so a broken fragment sequence or command set is reported too.
 """
@@ -63,11 +65,7 @@ class _Context:
 
     contexts: dict[int, tuple[str | None, list[str], int]] = field(default_factory=dict)  # id -> (abstract, ts, result)
     pdv_contexts: list[int] = field(default_factory=list)  # P-DATA-TF: each PDV's context ID
-    roles: dict[str, tuple[int, int]] = field(default_factory=dict)
     max_length: int | None = None
-    called: bytes = b""
-    calling: bytes = b""
-    reserved: bytes = b""
 
 
 class _Walk:
@@ -208,9 +206,8 @@ class _Walk:
                      f"protocol version {version:#06x} does not have bit 0 set")
         self.reserved(8, 2, f"{name} reserved bytes 9-10", clause)
         sev = MUST if is_rq else SHOULD  # the AC's AE titles are an echo, not tested on receipt
-        self.info.called = self.ae_title(10, "called AE title", clause, sev)
-        self.info.calling = self.ae_title(26, "calling AE title", clause, sev)
-        self.info.reserved = b[42:74]
+        self.ae_title(10, "called AE title", clause, sev)
+        self.ae_title(26, "calling AE title", clause, sev)
         if is_rq:
             self.reserved(42, 32, "A-ASSOCIATE-RQ reserved bytes 43-74", clause)
         pc_type = C.ITEM_PRESENTATION_CONTEXT_RQ if is_rq else C.ITEM_PRESENTATION_CONTEXT_AC
@@ -378,7 +375,6 @@ class _Walk:
             for value, at, what in ((scu, f[1], "SCU-role"), (scp, f[1] + 1, "SCP-role")):
                 if value not in (0, 1):
                     self.add("role.invalid-value", clause, MUST, at, f"{what} {value} is not 0 or 1")
-            self.info.roles[uid] = (scu, scp)
         elif t == C.SUB_SOP_CLASS_EXTENDED_NEGOTIATION:
             f = self.prefixed(s, e, "SOP class UID", "PS3.7 D.3.3.5")
             if f is not None:
@@ -491,6 +487,20 @@ def check(
     return _walk(pdu, report_reserved)[0]
 
 
+# check_reply problems whose fault the single-PDU walk reports already (under its own code).
+_WALK_COVERS = frozenset({
+    "ac.context.duplicate", "ac.context.id-not-odd", "ac.context.result-undefined", "ac.context.no-transfer-syntax",
+    "ac.protocol-version", "ac.max-length.missing", "ac.max-length.duplicate",
+    "ac.implementation-class-uid.missing", "ac.implementation-class-uid.invalid",
+    "ac.implementation-class-uid.duplicate", "ac.implementation-version-name.length",
+    "ac.implementation-version-name.duplicate", "ac.async-window.duplicate", "ac.role.value-undefined",
+    "ac.user-identity.duplicate", "ac.user-identity.rq-form",
+    "rj.result-undefined", "rj.source-undefined", "rj.reason-undefined",
+})
+# Byte offsets in the reply of the fixed fields some problems are about (PS3.8 9.3.3).
+_REPLY_OFFSETS = {"ac.called-ae-echo": 10, "ac.calling-ae-echo": 26, "ac.reserved-echo": 42}
+
+
 class ConversationState:
     """What one association has negotiated so far, seen from the wire (both directions).
 
@@ -503,6 +513,7 @@ class ConversationState:
         self.check_dimse = check_dimse
         self.report_reserved = report_reserved
         self.rq: _Context | None = None
+        self.rq_bytes = b""
         self.ac: _Context | None = None
         self.accepted: dict[int, str] = {}  # context ID -> transfer syntax
         self.released_by: bool | None = None  # direction of the A-RELEASE-RQ, once sent
@@ -523,9 +534,10 @@ class ConversationState:
         kind = pdu[0]
         self._sequence(kind, from_requestor, out)
         if kind == C.A_ASSOCIATE_RQ and self.rq is None:
-            self.rq = info
-        elif kind == C.A_ASSOCIATE_AC and self.rq is not None and self.ac is None:
-            self._check_ac(info, out)
+            self.rq, self.rq_bytes = info, pdu
+        elif kind in (C.A_ASSOCIATE_AC, C.A_ASSOCIATE_RJ) and self.rq is not None and self.ac is None:
+            self._check_reply(pdu, out)
+        if kind == C.A_ASSOCIATE_AC and self.rq is not None and self.ac is None:
             self.ac = info
             self.accepted = {
                 cid: ts[0] for cid, (_a, ts, result) in info.contexts.items()
@@ -560,39 +572,23 @@ class ConversationState:
         if why:
             out.append(Finding("pdu.unexpected", "PS3.8 9.2 Table 9-10", MUST, 0, f"{name} {why}"))
 
-    def _check_ac(self, ac: _Context, out: list[Finding]) -> None:
-        rq = self.rq
-        assert rq is not None
-        clause = "PS3.8 9.3.3.2"
-        for cid, (_a, ts, result) in ac.contexts.items():
-            proposed = rq.contexts.get(cid)
-            if proposed is None:
-                out.append(Finding("ac.context-id-not-proposed", clause, MUST, None,
-                                   f"the AC answers presentation context {cid}, which the RQ did not propose"))
-            elif result == C.PC_ACCEPTANCE and ts and ts[0] not in proposed[1]:
-                out.append(Finding("ac.transfer-syntax-not-proposed", "PS3.8 9.3.3.2.1", MUST, None,
-                                   f"context {cid} accepted with transfer syntax {ts[0]}, which was not proposed"))
-        for cid in rq.contexts:
-            if cid not in ac.contexts:
-                out.append(Finding("ac.context-missing", clause, MUST, None,
-                                   f"the AC does not answer proposed presentation context {cid}"))
-        for uid, (scu, scp) in ac.roles.items():
-            asked = rq.roles.get(uid)
-            if asked is None:
-                out.append(Finding("ac.role-not-proposed", "PS3.7 D.3.3.4", MUST, None,
-                                   f"role selection for {uid}, which the RQ did not propose"))
-            elif (scu and not asked[0]) or (scp and not asked[1]):
-                out.append(Finding("ac.role-not-proposed", "PS3.7 D.3.3.4", MUST, None,
-                                   f"role for {uid} granted as SCU={scu} SCP={scp}, beyond the proposed "
-                                   f"SCU={asked[0]} SCP={asked[1]}"))
-        for what, mine, theirs, off in (("called AE title", ac.called, rq.called, 10),
-                                        ("calling AE title", ac.calling, rq.calling, 26)):
-            if mine != theirs:
-                out.append(Finding("ac.ae-title-not-echoed", "PS3.8 9.3.3", SHOULD, off,
-                                   f"the AC's {what} {mine!r} is not the RQ's {theirs!r} (not tested on receipt)"))
-        if ac.reserved != rq.reserved:
-            out.append(Finding("ac.reserved-not-echoed", "PS3.8 9.3.3", SHOULD, 42,
-                               "the AC's reserved bytes 43-74 do not echo the RQ's (not tested on receipt)"))
+    def _check_reply(self, reply: bytes, out: list[Finding]) -> None:
+        """The AC or RJ against the RQ it answers: the core's :func:`check_reply`, as findings.
+
+        Problems the single-PDU walk already reports (structure, undefined
+        values, duplicates) are left out so that each fault is listed once.
+        """
+        from dicomconf.ul.negotiation_check import check_reply
+        from dicomconf.ul.pdu import decode_pdu
+
+        try:
+            rq, answer = decode_pdu(self.rq_bytes), decode_pdu(reply)
+        except RemoteProtocolError:
+            return  # the walk has reported what keeps it from decoding
+        for problem in check_reply(rq, answer):  # type: ignore[arg-type]
+            if problem.code not in _WALK_COVERS:
+                out.append(Finding(problem.code, problem.clause, problem.severity,
+                                   _REPLY_OFFSETS.get(problem.code), problem.message))
 
     def _check_pdata(
         self, pdu: bytes, info: _Context, from_requestor: bool, out: list[Finding], malformed: bool

@@ -281,20 +281,20 @@ def test_ac_in_any_order_with_rejected_context_without_transfer_syntax_is_fine()
 
 
 CONVERSATION_FAULTS = [
-    ({}, {"presentation_contexts": [{"transfer_syntax": "1.2.840.10008.1.2.1"}]}, "ac.transfer-syntax-not-proposed"),
-    ({}, {"presentation_contexts": [{}, {"context_id": 3}]}, "ac.context-id-not-proposed"),
-    ({"presentation_contexts": [{"context_id": 1}, {"context_id": 3}]}, {}, "ac.context-missing"),
+    ({}, {"presentation_contexts": [{"transfer_syntax": "1.2.840.10008.1.2.1"}]}, "ac.context.transfer-syntax-not-proposed"),
+    ({}, {"presentation_contexts": [{}, {"context_id": 3}]}, "ac.context.not-proposed"),
+    ({"presentation_contexts": [{"context_id": 1}, {"context_id": 3}]}, {}, "ac.context.missing"),
     ({}, {"user_information": [{"item": "maximum-length"}, {"item": "implementation-class-uid"},
                                {"item": "role-selection", "sop_class_uid": "1.2.840.10008.1.1"}]},
-     "ac.role-not-proposed"),
+     "ac.role.not-proposed"),
     ({"user_information": [{"item": "maximum-length"}, {"item": "implementation-class-uid"},
                            {"item": "role-selection", "sop_class_uid": "1.2.840.10008.1.1", "scu_role": 1,
                             "scp_role": 0}]},
      {"user_information": [{"item": "maximum-length"}, {"item": "implementation-class-uid"},
                            {"item": "role-selection", "sop_class_uid": "1.2.840.10008.1.1", "scu_role": 1,
-                            "scp_role": 1}]}, "ac.role-not-proposed"),
-    ({}, {"called_ae_title": "SOMEONE-ELSE"}, "ac.ae-title-not-echoed"),
-    ({"reserved_block": "01" * 32}, {}, "ac.reserved-not-echoed"),
+                            "scp_role": 1}]}, "ac.role.granted-unproposed"),
+    ({}, {"called_ae_title": "SOMEONE-ELSE"}, "ac.called-ae-echo"),
+    ({"reserved_block": "01" * 32}, {}, "ac.reserved-echo"),
 ]
 
 
@@ -303,7 +303,20 @@ def test_ac_checked_against_rq(rq, ac, code):
     _state, found = _conversation(rq, ac)
     assert code in _codes(found)
     severity = next(f.severity for f in found if f.code == code)
-    assert severity == (SHOULD if code in ("ac.ae-title-not-echoed", "ac.reserved-not-echoed") else MUST)
+    assert severity == (SHOULD if code in ("ac.called-ae-echo", "ac.reserved-echo") else MUST)
+    assert all(f.clause.startswith("PS3.") for f in found)
+
+
+def test_rj_checked_against_rq():
+    state = ConversationState()
+    state.observe(build_pdu({"pdu": RQ}), True)
+    found = state.observe(build_pdu({"pdu": "A-ASSOCIATE-RJ", "source": 2, "reason": 2}), False)
+    assert _codes(found) == ["rj.protocol-version-supported"]  # the RQ's version has bit 0 set
+
+
+def test_each_fault_listed_once_when_walk_and_check_reply_overlap():
+    _state, found = _conversation({}, {"presentation_contexts": [{"result": 7}]})
+    assert _codes(found) == ["ac.result-invalid"]
 
 
 def test_pdata_larger_than_announced_maximum_length():
