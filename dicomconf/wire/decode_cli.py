@@ -8,6 +8,9 @@ summarises each PDU with the core codec (:func:`dicomconf.wire.dissect.summary`)
 and checks it with :class:`dicomconf.wire.findings.ConversationState`, one per
 connection.  scapy is imported only for ``-v`` trees, which also turn on the
 DIMSE fragment-sequence checks (pydicom decoding of every command set).
+``--datasets`` assembles each direction's DIMSE messages with the core's
+assembler and prints each data set decoded by pydicom in the transfer syntax
+its presentation context was accepted with.
 
 Exit status: 0 when PDUs were decoded, 1 when the capture cannot be read or
 holds no DICOM, 2 for a usage error; a truncated capture prints what it could
@@ -23,6 +26,7 @@ import sys
 from dicomconf.ul import constants as C
 
 RQ = bytes((C.A_ASSOCIATE_RQ,))
+PDATA = bytes((C.P_DATA_TF,))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="treat TCP port N as DICOM (repeatable); other ports are detected by content")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the full tree of every PDU")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--datasets", action="store_true",
+                        help="also decode each DIMSE message's data set (pydicom, the context's transfer syntax)")
 
 
 def _ep(ep: tuple[str, int]) -> str:
@@ -50,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     write = out.write
     states: dict[int, ConversationState] = {}
+    assemblers: dict[tuple[int, bool], object] = {}
     requestor: dict[int, bool] = {}
     start: float = 0.0
     count = 0
@@ -105,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
                 write(f"{'':14}! {f}\n")
             if args.verbose:
                 write(dissect.tree(data).rstrip("\n") + "\n")
+            if args.datasets and data[:1] == PDATA:
+                for line in _datasets(assemblers, (conn, from_rq), data, state):
+                    write(f"{'':14}{line}\n")
     except CaptureError as exc:
         error = str(exc)
     except BrokenPipeError:
@@ -119,6 +129,36 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _datasets(assemblers: dict, key: tuple[int, bool], data: bytes, state) -> list[str]:
+    """Feed one P-DATA-TF to its direction's assembler; each completed message's data set, decoded (PS3.7 6.3)."""
+    from dicomconf.ul.dimse import MessageAssembler
+    from dicomconf.ul.errors import LocalProtocolError, RemoteProtocolError
+    from dicomconf.ul.pdu import decode_pdu
+
+    lines: list[str] = []
+    assembler = assemblers.setdefault(key, MessageAssembler())
+    try:
+        messages = assembler.add_pdata(decode_pdu(data))
+    except RemoteProtocolError as exc:
+        assemblers[key] = MessageAssembler()
+        return [f"(message assembly failed: {exc.message}; restarting at the next command)"]
+    for msg in messages:
+        if msg.data is None:
+            continue
+        ts = state.accepted.get(msg.context_id)
+        if ts is None:
+            lines.append(f"data set of {msg.name}: context {msg.context_id} was not accepted, transfer syntax unknown")
+            continue
+        try:
+            ds = msg.dataset(ts)
+        except (RemoteProtocolError, LocalProtocolError) as exc:
+            lines.append(f"data set of {msg.name} does not decode: {exc}")
+            continue
+        lines.append(f"data set of {msg.name} ({len(msg.data)} bytes):")
+        lines += ["  " + line for line in str(ds).splitlines()]
+    return lines
 
 
 def _json_default(value: object) -> object:

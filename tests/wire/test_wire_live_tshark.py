@@ -112,6 +112,16 @@ def test_decode_cli_json_on_real_traffic(pynetdicom_capture, capsys):
     assert all(line["findings"] == [] for line in lines)
 
 
+def test_decode_cli_datasets_on_real_traffic(pynetdicom_capture, capsys):
+    from dicomconf.cli import main
+
+    path, _port = pynetdicom_capture
+    assert main(["decode", str(path), "--datasets"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("data set of C-STORE-RQ (") == 2
+    assert "Wire^Test" in out and "Pixel Data" in out
+
+
 def _dcmtk_env():
     return {**os.environ, "TCP_NODELAY": "1"}
 
