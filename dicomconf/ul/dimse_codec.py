@@ -5,8 +5,8 @@ Theory of operation
 A command set is group 0000 encoded implicit VR little endian, opened by
 Command Group Length (0000,0000) (PS3.7 6.3.1, E.1).  :func:`encode_command`
 writes it with pydicom and computes the group length; :func:`decode_command`
-checks the element framing and the group length itself before pydicom reads
-the values, so a malformed command set is a :class:`RemoteProtocolError`
+walks the elements itself (framing, tag order, group length, VR from the
+data dictionary or UN) and hands pydicom only values to convert, so a malformed command set is a :class:`RemoteProtocolError`
 (reason 6) naming the offset, never a pydicom exception.
 
 A data set travels in the presentation context's transfer syntax and is
@@ -27,9 +27,12 @@ import zlib
 from io import BytesIO
 
 from pydicom import Dataset
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from dicomconf.ul.errors import LocalProtocolError
@@ -209,23 +212,36 @@ def encode_command(ds: Dataset) -> bytes:
 def decode_command(data: bytes | memoryview) -> Dataset:
     """Decode a command set (implicit VR little endian, PS3.7 6.3.1).
 
-    Checks that every element is in group 0000, that the elements tile the
-    bytes exactly, that Command Group Length (0000,0000) comes first and equals
+    Checks that every element is in group 0000, in ascending tag order (PS3.5
+    7.1), that the elements tile the bytes exactly, that Command Group Length (0000,0000) comes first and equals
     the length of the rest, and that Command Field (0000,0100) and Command Data
     Set Type (0000,0800) are present.  Any fault: :class:`RemoteProtocolError`
     with A-ABORT reason 6.
     """
     raw = bytes(data)
     clause = "PS3.7 6.3.1, E.1"
+    elements: dict[int, RawDataElement] = {}
+    previous = -1
     pos, end = 0, len(raw)
     while pos < end:
         if end - pos < 8:
             raise invalid(f"{end - pos} trailing byte(s) in the command set", clause, pos)
-        group, _element, length = _ELEMENT_HEADER.unpack_from(raw, pos)
+        group, element, length = _ELEMENT_HEADER.unpack_from(raw, pos)
         if group != 0x0000:
             raise invalid(f"command set element in group {group:04X}, not 0000", clause, pos)
         if length == 0xFFFFFFFF or pos + 8 + length > end:
             raise invalid(f"command element length {length:#x} overruns the command set", clause, pos + 4)
+        if element <= previous:
+            raise invalid(
+                f"command element (0000,{element:04X}) is not in ascending tag order", "PS3.5 7.1; " + clause, pos
+            )
+        previous = element
+        # Implicit VR: the VR comes from the data dictionary; an element it does not know is UN,
+        # decided here so that pydicom has nothing to warn about.
+        vr = dictionary_VR(element) if dictionary_has_tag(element) else "UN"
+        elements[element] = RawDataElement(
+            BaseTag(element), vr, length, raw[pos + 8 : pos + 8 + length], pos + 8, True, True
+        )
         pos += 8 + length
     if end < 12 or raw[:8] != b"\x00\x00\x00\x00\x04\x00\x00\x00":
         raise invalid("the command set does not start with Command Group Length (0000,0000) UL", clause, 0)
@@ -235,7 +251,7 @@ def decode_command(data: bytes | memoryview) -> Dataset:
             f"Command Group Length is {group_length}, but {end - 12} byte(s) follow it", clause, 8
         )
     try:
-        ds = read_dataset(BytesIO(raw), True, True)
+        ds = Dataset(elements)
         for elem in ds:  # convert every raw element now, so a bad value fails here
             _ = elem.value
     except Exception as exc:

@@ -328,3 +328,27 @@ def test_contract_names_are_exported_from_dimse():
     with pytest.raises(AttributeError):
         msg.context_id = 3  # frozen
     assert not hasattr(msg, "__dict__")  # slotted
+
+
+def _with_group_length(body: bytes) -> bytes:
+    return struct.pack("<HHII", 0, 0, 4, len(body)) + body
+
+
+def test_decode_command_refuses_unordered_or_repeated_elements():
+    field = struct.pack("<HHIH", 0, 0x0100, 2, D.C_ECHO_RQ)
+    dstype = struct.pack("<HHIH", 0, 0x0800, 2, D.NO_DATA_SET)
+    assert D.decode_command(_with_group_length(field + dstype)).CommandField == D.C_ECHO_RQ
+    for body in (dstype + field, field + field + dstype):
+        with pytest.raises(RemoteProtocolError, match="ascending") as info:
+            D.decode_command(_with_group_length(body))
+        assert info.value.reason == C.ABORT_REASON_INVALID_PARAMETER_VALUE
+        assert info.value.offset == 12 + 10
+
+
+def test_decode_command_keeps_unknown_elements_as_un_without_warning(recwarn):
+    field = struct.pack("<HHIH", 0, 0x0100, 2, D.C_ECHO_RQ)
+    unknown = struct.pack("<HHI", 0, 0x0777, 2) + b"\x01\x02"
+    dstype = struct.pack("<HHIH", 0, 0x0800, 2, D.NO_DATA_SET)
+    ds = D.decode_command(_with_group_length(field + unknown + dstype))
+    assert ds[0x00000777].VR == "UN" and ds[0x00000777].value == b"\x01\x02"
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]

@@ -194,3 +194,27 @@ def test_stream_to_messages_raises_only_remote_error(pdus):
                 assembler.add_pdata(pdu)
     except RemoteProtocolError:
         pass
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=120), st.sampled_from(_COMMANDS).flatmap(
+    lambda c: st.tuples(st.integers(0, len(c) - 1), st.integers(0, 255)).map(
+        lambda t: c[: t[0]] + bytes((t[1],)) + c[t[0] + 1 :]))))
+def test_decode_command_raises_only_remote_error(raw):
+    try:
+        ds = D.decode_command(raw)
+    except RemoteProtocolError as exc:
+        assert exc.reason == 6
+        return
+    assert isinstance(ds.CommandField, int)
+
+
+
+
+@FUZZ
+@given(st.binary(max_size=200), st.sampled_from(["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"]))
+def test_decode_dataset_raises_only_remote_error(raw, ts):
+    try:
+        D.decode_dataset(raw, ts)
+    except RemoteProtocolError as exc:
+        assert exc.reason == 6
