@@ -298,7 +298,12 @@ class _Connection(asyncio.Protocol):
         instance = StoredInstance(sop_class, sop_instance, transfer_syntax, msg.data, self.calling)
         storage = self.server.storage
         if not storage.blocking:
-            self._store_done(msg, storage.store(instance), instance)
+            try:
+                status = storage.store(instance)
+            except Exception as exc:  # the backend's own bug: answer, never hang
+                log.error("%s: storing %s failed: %s", self.peer, sop_instance, exc)
+                status = STATUS_PROCESSING_FAILURE
+            self._store_done(msg, status, instance)
             return
         self.busy = True
         self.transport.pause_reading()  # type: ignore[union-attr]

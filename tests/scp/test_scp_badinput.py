@@ -206,3 +206,35 @@ def test_stop_finishes_an_in_flight_store(scp_factory, tmp_path):
         stopper.join(10)
         assert client.wait_closed(5) is not None
     assert [p.name for p in tmp_path.iterdir()] == ["1.2.3.4.6.dcm"]
+
+
+def test_ac_carries_window_identity_and_implementation(scp_factory):
+    """PS3.7 D.3.3.2-D.3.3.3: implementation class UID / version name, asynchronous operations window."""
+    from dicomconf.ul.items import AsynchronousOperationsWindow
+    from dicomconf.ul.pdu import decode_pdu
+
+    handle = scp_factory(async_window=(3, 2), implementation_version_name="TESTVER", max_pdu_length=8192)
+    with RawClient(handle.port) as client:
+        reply = client.associate(extra_sub_items=(AsynchronousOperationsWindow(5, 5),))
+        ac = decode_pdu(pdu(reply[0], reply[1]))
+    ui = ac.user_information
+    assert ui.implementation_class_uid == C.IMPLEMENTATION_CLASS_UID
+    assert ui.implementation_version_name == "TESTVER"
+    assert ui.maximum_length == 8192
+    window = ui.asynchronous_operations_window
+    assert (window.maximum_number_operations_invoked, window.maximum_number_operations_performed) == (3, 2)
+
+
+def test_store_on_a_context_of_another_sop_class_is_refused(scp):
+    """The command's Affected SOP Class must be the context's abstract syntax: 0122 otherwise."""
+    from dicomconf.ul import dimse
+    from dicomconf.ul.pdu import decode_pdu
+
+    mr = "1.2.840.10008.5.1.4.1.1.4"
+    msg = dimse.c_store_rq(1, mr, "1.2.3.4.7", context_id=1, data=bytes(100))
+    with associated(scp.port, contexts=((1, CT, (IVRLE,)),)) as client:
+        client.send(b"".join(dimse.fragment(msg, 16384)))
+        reply = client.recv_pdu()
+        rsp = dimse.MessageAssembler().add_pdata(decode_pdu(pdu(reply[0], reply[1])))[0]
+    assert rsp.status == 0x0122
+    assert scp.stored == []
