@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +33,9 @@ from dicomconf.ul.items import (
     UserInformation,
 )
 from dicomconf.ul.pdu import PDV, AAbort, AAssociateAC, AAssociateRJ, AAssociateRQ, AReleaseRQ, PDataTF, decode_pdu
+
+# pydicom warns about the invalid values it is fed here (bad UIDs, odd VRs); the test is about errors.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:pydicom.*")
 
 FUZZ = settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CT = "1.2.840.10008.5.1.4.1.1.2"
