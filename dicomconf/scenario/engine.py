@@ -412,9 +412,9 @@ class Runner:
                 overrides=_overrides(args.get("overrides") or {}),
                 timeout=within,
             )
-            event = Event("pdu", _last_received(conn, scu.ac))
+            event = Event("pdu", _as_received(scu.last_received, scu.ac))
         except (Rejected, Aborted) as exc:
-            event = Event("pdu", _last_received(conn, exc.pdu))
+            event = Event("pdu", _as_received(exc.received, exc.pdu))
         except UnexpectedReply as exc:
             event = Event("pdu", exc.received)
         except Closed as exc:
@@ -498,7 +498,7 @@ class Runner:
             raise ScenarioFailure(step, f"{what}: {exc}", expected="an accepted presentation context") from None
         except (Aborted, Rejected) as exc:
             raise ScenarioFailure(step, f"{what}: {exc}", expected=f"a {what}-RSP within {within:g}s",
-                                  came=describe_received(_last_received(conn, exc.pdu))) from None
+                                  came=describe_received(_as_received(exc.received, exc.pdu))) from None
         except UnexpectedReply as exc:
             came = describe_received(exc.received) if hasattr(exc.received, "raw") else str(exc)
             raise ScenarioFailure(step, f"{what}: {exc}", expected=f"a {what}-RSP", came=came) from None
@@ -567,7 +567,7 @@ class Runner:
             self.scus[name].release(timeout=within)
         except Aborted as exc:
             raise ScenarioFailure(step, f"release: {exc}", expected="A-RELEASE-RP",
-                                  came=describe_received(_last_received(conn, exc.pdu))) from None
+                                  came=describe_received(_as_received(exc.received, exc.pdu))) from None
         except UnexpectedReply as exc:
             raise ScenarioFailure(step, f"release: {exc}", expected="A-RELEASE-RP",
                                   came=describe_received(exc.received)) from None
@@ -635,8 +635,10 @@ def _overrides(values: dict) -> dict:
     return out
 
 
-def _last_received(conn: Any, pdu: Any) -> Any:
-    """A Received-like record for a PDU the SCU consumed (its bytes re-encoded)."""
+def _as_received(received: Any, pdu: Any) -> Any:
+    """The Received the SCU consumed, as it came; else a record with the PDU re-encoded."""
+    if received is not None and getattr(received, "raw", None) is not None:
+        return received
     from dicomconf.scu.connection import Received
 
     raw = pdu.encode() if pdu is not None else b""
