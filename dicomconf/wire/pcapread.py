@@ -23,6 +23,8 @@ header.  Each direction is framed with the core's
 from __future__ import annotations
 
 import ipaddress
+import mmap
+import os
 import struct
 from dataclasses import dataclass, field
 from os import PathLike
@@ -46,19 +48,29 @@ _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 def read_frames(path: str | PathLike) -> Iterator[tuple[float, int, bytes]]:
     """Yield (timestamp, link type, frame) for every packet; CaptureError when unreadable or cut short."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fh = open(path, "rb")
     except OSError as exc:
         raise CaptureError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) < 4:
-        raise CaptureError(f"{path} is not a pcap or pcapng capture (only {len(data)} byte(s))")
-    magic = data[:4]
-    if magic in _PCAP_MAGIC:
-        yield from _pcap(data, path, *_PCAP_MAGIC[magic])
-    elif magic == _PCAPNG_SHB:
-        yield from _pcapng(data, path)
-    else:
-        raise CaptureError(f"{path} is not a pcap or pcapng capture (magic {magic.hex()})")
+    with fh:
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            # Mapped, not read: a capture of gigabytes costs address space, not memory.
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size >= 4 else fh.read()
+        except (OSError, ValueError) as exc:
+            raise CaptureError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        if len(data) < 4:
+            raise CaptureError(f"{path} is not a pcap or pcapng capture (only {len(data)} byte(s))")
+        magic = bytes(data[:4])
+        try:
+            if magic in _PCAP_MAGIC:
+                yield from _pcap(data, path, *_PCAP_MAGIC[magic])
+            elif magic == _PCAPNG_SHB:
+                yield from _pcapng(data, path)
+            else:
+                raise CaptureError(f"{path} is not a pcap or pcapng capture (magic {magic.hex()})")
+        finally:
+            if isinstance(data, mmap.mmap):
+                data.close()
 
 
 def _pcap(data: bytes, path, order: str, unit: float) -> Iterator[tuple[float, int, bytes]]:
