@@ -131,3 +131,12 @@ def test_bad_port_and_no_traceback_from_the_real_command(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "cannot read" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_fast_path_does_not_import_scapy(tmp_path):
+    path = _capture(tmp_path / "c.pcap")
+    code = ("import sys, io, contextlib; from dicomconf.cli import main; "
+            f"out = io.StringIO(); ctx = contextlib.redirect_stdout(out); ctx.__enter__(); rc = main(['decode', {str(path)!r}]); "
+            "ctx.__exit__(None, None, None); print(rc, any(m.startswith('scapy') for m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["0", "False"], proc.stderr
