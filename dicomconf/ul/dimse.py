@@ -95,13 +95,20 @@ __all__ = [
 # Messages
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Message:
     """One DIMSE message (PS3.7 6.3, 9.3): command set, and data set bytes or None."""
 
     context_id: int
     command: Dataset
     data: bytes | None = None
+
+    def __repr__(self) -> str:
+        # Short: a data set may be megabytes, and messages end up in logs.
+        ident = self.message_id if self.message_id is not None else self.message_id_being_responded_to
+        status = "" if self.status is None else f", status={self.status:#06x}"
+        data = "no data set" if self.data is None else f"data={len(self.data)} bytes"
+        return f"Message({self.name}, context_id={self.context_id}, id={ident}{status}, {data})"
 
     @property
     def command_field(self) -> int:

@@ -352,3 +352,9 @@ def test_decode_command_keeps_unknown_elements_as_un_without_warning(recwarn):
     ds = D.decode_command(_with_group_length(field + unknown + dstype))
     assert ds[0x00000777].VR == "UN" and ds[0x00000777].value == b"\x01\x02"
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+def test_message_repr_is_short():
+    text = repr(D.c_store_rq(4, CT, "1.2", context_id=3, data=bytes(1 << 20)))
+    assert text == "Message(C-STORE-RQ, context_id=3, id=4, data=1048576 bytes)"
+    assert repr(D.c_echo_rsp(9, 0x0110)) == "Message(C-ECHO-RSP, context_id=1, id=9, status=0x0110, no data set)"
