@@ -6,7 +6,7 @@ client's own cost is the same for each server.  Each server runs as its own
 process on 127.0.0.1; DCMTK with TCP_NODELAY=1.  Goal (docs/benchmarks/scp.md):
 at least 20x pynetdicom, and at least DCMTK's rate.
 
-    python benchmarks/bench_scp_echo.py [--seconds 3] [--rounds 3]
+    python benchmarks/bench_scp_echo.py [--seconds 3] [--rounds 3] [--pin CPU]
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per server and round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pin", type=int, metavar="CPU", help="pin client and every server to this CPU")
     args = parser.parse_args()
+    if args.pin is not None:
+        os.sched_setaffinity(0, {args.pin})
     servers = {
         "dicomconf scp": lambda p: dicomconf_scp(p),
         "pynetdicom echoscp": pynetdicom_echoscp,
@@ -53,6 +56,9 @@ def main() -> None:
     for r in range(args.rounds):
         for name, start in servers.items():
             with start(free_port()) as server:
+                if args.pin is not None:
+                    for tid in os.listdir(f"/proc/{server.pid}/task"):
+                        os.sched_setaffinity(int(tid), {args.pin})
                 results[name].append(rate(server.port, args.seconds))
             print(f"round {r + 1}: {name:20s} {results[name][-1]:8.1f} associations/s", flush=True)
     print()
