@@ -1,0 +1,217 @@
+"""Start and stop third-party SCPs on loopback, and run the conformance suite against them.
+
+Theory of operation
+-------------------
+``start KIND`` launches one target SCP in its own session (so it outlives
+this script), waits until its port accepts connections, records what it
+needs to clean up in a state file named after its process id, and prints
+``PID PORT``.  ``stop PID`` ends exactly that process (after checking that
+the process id still belongs to a target this script started) and removes
+its temporary directory.  ``suite KIND`` starts the target, runs
+``pytest scenarios/`` against it with the profile in this directory, and
+stops it whatever happens.
+
+Targets (the profile of each says what it claims):
+
+* ``pynetdicom``: ``python -m pynetdicom storescp`` (Storage and
+  Verification SCP), bound to 127.0.0.1.
+* ``dcmtk``: DCMTK's ``/usr/bin/storescp`` (single process, the default),
+  started with ``TCP_NODELAY=1`` and an output directory in a temporary
+  directory.  It listens on all interfaces; the suite only ever connects
+  to 127.0.0.1.
+
+Timers are shortened (``--acse-timeout`` / ``--dimse-timeout``) so that the
+scenarios that wait for ARTIM finish quickly; the profiles say the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+STATE_DIR = Path(tempfile.gettempdir()) / "dicomconf-targets"
+AE_TITLE = "ANY-SCP"
+ACSE_TIMEOUT = 3  # seconds; the profiles' timers.artim
+DIMSE_TIMEOUT = 6  # seconds; the profiles' timers.idle
+DCMTK_STORESCP = "/usr/bin/storescp"
+KINDS = ("pynetdicom", "dcmtk")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def command(kind: str, port: int, workdir: Path, aet: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that start target ``kind`` on ``port``."""
+    env = dict(os.environ)
+    if kind == "pynetdicom":
+        argv = [sys.executable, "-m", "pynetdicom", "storescp", str(port), "-ba", "127.0.0.1", "-aet", aet,
+                "-ta", str(ACSE_TIMEOUT), "-td", str(DIMSE_TIMEOUT), "-tn", str(DIMSE_TIMEOUT),
+                "--ignore"]
+        return argv, env
+    if kind == "dcmtk":
+        if not os.access(DCMTK_STORESCP, os.X_OK):
+            raise SystemExit(f"{DCMTK_STORESCP} not found: install the Debian package dcmtk")
+        out = workdir / "received"
+        out.mkdir()
+        env["TCP_NODELAY"] = "1"
+        argv = [DCMTK_STORESCP, "-aet", aet, "-od", str(out), "-ta", str(ACSE_TIMEOUT),
+                "-td", str(DIMSE_TIMEOUT), str(port)]
+        return argv, env
+    raise SystemExit(f"unknown target {kind!r}: one of {', '.join(KINDS)}")
+
+
+def listening(port: int) -> bool:
+    """True when some socket listens on TCP ``port`` (read from /proc, without connecting).
+
+    Connecting to find out would leave the target an extra connection that
+    some targets count against their association limit until their ARTIM
+    timer closes it.
+    """
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text(encoding="ascii").splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Return once something listens on ``port``; fail if the process dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"target exited with status {proc.returncode} before listening on port {port}")
+        if listening(port):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"target did not listen on port {port} within {timeout:g}s")
+
+
+def start(kind: str, port: int | None = None, aet: str = AE_TITLE) -> tuple[int, int]:
+    """Start target ``kind``; returns (pid, port)."""
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix=f"dicomconf-{kind}-"))
+    argv, env = command(kind, port, workdir, aet)
+    log = open(workdir / "target.log", "wb")
+    proc = subprocess.Popen(argv, env=env, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    STATE_DIR.mkdir(exist_ok=True)
+    state = {"kind": kind, "port": port, "workdir": str(workdir), "argv": argv}
+    (STATE_DIR / f"{proc.pid}.json").write_text(json.dumps(state), encoding="utf-8")
+    try:
+        wait_listening(port, proc)
+    except SystemExit:
+        stop(proc.pid)
+        raise
+    return proc.pid, port
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is not alive
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def stop(pid: int) -> None:
+    """Stop the target with process id ``pid`` (started by :func:`start`) and remove its files."""
+    state_file = STATE_DIR / f"{pid}.json"
+    if not state_file.is_file():
+        raise SystemExit(f"process {pid} was not started by this script (no {state_file})")
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    if _alive(pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            cmdline = []
+        if cmdline and cmdline[0].decode(errors="replace") != state["argv"][0]:
+            raise SystemExit(f"process {pid} is no longer the target this script started; not stopping it")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    shutil.rmtree(state["workdir"], ignore_errors=True)
+    state_file.unlink(missing_ok=True)
+
+
+def plugin_args() -> list[str]:
+    """``-p dicomconf.pytest_plugin`` unless the plugin is registered as a pytest11 entry point."""
+    from importlib.metadata import entry_points
+
+    if any(ep.value.startswith("dicomconf.pytest_plugin") for ep in entry_points(group="pytest11")):
+        return []
+    return ["-p", "dicomconf.pytest_plugin"]
+
+
+def suite(kind: str, extra: list[str]) -> int:
+    """Run ``pytest scenarios/`` against a freshly started target; returns pytest's exit status."""
+    pid, port = start(kind)
+    try:
+        argv = [sys.executable, "-m", "pytest", str(REPO / "scenarios"), *plugin_args(),
+                "--target", f"127.0.0.1:{port}", "--profile", str(HERE / f"{kind}.profile.yaml"),
+                "--called-ae", AE_TITLE, *extra]
+        print("$", " ".join(argv), flush=True)
+        return subprocess.call(argv, cwd=REPO)
+    finally:
+        stop(pid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("start", help="start a target; prints PID PORT")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--aet", default=AE_TITLE, help=f"the target's AE title (default {AE_TITLE})")
+    p = sub.add_parser("stop", help="stop a target started by 'start', by its process id")
+    p.add_argument("pid", type=int)
+    p = sub.add_parser("suite", help="start a target, run the scenarios against it, stop it")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments (after --)")
+    args = parser.parse_args(argv)
+    if args.action == "start":
+        pid, port = start(args.kind, args.port, args.aet)
+        print(pid, port)
+        return 0
+    if args.action == "stop":
+        stop(args.pid)
+        return 0
+    extra = [a for a in args.pytest_args if a != "--"]
+    return suite(args.kind, extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
