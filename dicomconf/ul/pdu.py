@@ -247,7 +247,7 @@ class AAbort:
 # P-DATA-TF
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class PDV:
     """A Presentation Data Value Item (PS3.8 9.3.5.1) with its message control header (Annex E.2).
 
@@ -258,6 +258,11 @@ class PDV:
     context_id: int
     message_control_header: int
     data: bytes | memoryview
+
+    def __repr__(self) -> str:
+        kind = "command" if self.is_command else "data"
+        last = ", last" if self.is_last else ""
+        return f"PDV(context_id={self.context_id}, {kind}{last}, {len(self.data)} bytes)"
 
     @property
     def is_command(self) -> bool:

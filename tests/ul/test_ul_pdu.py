@@ -307,3 +307,8 @@ def test_each_legal_pdu_through_the_reader_whole_bytewise_and_with_trailing(obj,
     trailing = AReleaseRP().encode()[:4]
     assert [bytes(p) for p in reader.feed(raw + trailing)] == [raw]
     assert reader.buffered == 4
+
+
+def test_pdv_repr_is_short():
+    assert repr(PDV(3, 3, bytes(100000))) == "PDV(context_id=3, command, last, 100000 bytes)"
+    assert repr(PDV(1, 0, memoryview(b"ab"))) == "PDV(context_id=1, data, 2 bytes)"
