@@ -209,7 +209,7 @@ def tree(pdu: bytes) -> str:
 
     pkt = dissect(pdu)
     text = pkt.show(dump=True)
-    if buf_type(pdu) == C.P_DATA_TF:
+    if len(pdu) and pdu[0] == C.P_DATA_TF:
         try:
             decoded = decode_pdu(pdu)
         except RemoteProtocolError:
@@ -224,10 +224,6 @@ def tree(pdu: bytes) -> str:
                 text += f"\nPDV {i} command set: {describe_command(cmd)}\n"
                 text += "\n".join("    " + line for line in str(cmd).splitlines())
     return text
-
-
-def buf_type(pdu: bytes) -> int | None:
-    return pdu[0] if len(pdu) else None
 
 
 def fields(pdu: bytes) -> dict[str, object]:

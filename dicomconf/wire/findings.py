@@ -366,7 +366,7 @@ class _Walk:
             f = self.prefixed(s, e, "SOP class UID", clause)
             if f is None:
                 return
-            uid = self.uid(f[0], f[1], "SOP class UID", clause)
+            self.uid(f[0], f[1], "SOP class UID", clause)
             if e - f[1] != 2:
                 self.add("sub-item.size", clause, MUST, f[1],
                          f"role selection has {e - f[1]} byte(s) after the SOP class UID, not 2")
