@@ -146,3 +146,53 @@ def test_dcmtk_scu_traffic_is_legal_and_tshark_clean(tmp_path, relay_factory, py
     assert _findings(pdus) == []
     if shutil.which("tshark"):
         assert _expert_errors(shutil.which("tshark"), path, relay.port) == ""
+
+
+DCMTK_STORESCP = "/usr/bin/storescp"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not os.path.exists(DCMTK_STORESCP), reason="DCMTK storescp not installed")
+def test_dcmtk_storescp_answers_are_legal_and_agree_with_tshark(tmp_path, relay_factory, tshark):
+    import socket
+    import time
+
+    port = _free_port()
+    out_dir = tmp_path / "in"
+    out_dir.mkdir()
+    proc = subprocess.Popen([DCMTK_STORESCP, "-aet", "PYNETSCP", "-od", str(out_dir), str(port)],
+                            env=_dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("storescp did not start listening")
+                time.sleep(0.05)
+        relay = relay_factory(port)
+        pynetdicom_session(relay.port, stores=1)
+        relay.wait_idle()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    path = tmp_path / "storescp.pcap"
+    write_pcap(path, [c for c in relay.conversations if c.sent("client")])
+    pdus = _ours(path)
+    answers = [dissect.fields(p.data) for p in pdus if not p.from_client]
+    assert [a["pdu"] for a in answers] == ["A-ASSOCIATE-AC", "P-DATA-TF", "P-DATA-TF", "A-RELEASE-RP"]
+    assert [a["pdvs"][0].get("dimse") for a in answers[1:3]] == ["C-ECHO-RSP", "C-STORE-RSP"]
+    assert _findings(pdus) == []
+    assert _expert_errors(tshark, path, relay.port) == ""
+    types = run_tshark(tshark, "-r", str(path), "-d", f"tcp.port=={relay.port},dicom", "-T", "fields",
+                       "-e", "dicom.pdu.type")
+    assert [int(x, 16) for line in types.split() for x in line.split(",") if x] == [p.data[0] for p in pdus]
