@@ -536,3 +536,14 @@ def build_pdu(spec: Mapping) -> bytes:
             raise CraftError("truncate is a non-negative number of bytes", "truncate")
         out = out[:n]
     return out
+
+
+def scapy_pdu(spec: Mapping):
+    """The crafted PDU as a scapy packet (:mod:`dicomconf.wire.layers`), for Python users who edit fields there.
+
+    Lengths dissected from the bytes are kept as they are; set a length field
+    to None to have scapy recompute it when the packet is rebuilt.
+    """
+    from dicomconf.wire.layers import dissect
+
+    return dissect(build_pdu(spec))

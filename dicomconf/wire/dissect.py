@@ -207,8 +207,12 @@ def tree(pdu: bytes) -> str:
     """The full dissection: scapy's tree, then each whole command PDV decoded with pydicom."""
     from dicomconf.wire.layers import dissect
 
-    pkt = dissect(pdu)
-    text = pkt.show(dump=True)
+    try:
+        text = dissect(pdu).show(dump=True)
+    except Exception as exc:  # scapy's fields raise on bytes too short for them
+        from scapy.utils import hexdump
+
+        return f"(scapy cannot dissect these {len(pdu)} byte(s): {exc})\n{hexdump(bytes(pdu), dump=True)}"
     if len(pdu) and pdu[0] == C.P_DATA_TF:
         try:
             decoded = decode_pdu(pdu)

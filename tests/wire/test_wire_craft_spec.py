@@ -143,3 +143,16 @@ def test_errors_name_the_offending_key(spec, key):
         build_pdu(spec)
     assert info.value.key == key
     assert key in str(info.value)
+
+
+def test_scapy_packet_of_a_crafted_pdu_can_be_edited():
+    from dicomconf.wire import layers
+    from dicomconf.wire.craft import scapy_pdu
+
+    pkt = scapy_pdu({"pdu": "A-ASSOCIATE-RQ", "called_ae_title": "PACS"})
+    rq = pkt[layers.A_ASSOCIATE_RQ]
+    assert rq.called_ae_title.strip() == b"PACS"
+    rq.called_ae_title = b"OTHER".ljust(16)
+    rq.protocol_version = 3
+    decoded = decode_pdu(bytes(pkt))
+    assert decoded.called_ae_title == "OTHER" and decoded.protocol_version == 3

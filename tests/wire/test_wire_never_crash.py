@@ -44,6 +44,12 @@ def test_findings_and_summaries_never_raise(data):
         state.observe(pdu, from_rq)
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.binary(max_size=200), mutated()))
+def test_scapy_tree_never_raises(data):
+    assert isinstance(dissect.tree(data), str)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3000), st.binary(min_size=1, max_size=60)), max_size=30))
 def test_stream_decoder_survives_any_segments(segments):
