@@ -63,7 +63,7 @@ from dicomconf.ul.events import (
     Event,
     PDUReceived,
 )
-from dicomconf.ul.framing import PDUReader
+from dicomconf.ul.framing import FramingError, PDUReader
 from dicomconf.ul.pdu import (
     AAbort,
     AAssociateAC,
@@ -188,8 +188,8 @@ class Association:
         framing_error: RemoteProtocolError | None = None
         try:
             pdus = self._reader.feed(data)
-        except RemoteProtocolError as exc:
-            pdus, framing_error = [], exc
+        except FramingError as exc:
+            pdus, framing_error = exc.completed, exc
         for raw in pdus:
             if self.state not in fsm.CONNECTED_STATES:
                 break

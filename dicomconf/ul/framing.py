@@ -32,6 +32,14 @@ HEADER_LENGTH = C.PDU_HEADER_LENGTH
 _SMALL_PIECE = 4096  # pieces shorter than this are copied together rather than held one by one
 
 
+class FramingError(RemoteProtocolError):
+    """A refused PDU header; ``completed`` lists the whole PDUs read before it."""
+
+    def __init__(self, error: RemoteProtocolError, completed: list) -> None:
+        super().__init__(error.message, error.clause, reason=error.reason, source=error.source, offset=error.offset)
+        self.completed = completed
+
+
 class PDUReader:
     """Incremental PDU framer (PS3.8 9.3.1).
 
@@ -89,10 +97,22 @@ class PDUReader:
         self._have += len(piece)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes | memoryview]:
-        """Add ``data``; return every PDU completed by it, in order."""
+        """Add ``data``; return every PDU completed by it, in order.
+
+        A refused length raises :class:`FramingError`, whose ``completed``
+        holds the whole PDUs that preceded the bad header in the same call,
+        so that a driver can act on them before it aborts.
+        """
+        out: list[bytes | memoryview] = []
+        try:
+            self._feed(data, out)
+        except RemoteProtocolError as exc:
+            raise FramingError(exc, out) from None
+        return out
+
+    def _feed(self, data: bytes | bytearray | memoryview, out: list[bytes | memoryview]) -> None:
         if self._error is not None:
             raise self._error
-        out: list[bytes | memoryview] = []
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
@@ -103,7 +123,7 @@ class PDUReader:
             head += view[:take]
             pos = take
             if len(head) < HEADER_LENGTH:
-                return out
+                return
             pdu_type, length = _HEADER.unpack_from(head)
             self._need = self._check(pdu_type, length)
             with memoryview(head) as header:
@@ -115,7 +135,7 @@ class PDUReader:
                 self._append(view[pos : pos + take])
                 pos += take
             if self._have < self._need:
-                return out
+                return
             out.append(b"".join(self._parts))
             self._parts.clear()
             self._have = self._need = 0
@@ -128,9 +148,9 @@ class PDUReader:
             if pos + total > end:
                 self._need = total
                 self._append(view[pos:])
-                return out
+                return
             out.append(view[pos : pos + total])
             pos += total
         if pos < end:
             head += view[pos:]
-        return out
+        return

@@ -350,6 +350,14 @@ def test_absurd_length_refused_at_the_header():
     assert p.acc.state == "Sta13"
 
 
+def test_pdus_before_an_absurd_length_in_the_same_chunk_are_indicated_first():
+    p = Pair()
+    p.associate()
+    ev = p.acc.receive_data(AReleaseRQ().encode() + bytes.fromhex("04 00 ffffffff 00"))
+    assert kinds(ev)[:2] == [ReleaseRequested, Aborted]
+    assert pdus(p.acc.data_to_send()) == [AAbort(2, 6)]
+
+
 def test_reader_limit_follows_what_we_announce():
     a = Association("acceptor", max_pdu_length=0)
     assert a._reader.max_pdu_length is None

@@ -8,7 +8,7 @@ import pytest
 
 from dicomconf.ul import constants as C
 from dicomconf.ul.errors import RemoteProtocolError
-from dicomconf.ul.framing import PDUReader
+from dicomconf.ul.framing import FramingError, PDUReader
 from dicomconf.ul.items import PresentationContextRQ, UserInformation, MaximumLength
 from dicomconf.ul.pdu import PDV, AAbort, AAssociateRQ, AReleaseRQ, PDataTF, decode_pdu
 
@@ -107,9 +107,16 @@ def test_oversized_pdu_refused_once_header_read(split):
 
 def test_oversized_pdu_refused_after_legal_ones_in_same_chunk():
     reader = PDUReader(max_pdu_length=100)
-    with pytest.raises(RemoteProtocolError):
-        reader.feed(PDUS[3] + PDUS[1])
+    small = AReleaseRQ().encode()
+    with pytest.raises(FramingError) as info:
+        reader.feed(small + PDUS[4] + PDUS[1] + small)  # PDUS[1] is 1012 bytes
+    # The PDUs completed before the refused header are handed over with the error.
+    assert [bytes(p) for p in info.value.completed] == [small, PDUS[4]]
+    assert info.value.abort == (C.ABORT_SOURCE_PROVIDER, C.ABORT_REASON_INVALID_PARAMETER_VALUE)
     assert reader.buffered == 0
+    with pytest.raises(FramingError) as again:  # poisoned, and nothing more is handed over
+        reader.feed(small)
+    assert again.value.completed == []
 
 
 def test_limit_is_inclusive_of_header():
