@@ -13,6 +13,8 @@ TCP with sequence and acknowledgement numbers that follow the bytes sent,
 the three-way handshake (synthesized at the first event if ``opened`` was
 never called), payloads cut into segments of at most
 :data:`MAX_SEGMENT_PAYLOAD` bytes, and the closing FIN/ACK exchange or RST.
+``closed(by)`` is a half-close: the other side may still send, and its own
+FIN follows when it closes too, or at the end of the recording.
 Frames of several conversations are merged by time.  Headers are packed here
 with ``struct`` (checksums included) and written by scapy's pcap writer.
 """
@@ -79,7 +81,7 @@ class Conversation:
             self._add("data", "server", data, ts)
 
     def closed(self, by: str, ts: float | None = None) -> None:
-        """``by`` closed the connection: FIN/ACK, ACK, FIN/ACK, ACK."""
+        """``by`` closed the connection: its FIN, then (now or when the peer closes too) the peer's FIN and the last ACK."""
         self._add("close", by, b"", ts)
 
     def reset(self, by: str, ts: float | None = None) -> None:
@@ -165,28 +167,32 @@ class _Synth:
 
     def run(self) -> list[tuple[float, bytes]]:
         events = sorted(self.conv.events, key=lambda e: e.ts)  # stable: equal times keep call order
-        opened = finished = False
+        opened = False
+        fin = {"client": False, "server": False}
+        last_ts = events[-1].ts if events else 0.0
         for ev in events:
-            if finished:
-                break
             if not opened:
                 self.handshake(ev.ts)
                 opened = True
                 if ev.kind == "open":
                     continue
-            if ev.kind == "data":
+            if ev.kind == "data" and not fin[ev.side]:  # nothing is sent after one's own FIN
                 view = memoryview(ev.data)
                 for pos in range(0, len(view), MAX_SEGMENT_PAYLOAD):
                     self.frame(ev.ts, ev.side, PSH | ACK, bytes(view[pos : pos + MAX_SEGMENT_PAYLOAD]))
-            elif ev.kind == "close":
-                peer = self.other(ev.side)
+            elif ev.kind == "close" and not fin[ev.side]:
+                # A half-close: the peer may still send until it closes too.
                 self.frame(ev.ts, ev.side, FIN | ACK)
-                self.frame(ev.ts, peer, FIN | ACK)
-                self.frame(ev.ts, ev.side, ACK)
-                finished = True
+                fin[ev.side] = True
+                if fin[self.other(ev.side)]:
+                    self.frame(ev.ts, self.other(ev.side), ACK)
             elif ev.kind == "reset":
                 self.frame(ev.ts, ev.side, RST | ACK)
-                finished = True
+                return self.out
+        for side in _SIDES:  # one side closed, the other never said: it closes too
+            if fin[side] and not fin[self.other(side)]:
+                self.frame(last_ts, self.other(side), FIN | ACK)
+                self.frame(last_ts, side, ACK)
         return self.out
 
 

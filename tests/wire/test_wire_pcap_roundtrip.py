@@ -226,3 +226,25 @@ def test_unreadable_captures(tmp_path):
     (tmp_path / "header.pcap").write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)[:10])
     with pytest.raises(CaptureError, match="truncated"):
         list(read_pdus(tmp_path / "header.pcap"))
+
+
+def test_half_close_keeps_data_sent_after_the_first_fin(tmp_path):
+    conv = Conversation(("127.0.0.1", 40010), ("127.0.0.1", 4242))
+    conv.opened(1.0)
+    conv.client_sent(SESSION[0][1], 1.1)
+    conv.server_sent(SESSION[1][1], 1.2)
+    conv.client_sent(SESSION[-2][1], 1.3)
+    conv.closed("client", 1.4)  # the requestor closes its side right after A-RELEASE-RQ
+    conv.server_sent(SESSION[-1][1], 1.5)  # the A-RELEASE-RP still arrives
+    conv.client_sent(b"ignored: after its own FIN", 1.55)
+    conv.closed("server", 1.6)
+    path = tmp_path / "half.pcap"
+    write_pcap(path, [conv])
+    got = _pdus(path)
+    assert [p.data for p in got] == [SESSION[0][1], SESSION[1][1], SESSION[-2][1], SESSION[-1][1]]
+    segs = list(tcp_segments(read_frames(path)))
+    assert [(s.src[1], s.flags & 0x01) for s in segs if s.flags & 0x01] == [(40010, 1), (4242, 1)]
+    assert not segs[-1].flags & 0x01 and segs[-1].src[1] == 40010  # the last ACK
+    if shutil.which("tshark"):
+        out = run_tshark(shutil.which("tshark"), "-r", str(path), "-d", "tcp.port==4242,dicom", "-q", "-z", "expert")
+        assert "Malformed" not in out and "Warns" not in out
