@@ -333,7 +333,9 @@ class _Walk:
                 continue
             self.sub_item(sub_type, s, e)
         if C.SUB_MAXIMUM_LENGTH not in counts:
-            self.add("ui.no-maximum-length", "PS3.8 D.1.1", MUST, start - 4, "no Maximum Length sub-item")
+            # The requestor shall specify its maximum length; the acceptor "can" (PS3.8 D.1).
+            self.add("ui.no-maximum-length", "PS3.8 D.1", MUST if is_rq else SHOULD, start - 4,
+                     "no Maximum Length sub-item")
         if C.SUB_IMPLEMENTATION_CLASS_UID not in counts:
             self.add("ui.no-implementation-class-uid", "PS3.7 D.3.3.2.1", MUST, start - 4,
                      "no Implementation Class UID sub-item")

@@ -85,6 +85,8 @@ MALFORMED = [
         {"item": "transfer-syntax", "uid": "1.2.840.10008.1.2.1"}]}]}, "ac.transfer-syntax-count", MUST, None),
     ("no maximum length", {"pdu": RQ, "user_information": [{"item": "implementation-class-uid"}]},
      "ui.no-maximum-length", MUST, None),
+    ("AC without maximum length is only should", {"pdu": AC, "user_information": [
+        {"item": "implementation-class-uid"}]}, "ui.no-maximum-length", SHOULD, None),
     ("no implementation class UID", {"pdu": RQ, "user_information": [{"item": "maximum-length"}]},
      "ui.no-implementation-class-uid", MUST, None),
     ("two maximum lengths", {"pdu": RQ, "user_information": [
