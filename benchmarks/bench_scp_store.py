@@ -5,6 +5,9 @@
   (b) DCMTK ``storescp -od`` writing into a directory on the same filesystem,
   (c) dicomconf keeping them in memory.  Wall time of storescu, best of the
   rounds reported with every round.
+* Before each run the page cache is synced (``os.sync``): otherwise a run
+  that follows 100 MiB of fresh writes is throttled by the kernel's dirty-page
+  writeback and measures the disk, not the server.
 * A raw-socket client sends pre-encoded P-DATA-TF PDUs (one C-STORE-RQ of
   1 MiB, repeated) to dicomconf's memory storage: the SCP's own receive rate,
   without storescu's file reading in the way.
@@ -102,9 +105,11 @@ def main() -> None:
     try:
         files = make_files(src, args.count)
         rows: dict[str, list[float]] = {}
+        names = ["dicomconf -> directory", "DCMTK storescp -> directory", "dicomconf -> memory"]
         for r in range(args.rounds):
-            for name in ("dicomconf -> directory", "DCMTK storescp -> directory", "dicomconf -> memory"):
+            for name in names if r % 2 == 0 else names[::-1]:  # alternate the order between rounds
                 out = tempfile.mkdtemp(prefix="bench-scp-out-", dir=os.path.dirname(src))
+                os.sync()  # start each run with no dirty pages, so no run pays for another's writeback
                 port = free_port()
                 if name.startswith("DCMTK"):
                     server = dcmtk_storescp(port, out)
