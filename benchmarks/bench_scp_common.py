@@ -87,8 +87,10 @@ def pynetdicom_echoscp(port: int) -> Server:
     return Server([sys.executable, "-m", "pynetdicom", "echoscp", str(port), "-ba", "127.0.0.1"], port)
 
 
-def dcmtk_storescp(port: int, directory: str | None = None) -> Server:
+def dcmtk_storescp(port: int, directory: str | None = None, max_pdu: int | None = None) -> Server:
     argv = [STORESCP, "-aet", "DICOMCONF"]
+    if max_pdu:
+        argv += ["-pdu", str(max_pdu)]
     if directory:
         argv += ["-od", directory]
     else:
