@@ -196,3 +196,59 @@ def test_dcmtk_storescp_answers_are_legal_and_agree_with_tshark(tmp_path, relay_
     types = run_tshark(tshark, "-r", str(path), "-d", f"tcp.port=={relay.port},dicom", "-T", "fields",
                        "-e", "dicom.pdu.type")
     assert [int(x, 16) for line in types.split() for x in line.split(",") if x] == [p.data[0] for p in pdus]
+
+
+def test_real_loopback_capture_with_dumpcap(tmp_path):
+    """A pcapng written by Wireshark's dumpcap on lo (not by us) decodes PDU for PDU."""
+    import time
+
+    dumpcap = shutil.which("dumpcap")
+    if dumpcap is None:
+        pytest.skip("dumpcap is not installed")
+    pytest.importorskip("pynetdicom")
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    port = _free_port()
+    path = tmp_path / "lo.pcapng"
+    proc = subprocess.Popen([dumpcap, "-i", "lo", "-f", f"tcp port {port}", "-w", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        started = proc.stderr.readline()  # "Capturing on 'Loopback: lo'" once it listens, or an error
+        if "Capturing on" not in started:
+            proc.kill()
+            pytest.skip(f"dumpcap cannot capture on lo here: {started.strip() or proc.stderr.read()}")
+        # "Capturing on" comes before the filter is live: probe (refused connections) until packets are counted.
+        import select
+        import socket
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            except OSError:
+                pass
+            ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+            if ready and "Packets" in proc.stderr.readline():
+                break
+            if time.monotonic() > deadline:
+                pytest.skip("dumpcap never saw the probe packets on lo")
+        scp = AE(ae_title="LOSCP")
+        scp.add_supported_context(Verification)
+        server = scp.start_server(("127.0.0.1", port), block=False)
+        try:
+            scu = AE(ae_title="LOSCU")
+            scu.add_requested_context(Verification)
+            assoc = scu.associate("127.0.0.1", port, ae_title="LOSCP")
+            assert assoc.is_established and assoc.send_c_echo().Status == 0
+            assoc.release()
+        finally:
+            server.shutdown()
+        time.sleep(0.5)  # let dumpcap write the last packets
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    pdus = _ours(path)
+    assert [dissect.fields(p.data)["pdu"] for p in pdus] == [
+        "A-ASSOCIATE-RQ", "A-ASSOCIATE-AC", "P-DATA-TF", "P-DATA-TF", "A-RELEASE-RQ", "A-RELEASE-RP"]
+    assert _findings(pdus) == []
