@@ -180,3 +180,30 @@ def test_profile_bounds_are_guarded_by_requires():
                 found.add((entry.scenario.id, name))
     assert found == KNOWN_UNGUARDED, f"unguarded profile bounds: {sorted(found - KNOWN_UNGUARDED)}; " \
                                      f"fixed (remove from KNOWN_UNGUARDED): {sorted(KNOWN_UNGUARDED - found)}"
+
+
+def _pdv_data(value):
+    """Every ``data:`` hex string of a PDV crafted in a step tree."""
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            if key == "pdvs" and isinstance(sub, list):
+                yield from (p["data"] for p in sub if isinstance(p, dict) and isinstance(p.get("data"), str))
+            else:
+                yield from _pdv_data(sub)
+    elif isinstance(value, list):
+        for sub in value:
+            yield from _pdv_data(sub)
+
+
+def test_legal_scenarios_send_even_fragments():
+    """PS3.8 E.1: every message fragment has an even number of bytes; only malformed/fsm scenarios break it."""
+    odd = []
+    for _path, entry in ENTRIES:
+        s = entry.scenario
+        if s is None or s.area in ("malformed", "fsm"):
+            continue
+        for data in _pdv_data(entry.raw.get("steps")):
+            n = len(re.sub(r"[\s:_]", "", data)) // 2
+            if n % 2:
+                odd.append(f"{s.id}: {n}-byte fragment")
+    assert not odd, odd
