@@ -21,7 +21,7 @@ from dicomconf.scu.client import (  # noqa: E402
     load_dataset,
     resolve_uid,
 )
-from dicomconf.scu.connection import Closed, Connection, Silence  # noqa: E402
+from dicomconf.scu.connection import Connection, Silence  # noqa: E402
 from dicomconf.ul import constants as C  # noqa: E402
 from dicomconf.ul.framing import PDUReader  # noqa: E402
 from dicomconf.ul.items import (  # noqa: E402
