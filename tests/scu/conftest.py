@@ -242,6 +242,8 @@ def dcmtk_storescp(tmp_path):
 class TLSPair:
     server: ssl.SSLContext
     client: ssl.SSLContext
+    cert: str
+    key: str
 
 
 @pytest.fixture(scope="session")
@@ -279,4 +281,4 @@ def tls_pair(tmp_path_factory) -> TLSPair:
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert_path, key_path)
     client = ssl.create_default_context(cafile=str(cert_path))
-    return TLSPair(server, client)
+    return TLSPair(server, client, str(cert_path), str(key_path))
