@@ -6,6 +6,8 @@ import socket
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("dicomconf.wire.findings", reason="dicomconf.wire.findings has not landed yet")
 
@@ -303,4 +305,25 @@ def test_sending_to_a_peer_that_went_away_raises_closed(tiny_server):
             conn.send(AReleaseRQ())
             time.sleep(0.01)
     assert not conn.is_open
+    conn.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=8))
+def test_any_bytes_from_the_peer_come_back_as_received_pdus(chunks):
+    """Whatever the peer sends, every byte comes back in a Received and nothing escapes but Closed."""
+    from dicomconf.wire.capture import Conversation
+
+    ours, theirs = socket.socketpair()
+    conn = Connection(ours, Conversation(("127.0.0.1", 50000), ("127.0.0.1", 104)), timeout=2)
+    for chunk in chunks:
+        theirs.sendall(chunk)
+    theirs.close()
+    got = []
+    with pytest.raises(Closed):
+        while True:
+            got.append(conn.receive_pdu(2))
+    assert b"".join(r.raw for r in got) == b"".join(chunks)
+    assert all((r.pdu is None) == (r.error is not None) for r in got)
+    assert conn.conversation.sent("server") == b"".join(chunks)
     conn.close()
