@@ -244,10 +244,30 @@ def load_dataset(source: Any) -> tuple[pydicom.Dataset, bytes | None, str | None
     except Exception as exc:
         raise ValueError(f"cannot parse the DICOM file: {exc}") from None
     # PS3.10 7.1: the data set follows the File Meta group, whose length (0002,0000) is type 1.
+    # A missing or wrong group length: the data set is encoded again instead.
     group_length = ds.file_meta.get("FileMetaInformationGroupLength")
     if group_length is None:
         return ds, None, ts
-    return ds, data[132 + _GROUP_LENGTH_ELEMENT + int(group_length) :], ts
+    start = 132 + _GROUP_LENGTH_ELEMENT + int(group_length)
+    if not _first_tag_is_at(ds, ts, data, start):
+        return ds, None, ts
+    return ds, data[start:], ts
+
+
+def _first_tag_is_at(ds: pydicom.Dataset, transfer_syntax: str, data: bytes, start: int) -> bool:
+    """True if the data set's first element tag is at ``data[start]`` (deflated data: not checked)."""
+    uid = UID(transfer_syntax)
+    if uid.is_transfer_syntax and uid.is_deflated:
+        return start <= len(data)
+    if start + 4 > len(data):
+        return False
+    first = next(iter(ds.keys()), None)
+    if first is None:
+        return True
+    order = "little" if (not uid.is_transfer_syntax or uid.is_little_endian) else "big"
+    group = int.from_bytes(data[start : start + 2], order)
+    element = int.from_bytes(data[start + 2 : start + 4], order)
+    return (group, element) == (first.group, first.element)
 
 
 def encode_dataset(ds: pydicom.Dataset, transfer_syntax: str) -> bytes:

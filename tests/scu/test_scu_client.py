@@ -272,3 +272,11 @@ def test_store_a_dataset_object_encoded_in_the_accepted_syntax(pynetdicom_scp):
     pdatas = [p for p in client_pdus(scu.connection) if isinstance(p, PDataTF)]
     assert {pdv.context_id for pdv in pdatas[0].pdvs} == {1}
     assert {pdv.context_id for pdv in pdatas[-1].pdvs} == {3}
+
+
+def test_a_file_with_a_wrong_meta_group_length_is_encoded_again():
+    data = bytearray(open(CT_FILE, "rb").read())
+    assert data[132:140] == b"\x02\x00\x00\x00UL\x04\x00"
+    data[140:144] = (int.from_bytes(data[140:144], "little") - 10).to_bytes(4, "little")  # ten bytes short
+    ds, raw, ts = load_dataset(bytes(data))
+    assert raw is None and ts == ExplicitVRLittleEndian and ds.SOPClassUID == CTImageStorage
