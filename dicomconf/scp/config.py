@@ -432,6 +432,20 @@ def _async_window(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
     cfg.async_window = (value[0], value[1])
 
 
+def _storage_dir(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
+    """A directory path; relative paths are taken from the configuration file's directory."""
+    if value is None:
+        cfg.storage_dir = None
+        return
+    if not isinstance(value, str) or not value:
+        raise _fail(at, line, f"storage_dir must be a directory path, not {value!r}")
+    base = os.path.dirname(at.name) if os.path.exists(at.name) else ""
+    path = os.path.join(base, value)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise _fail(at, line, f"storage_dir {path!r} exists and is not a directory")
+    cfg.storage_dir = path
+
+
 def _storage(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
     if value not in STORAGE_KINDS:
         raise _fail(at, line, f"storage must be one of {', '.join(STORAGE_KINDS)}, not {value!r}")
@@ -501,7 +515,7 @@ _FIELDS: dict[str, Callable] = {
     "implementation_class_uid": _string("implementation_class_uid", _uid_problem),
     "implementation_version_name": _string("implementation_version_name", _version_problem),
     "storage": _storage,
-    "storage_dir": _string("storage_dir", optional=True),
+    "storage_dir": _storage_dir,
     "fsync": _bool("fsync"),
     "artim_timeout": _seconds("artim_timeout"),
     "idle_timeout": _seconds("idle_timeout", optional=True),

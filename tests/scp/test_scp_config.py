@@ -114,3 +114,11 @@ def test_policy_carries_the_settings(tmp_path):
     assert policy.max_pdu_length == 4096
     assert policy.require_user_identity is True
     assert C.VERIFICATION_SOP_CLASS in policy.supported
+
+
+def test_storage_dir_is_relative_to_the_file(tmp_path):
+    cfg = load("storage: directory\nstorage_dir: incoming\n", tmp_path)
+    assert cfg.storage_dir == str(tmp_path / "incoming")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match=r":2: storage_dir .* is not a directory"):
+        load("storage: directory\nstorage_dir: afile\n", tmp_path)

@@ -95,4 +95,4 @@ def test_stalled_half_sent_pdus_do_not_delay_a_good_client(scp_factory):
 
     elapsed = asyncio.run(main())
     # Far below ARTIM (30 s): the good client was served while 200 others stalled mid-PDU.
-    assert elapsed < 2.0, f"the good client took {elapsed:.2f}s"
+    assert elapsed < 5.0, f"the good client took {elapsed:.2f}s"
