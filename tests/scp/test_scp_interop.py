@@ -224,3 +224,38 @@ def test_pynetdicom_store_into_directory_with_fsync(scp_factory, tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(f"{uid}.dcm" for uid in sent)
     for uid, data in sent.items():
         assert dataset_bytes_of_file(str(tmp_path / f"{uid}.dcm")) == data
+
+
+def test_store_that_cannot_be_written_answers_failure_and_leaves_nothing(scp_factory, tmp_path, monkeypatch):
+    from dicomconf.scp import storage as storage_module
+
+    handle = scp_factory(storage="directory", storage_dir=str(tmp_path))
+
+    def refuse(src, dst):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(storage_module.os, "replace", refuse)
+    a = ae()
+    a.add_requested_context(CT, EVRLE)
+    assoc = a.associate("127.0.0.1", handle.port, ae_title="DICOMCONF")
+    status = assoc.send_c_store(with_syntax(make_dataset(1), EVRLE)).Status
+    assoc.release()
+    assert status == 0x0110
+    assert os.listdir(tmp_path) == []
+    assert handle.stored == []
+
+
+def test_ipv6_loopback(scp_factory):
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        handle = scp_factory(host="::1")
+    except OSError as exc:
+        pytest.skip(f"cannot bind ::1: {exc}")
+    a = ae()
+    a.add_requested_context(C.VERIFICATION_SOP_CLASS)
+    assoc = a.associate("::1", handle.port, ae_title="DICOMCONF")
+    assert assoc.is_established and assoc.send_c_echo().Status == 0
+    assoc.release()
