@@ -37,7 +37,6 @@ import logging
 import resource
 import struct
 import threading
-import time
 from typing import Any
 
 from dicomconf.scp.config import SCPConfig
@@ -58,7 +57,7 @@ from dicomconf.ul.pdu import AAbort, AAssociateAC, AReleaseRP
 log = logging.getLogger("dicomconf.scp")
 trace = logging.getLogger("dicomconf.scp.pdu")
 
-STATUS_UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 C.4.3: Refused, unrecognized operation
+STATUS_UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 Annex C: Refused, unrecognized operation
 STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122  # PS3.7 Annex C: Refused, SOP class not supported
 _NO_RESPONSE = frozenset({dimse.C_CANCEL_RQ})
 
@@ -69,7 +68,6 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "server", "loop", "transport", "assoc", "peer", "tls", "started", "artim", "idle", "last_pdu",
         "queue", "busy", "counted", "calling", "called", "accepted", "proposed", "outcome", "closed",
-        "policy_user",
     )
 
     def __init__(self, server: "ReferenceSCP", tls: bool) -> None:
