@@ -59,3 +59,13 @@ def test_plain_bytes_on_the_tls_port_are_dropped(scp_factory, certificates):
         client.send(associate_rq())
         assert client.wait_closed(5) is not None
     assert _echo(handle.tls_port, _client_context(certificates, with_cert=False))
+
+
+def test_stalled_tls_handshake_is_closed_and_delays_nobody(scp_factory, certificates):
+    from scp_testkit import RawClient
+
+    handle = scp_factory(artim_timeout=1.0,
+                         tls=TLSConfig(cert=certificates["server"], key=certificates["server_key"], port=0))
+    with RawClient(handle.tls_port) as stalled:
+        assert _echo(handle.tls_port, _client_context(certificates, with_cert=False))  # served meanwhile
+        assert stalled.wait_closed(4.0) is not None, "a client that never finishes the handshake was kept"
