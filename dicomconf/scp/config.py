@@ -496,6 +496,9 @@ def _tls(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
             setattr(tls, key, path)
     if not (tls.cert and tls.key):
         raise _fail(at, line, "tls needs both cert and key")
+    from dicomconf.scp.tls import server_context
+
+    server_context(tls, at(line))  # a certificate or key that does not load fails here, with this line
     cfg.tls = tls
 
 

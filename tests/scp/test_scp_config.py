@@ -122,3 +122,9 @@ def test_storage_dir_is_relative_to_the_file(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ConfigError, match=r":2: storage_dir .* is not a directory"):
         load("storage: directory\nstorage_dir: afile\n", tmp_path)
+
+
+def test_tls_key_that_does_not_load_names_the_line(tmp_path):
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"scp.yaml:2: cannot load tls.cert"):
+        load("port: 0\ntls:\n  cert: junk.pem\n  key: junk.pem\n", tmp_path)
