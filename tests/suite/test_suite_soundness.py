@@ -207,3 +207,44 @@ def test_legal_scenarios_send_even_fragments():
             if n % 2:
                 odd.append(f"{s.id}: {n}-byte fragment")
     assert not odd, odd
+
+
+# UIDs under this root are never a real SOP class or transfer syntax: the
+# suite offers them on purpose to provoke a rejection.
+_UNKNOWN_UID_ROOT = "1.2.826.0.1.3680043.2.1143.99."
+
+
+def _named_sop_classes(steps):
+    """SOP classes a scenario proposes or stores, by the name or UID it writes."""
+    for step in steps or ():
+        kind, args = next(iter(step.items()))
+        if kind == "parallel":
+            for branch in args:
+                yield from _named_sop_classes(branch)
+        elif kind == "repeat":
+            yield from _named_sop_classes(args["steps"])
+        elif kind == "associate" and isinstance(args, dict):
+            for c in args.get("contexts") or ():
+                yield c["abstract_syntax"] if isinstance(c, dict) else c
+        elif kind == "store":
+            yield (args or {}).get("sop_class", "ct")
+
+
+def test_sop_classes_beyond_verification_are_required():
+    """A scenario proposing a SOP class other than Verification says so in `requires` (else it would
+    fail, not skip, on a Verification-only target)."""
+    from dicomconf.scu.client import resolve_uid
+
+    verification = resolve_uid("verification")
+    missing = []
+    for _path, entry in ENTRIES:
+        s = entry.scenario
+        if s is None:
+            continue
+        required = {resolve_uid(x) for x in s.requires.get("sop_classes", ())}
+        required |= {resolve_uid(k.split(".", 1)[1]) for k in s.requires if k.startswith("roles.")}
+        for name in _named_sop_classes(entry.raw.get("steps")):
+            uid = resolve_uid(name) if not str(name).startswith(_UNKNOWN_UID_ROOT) else None
+            if uid is not None and uid != verification and uid not in required:
+                missing.append(f"{s.id}: {name}")
+    assert not missing, missing

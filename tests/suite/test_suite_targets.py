@@ -114,3 +114,17 @@ def test_unknown_target_is_a_clear_error():
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["pynetdicom", "dcmtk"])
+def test_target_profiles_match_how_the_script_starts_them(kind, tmp_path):
+    from dicomconf.scenario.profile import load_profile
+
+    if kind == "dcmtk" and not os.access("/usr/bin/storescp", os.X_OK):
+        pytest.skip("DCMTK's /usr/bin/storescp is not installed (Debian package dcmtk)")
+    targets = _targets()
+    profile = load_profile(REPO / "scripts" / "targets" / f"{kind}.profile.yaml")
+    argv, _env = targets.command(kind, 11112, tmp_path, targets.AE_TITLE)
+    assert argv[argv.index("-aet") + 1] == profile.ae_title
+    assert argv[argv.index("-ta") + 1] == str(int(profile.timers.artim))
+    assert argv[argv.index("-td") + 1] == str(int(profile.timers.idle))
