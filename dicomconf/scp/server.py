@@ -17,7 +17,8 @@ into it and acts on what comes out:
   from ``send(...)`` (our answers) and ``data_to_send()`` (the machine's own,
   e.g. an A-ABORT for a bad PDU); ``should_close`` closes the transport;
 * ``artim_running`` is mirrored by one ``call_later`` timer whose expiry calls
-  ``timer_expired`` (ARTIM, PS3.8 9.1.5);
+  ``timer_expired`` (ARTIM, PS3.8 9.1.5); a change of ``artim_starts`` while
+  it runs is a restart (AA-1), so the timer is started afresh;
 * an idle (DIMSE) timer aborts an association on which no whole PDU arrived
   for ``idle_timeout`` seconds, covering a partial PDU followed by silence.
 
@@ -66,7 +67,7 @@ class _Connection(asyncio.Protocol):
     """One TCP connection and its acceptor association (PS3.8 9.2)."""
 
     __slots__ = (
-        "server", "loop", "transport", "assoc", "peer", "tls", "started", "artim", "idle", "last_pdu",
+        "server", "loop", "transport", "assoc", "peer", "tls", "started", "artim", "artim_start", "idle", "last_pdu",
         "queue", "busy", "counted", "calling", "called", "accepted", "proposed", "outcome", "closed",
     )
 
@@ -76,6 +77,7 @@ class _Connection(asyncio.Protocol):
         self.tls = tls
         self.transport: asyncio.Transport | None = None
         self.artim: asyncio.TimerHandle | None = None
+        self.artim_start = 0  # the Association's artim_starts when self.artim was started
         self.idle: asyncio.TimerHandle | None = None
         self.queue: collections.deque = collections.deque()
         self.busy = False
@@ -172,7 +174,10 @@ class _Connection(asyncio.Protocol):
                 trace.debug("%s -> %d byte(s) from the state machine (%s)", self.peer, len(out), assoc.state)
             self.transport.write(out)  # type: ignore[union-attr]
         if assoc.artim_running:
-            if self.artim is None:
+            if self.artim is None or assoc.artim_starts != self.artim_start:
+                if self.artim is not None:
+                    self.artim.cancel()  # a restart (AA-1 on a running ARTIM, PS3.8 9.2.3): a full period again
+                self.artim_start = assoc.artim_starts
                 self.artim = self.loop.call_later(self.server.config.artim_timeout, self._artim_expired)
         elif self.artim is not None:
             self.artim.cancel()
@@ -259,13 +264,12 @@ class _Connection(asyncio.Protocol):
 
     def _respond(self, msg: dimse.Message, status: int, sop_instance_uid: str | None = None) -> None:
         """Answer ``msg`` with its response command and ``status`` (PS3.7 9.3, E.1), no data set."""
-        command = msg.command
-        field = (int(command.CommandField) | 0x8000) & 0xFFFF
-        message_id = command.get("MessageID")
-        sop_class = command.get("AffectedSOPClassUID") or command.get("RequestedSOPClassUID")
+        field = (msg.command_field | 0x8000) & 0xFFFF
+        message_id = msg.message_id
+        sop_class = msg.affected_sop_class_uid or msg.requested_sop_class_uid
         if field == dimse.C_ECHO_RSP and not sop_class:
             sop_class = C.VERIFICATION_SOP_CLASS
-        sop_class = str(sop_class) if sop_class else None
+        sop_class = sop_class or None
         pdata = None
         if isinstance(message_id, int):
             try:

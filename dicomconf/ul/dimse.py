@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom import Dataset
+from pydicom.datadict import tag_for_keyword
 
 from dicomconf.ul import constants as C
 from dicomconf.ul.dimse_codec import (  # re-exported: the contract names them in this module
@@ -73,6 +75,7 @@ from dicomconf.ul.dimse_codec import (  # re-exported: the contract names them i
     decode_command,
     decode_dataset,
     encode_command,
+    read_command,
     encode_dataset,
     status_meaning,
 )
@@ -86,7 +89,7 @@ __all__ = [
     "DATA_SET_PRESENT", "N_ACTION_RQ", "N_ACTION_RSP", "N_CREATE_RQ", "N_CREATE_RSP", "N_DELETE_RQ",
     "N_DELETE_RSP", "N_EVENT_REPORT_RQ", "N_EVENT_REPORT_RSP", "N_GET_RQ", "N_GET_RSP", "N_SET_RQ",
     "N_SET_RSP", "NO_DATA_SET", "PRIORITY_HIGH", "PRIORITY_LOW", "PRIORITY_MEDIUM", "STATUS_TABLE",
-    "decode_command", "decode_dataset", "encode_command", "encode_dataset", "status_meaning",
+    "decode_command", "decode_dataset", "encode_command", "encode_dataset", "read_command", "status_meaning",
     "Message", "MessageAssembler", "message_pdvs", "fragment",
     "c_echo_rq", "c_echo_rsp", "c_store_rq", "c_store_rsp",
 ]
@@ -95,13 +98,73 @@ __all__ = [
 # Messages
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+# Command elements the properties read, by element number (from pydicom's dictionary, group 0000).
+_E_COMMAND_FIELD = tag_for_keyword("CommandField")
+_E_MESSAGE_ID = tag_for_keyword("MessageID")
+_E_RESPONDED_TO = tag_for_keyword("MessageIDBeingRespondedTo")
+_E_STATUS = tag_for_keyword("Status")
+_E_SOP_CLASS = tag_for_keyword("AffectedSOPClassUID")
+_E_REQUESTED_SOP_CLASS = tag_for_keyword("RequestedSOPClassUID")
+_E_SOP_INSTANCE = tag_for_keyword("AffectedSOPInstanceUID")
+_E_DATA_SET_TYPE = tag_for_keyword("CommandDataSetType")
+_NO_VALUES: dict[int, int | str] = {}
+
+
+@dataclass(frozen=True, slots=True, repr=False, eq=False, init=False)
 class Message:
-    """One DIMSE message (PS3.7 6.3, 9.3): command set, and data set bytes or None."""
+    """One DIMSE message (PS3.7 6.3, 9.3): command set, and data set bytes or None.
+
+    ``Message(context_id, command, data)`` takes the command set as a pydicom
+    ``Dataset``.  A message assembled from the wire may instead hold the
+    values :func:`~dicomconf.ul.dimse_codec.read_command` read and the
+    encoded command set: its properties answer from those values, and
+    ``command`` decodes the Dataset on first use (then the properties read
+    the Dataset, so a change made to it is seen).
+    """
 
     context_id: int
-    command: Dataset
-    data: bytes | None = None
+    data: bytes | None
+    _command: Dataset | None
+    _encoded: bytes | None
+    _values: dict[int, int | str]
+
+    def __init__(self, context_id: int, command: Dataset, data: bytes | None = None) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "context_id", context_id)
+        setattr_(self, "data", data)
+        setattr_(self, "_command", command)
+        setattr_(self, "_encoded", None)
+        setattr_(self, "_values", _NO_VALUES)
+
+    @classmethod
+    def from_wire(
+        cls, context_id: int, encoded: bytes, values: dict[int, int | str], data: bytes | None = None
+    ) -> "Message":
+        """A message whose command set ``encoded`` was read by ``read_command`` into ``values``."""
+        msg = cls.__new__(cls)
+        setattr_ = object.__setattr__
+        setattr_(msg, "context_id", context_id)
+        setattr_(msg, "data", data)
+        setattr_(msg, "_command", None)
+        setattr_(msg, "_encoded", encoded)
+        setattr_(msg, "_values", values)
+        return msg
+
+    @property
+    def command(self) -> Dataset:
+        """The command set as a pydicom Dataset (decoded on first use for a message from the wire)."""
+        ds = self._command
+        if ds is None:
+            ds = decode_command(self._encoded)  # type: ignore[arg-type]
+            object.__setattr__(self, "_command", ds)
+        return ds
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (self.context_id, self.data, self.command) == (other.context_id, other.data, other.command)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         # Short: a data set may be megabytes, and messages end up in logs.
@@ -110,9 +173,20 @@ class Message:
         data = "no data set" if self.data is None else f"data={len(self.data)} bytes"
         return f"Message({self.name}, context_id={self.context_id}, id={ident}{status}, {data})"
 
+    def _get(self, element: int) -> Any:
+        ds = self._command
+        if ds is None:
+            return self._values.get(element)
+        elem = ds.get(element)
+        return None if elem is None else elem.value
+
+    def _uid(self, element: int) -> str | None:
+        value = self._get(element)
+        return None if value is None else str(value)
+
     @property
     def command_field(self) -> int:
-        return int(self.command.CommandField)
+        return int(self._get(_E_COMMAND_FIELD))
 
     @property
     def name(self) -> str:
@@ -121,34 +195,50 @@ class Message:
 
     @property
     def message_id(self) -> int | None:
-        return self.command.get("MessageID")
+        return self._get(_E_MESSAGE_ID)
 
     @property
     def message_id_being_responded_to(self) -> int | None:
-        return self.command.get("MessageIDBeingRespondedTo")
+        return self._get(_E_RESPONDED_TO)
 
     @property
     def status(self) -> int | None:
-        return self.command.get("Status")
+        return self._get(_E_STATUS)
 
     @property
     def affected_sop_class_uid(self) -> str | None:
-        value = self.command.get("AffectedSOPClassUID")
-        return None if value is None else str(value)
+        return self._uid(_E_SOP_CLASS)
+
+    @property
+    def requested_sop_class_uid(self) -> str | None:
+        return self._uid(_E_REQUESTED_SOP_CLASS)
 
     @property
     def affected_sop_instance_uid(self) -> str | None:
-        value = self.command.get("AffectedSOPInstanceUID")
-        return None if value is None else str(value)
+        return self._uid(_E_SOP_INSTANCE)
+
+    @property
+    def data_set_type(self) -> int | None:
+        """Command Data Set Type (0000,0800), None if absent (PS3.7 E.1)."""
+        return self._get(_E_DATA_SET_TYPE)
 
     @property
     def has_data_set(self) -> bool:
         """What Command Data Set Type (0000,0800) announces (PS3.7 E.1)."""
-        return self.command.get("CommandDataSetType", NO_DATA_SET) != NO_DATA_SET
+        ds = self._command
+        if ds is None:
+            return self._values[_E_DATA_SET_TYPE] != NO_DATA_SET
+        return ds.get("CommandDataSetType", NO_DATA_SET) != NO_DATA_SET
 
     @property
     def is_response(self) -> bool:
         return bool(self.command_field & 0x8000)
+
+    def with_data(self, data: bytes) -> "Message":
+        """This command with ``data`` as its data set bytes."""
+        if self._command is not None:
+            return Message(self.context_id, self._command, data)
+        return Message.from_wire(self.context_id, self._encoded, self._values, data)  # type: ignore[arg-type]
 
     def dataset(self, transfer_syntax: str) -> Dataset:
         """Decode the data set bytes with the context's ``transfer_syntax`` (PS3.5 10).
@@ -191,7 +281,7 @@ class MessageAssembler:
         self.accepted_contexts = None if accepted_contexts is None else frozenset(accepted_contexts)
         self._state = _IDLE
         self._context = 0
-        self._command: Dataset | None = None
+        self._command: Message | None = None  # the command of a message whose data set is due
         self._parts: list[bytes | memoryview] = []
         self._error: RemoteProtocolError | None = None
 
@@ -256,18 +346,23 @@ class MessageAssembler:
             self._parts.append(data)
             if not is_last:
                 return None
-            command = decode_command(b"".join(self._parts))
-            self._parts = []
-            if command.CommandDataSetType == NO_DATA_SET:
+            parts, self._parts = self._parts, []
+            encoded = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
+            values = read_command(encoded)
+            if values is None:
+                message = Message(ctx, decode_command(encoded))  # irregular: pydicom decides, and may refuse
+            else:
+                message = Message.from_wire(ctx, encoded, values)
+            if message.data_set_type == NO_DATA_SET:
                 self._state = _IDLE
-                return Message(ctx, command)
-            self._command = command
+                return message
+            self._command = message
             self._state = _DATA
             return None
         if is_command:
             raise _unexpected(
                 f"command fragment on context {ctx} where the data set announced by Command Data Set Type "
-                f"{self._command.CommandDataSetType:#06x} was due",  # type: ignore[union-attr]
+                f"{self._command.data_set_type:#06x} was due",  # type: ignore[union-attr]
                 "PS3.7 6.3.1, E.1; PS3.8 E.2",
             )
         self._parts.append(data)
@@ -275,9 +370,9 @@ class MessageAssembler:
             return None
         parts, self._parts = self._parts, []
         body = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
-        command, self._command = self._command, None
+        head, self._command = self._command, None
         self._state = _IDLE
-        return Message(ctx, command, body)  # type: ignore[arg-type]
+        return head.with_data(body)  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------

@@ -9,6 +9,13 @@ walks the elements itself (framing, tag order, group length, VR from the
 data dictionary or UN) and hands pydicom only values to convert, so a malformed command set is a :class:`RemoteProtocolError`
 (reason 6) naming the offset, never a pydicom exception.
 
+:func:`read_command` is the receive path's fast reader: with ``struct`` only,
+it accepts the regular command sets (every element a US, UL or UI of the data
+dictionary, single-valued, UIDs of digits and dots) and returns their values
+by element number.  Anything else, malformed or merely unusual, gives None and
+the caller takes :func:`decode_command`, which decides; so the fast reader
+never accepts what pydicom's path rejects and never changes a value.
+
 A data set travels in the presentation context's transfer syntax and is
 decoded only on request (:func:`decode_dataset`), with pydicom; the top-level
 elements are walked first because pydicom silently truncates an element
@@ -27,7 +34,7 @@ import zlib
 from io import BytesIO
 
 from pydicom import Dataset
-from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from pydicom.datadict import DicomDictionary, dictionary_has_tag, dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
@@ -261,6 +268,64 @@ def decode_command(data: bytes | memoryview) -> Dataset:
         if not isinstance(value, int):
             raise invalid(f"command set lacks a valid {keyword}", clause, None)
     return ds
+
+
+# Group 0000 elements the fast reader converts itself, by element number, from pydicom's dictionary.
+_US, _UL, _UI = 1, 2, 3
+_FAST_VRS: dict[int, int] = {
+    tag: {"US": _US, "UL": _UL, "UI": _UI}[entry[0]]
+    for tag, entry in DicomDictionary.items()
+    if tag >> 16 == 0x0000 and tag and entry[0] in ("US", "UL", "UI")
+}
+_GROUP_LENGTH_HEAD = _GROUP_LENGTH.pack(0, 0, 4, 0)[:8]
+_U16 = struct.Struct("<H").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_UID_CHARACTERS = b"0123456789."
+
+
+def read_command(data: bytes | memoryview) -> dict[int, int | str] | None:
+    """Values of a regular command set by element number, or None (PS3.7 6.3.1, E.1; PS3.5 6.2, 7.1).
+
+    Regular: Command Group Length (0000,0000) first and exact, then elements
+    of group 0000 in ascending order tiling the bytes, each a dictionary US
+    (2 bytes) or UL (4 bytes), or a UI of digits and dots (trailing NULs and
+    spaces dropped, as pydicom does), with Command Field (0000,0100) and
+    Command Data Set Type (0000,0800) present.  None means "not regular":
+    :func:`decode_command` decides, and raises for what is malformed.
+    """
+    raw = data if type(data) is bytes else bytes(data)
+    end = len(raw)
+    if end < 12 or raw[:8] != _GROUP_LENGTH_HEAD or _U32(raw, 8)[0] != end - 12:
+        return None
+    values: dict[int, int | str] = {}
+    unpack = _ELEMENT_HEADER.unpack_from
+    fast = _FAST_VRS.get
+    pos, previous = 12, 0
+    while pos < end:
+        if end - pos < 8:
+            return None
+        group, element, length = unpack(raw, pos)
+        pos += 8
+        stop = pos + length
+        if group or element <= previous or stop > end:
+            return None
+        previous = element
+        kind = fast(element)
+        if kind == _US and length == 2:
+            values[element] = _U16(raw, pos)[0]
+        elif kind == _UL and length == 4:
+            values[element] = _U32(raw, pos)[0]
+        elif kind == _UI:
+            uid = raw[pos:stop].rstrip(b"\x00 ")
+            if not uid or uid.translate(None, _UID_CHARACTERS):
+                return None
+            values[element] = uid.decode("ascii")
+        else:
+            return None
+        pos = stop
+    if 0x0100 not in values or 0x0800 not in values:
+        return None
+    return values
 
 
 def encode_dataset(ds: Dataset, transfer_syntax: str) -> bytes:
