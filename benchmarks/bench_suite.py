@@ -1,0 +1,82 @@
+"""How long the shipped conformance suite takes against the embedded reference SCP.
+
+    python benchmarks/bench_suite.py [--runs 3] [--workers 4]
+
+Runs ``python -m pytest scenarios/`` ``--runs`` times serially and ``--runs``
+times with ``-n WORKERS`` (pytest-xdist), in alternation so that machine
+noise hits both modes alike, and reports per mode the wall time (min, median,
+spread = (max - min) / median) and, from the run's ``report.json``, the sum
+of the scenario durations and the part of it spent in scenarios that wait on
+purpose (an ARTIM or idle timer, a silence window: every scenario that took
+1 s or more).  The ratio serial / parallel is the speed-up measured in the
+same run.  The goal (brief H) is under 30 s in both modes on the 2-core
+build machine; the timers come from the built-in profile (ARTIM 2 s,
+idle 4 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WAITING = 1.0  # seconds: a scenario this long is waiting on a timer on purpose
+
+
+def plugin_args() -> list[str]:
+    from importlib.metadata import entry_points
+
+    if any(ep.value.startswith("dicomconf.pytest_plugin") for ep in entry_points(group="pytest11")):
+        return []
+    return ["-p", "dicomconf.pytest_plugin"]
+
+
+def one_run(workers: int | None) -> tuple[float, float, float, int]:
+    """(wall seconds, sum of scenario durations, of which waiting, scenarios passed)."""
+    with tempfile.TemporaryDirectory(prefix="dicomconf-bench-suite-") as tmp:
+        argv = [sys.executable, "-m", "pytest", str(REPO / "scenarios"), *plugin_args(), "-q",
+                "-p", "no:cacheprovider", "--report-dir", tmp]
+        if workers:
+            argv += ["-n", str(workers)]
+        start = time.perf_counter()
+        proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        report = json.loads((Path(tmp) / "report.json").read_text(encoding="utf-8"))
+    if proc.returncode != 0:
+        raise SystemExit(f"the suite did not pass:\n{proc.stdout[-3000:]}")
+    durations = [s["duration_s"] or 0.0 for s in report["scenarios"]]
+    passed = sum(s["outcome"] == "passed" for s in report["scenarios"])
+    return wall, sum(durations), sum(d for d in durations if d >= WAITING), passed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    results: dict[str, list[tuple[float, float, float, int]]] = {"serial": [], f"-n {args.workers}": []}
+    for _ in range(args.runs):
+        results["serial"].append(one_run(None))
+        results[f"-n {args.workers}"].append(one_run(args.workers))
+    print(f"{'mode':<8} {'scenarios':>9} {'wall min':>9} {'median':>8} {'spread':>7} "
+          f"{'sum of scenarios':>17} {'waiting':>8}")
+    medians = {}
+    for mode, runs in results.items():
+        walls = [r[0] for r in runs]
+        med = statistics.median(walls)
+        medians[mode] = med
+        spread = (max(walls) - min(walls)) / med
+        print(f"{mode:<8} {runs[0][3]:>9} {min(walls):>8.1f}s {med:>7.1f}s {spread:>6.0%} "
+              f"{statistics.median(r[1] for r in runs):>16.1f}s {statistics.median(r[2] for r in runs):>7.1f}s")
+    print(f"speed-up serial / -n {args.workers}: {medians['serial'] / medians[f'-n {args.workers}']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
