@@ -75,13 +75,31 @@ def command(kind: str, port: int, workdir: Path, aet: str) -> tuple[list[str], d
     raise SystemExit(f"unknown target {kind!r}: one of {', '.join(KINDS)}")
 
 
-def listening(port: int) -> bool:
-    """True when some socket listens on TCP ``port`` (read from /proc, without connecting).
+def _socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` has open (from /proc/PID/fd)."""
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
 
-    Connecting to find out would leave the target an extra connection that
-    some targets count against their association limit until their ARTIM
-    timer closes it.
+
+def listening(port: int, pid: int | None = None) -> bool:
+    """True when a socket listens on TCP ``port`` (owned by process ``pid`` when given).
+
+    Read from /proc, without connecting: a probe connection would leave the
+    target an extra connection that some targets count against their
+    association limit until their ARTIM timer closes it.
     """
+    owned = _socket_inodes(pid) if pid is not None else None
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text(encoding="ascii").splitlines()[1:]
@@ -89,18 +107,20 @@ def listening(port: int) -> bool:
             continue
         for line in lines:
             fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            if fields[3] != "0A" or int(fields[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            if owned is None or fields[9] in owned:
                 return True
     return False
 
 
 def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """Return once something listens on ``port``; fail if the process dies first."""
+    """Return once ``proc`` listens on ``port``; fail if it dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"target exited with status {proc.returncode} before listening on port {port}")
-        if listening(port):
+        if listening(port, proc.pid):
             return
         time.sleep(0.05)
     raise SystemExit(f"target did not listen on port {port} within {timeout:g}s")

@@ -128,3 +128,20 @@ def test_target_profiles_match_how_the_script_starts_them(kind, tmp_path):
     assert argv[argv.index("-aet") + 1] == profile.ae_title
     assert argv[argv.index("-ta") + 1] == str(int(profile.timers.artim))
     assert argv[argv.index("-td") + 1] == str(int(profile.timers.idle))
+
+
+def test_port_in_use_is_a_clear_error_and_leaves_nothing(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        before = set(_targets().STATE_DIR.glob("*.json")) if _targets().STATE_DIR.exists() else set()
+        proc = subprocess.run([sys.executable, str(TARGETS), "start", "pynetdicom", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "before listening" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    after = set(_targets().STATE_DIR.glob("*.json")) if _targets().STATE_DIR.exists() else set()
+    assert after <= before
