@@ -3,7 +3,8 @@
 One client for all three: a raw-socket loop sending pre-encoded PDUs
 (A-ASSOCIATE-RQ, C-ECHO-RQ, A-RELEASE-RQ) and reading whole PDUs back, so the
 client's own cost is the same for each server.  Each server runs as its own
-process on 127.0.0.1; DCMTK with TCP_NODELAY=1.  Goal (docs/benchmarks/scp.md):
+process on 127.0.0.1; DCMTK with TCP_NODELAY=1.  ``dicomconf scp`` runs on
+asyncio's own event loop and, when uvloop is installed, a second time on it.  Goal (docs/benchmarks/scp.md):
 at least 20x pynetdicom, and at least DCMTK's rate.
 
     python benchmarks/bench_scp_echo.py [--seconds 3] [--rounds 3] [--pin CPU]
@@ -12,6 +13,7 @@ at least 20x pynetdicom, and at least DCMTK's rate.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import time
 
@@ -46,10 +48,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.pin is not None:
         os.sched_setaffinity(0, {args.pin})
-    servers = {
-        "dicomconf scp": lambda p: dicomconf_scp(p),
-        "pynetdicom echoscp": pynetdicom_echoscp,
-    }
+    servers = {"dicomconf scp": lambda p: dicomconf_scp(p, "--event-loop", "asyncio")}
+    if importlib.util.find_spec("uvloop") is not None:
+        servers["dicomconf scp uvloop"] = lambda p: dicomconf_scp(p, "--event-loop", "uvloop")
+    servers["pynetdicom echoscp"] = pynetdicom_echoscp
     if os.access(STORESCP, os.X_OK):
         servers["DCMTK storescp"] = lambda p: dcmtk_storescp(p)
     results: dict[str, list[float]] = {name: [] for name in servers}
@@ -60,16 +62,17 @@ def main() -> None:
                     for tid in os.listdir(f"/proc/{server.pid}/task"):
                         os.sched_setaffinity(int(tid), {args.pin})
                 results[name].append(rate(server.port, args.seconds))
-            print(f"round {r + 1}: {name:20s} {results[name][-1]:8.1f} associations/s", flush=True)
+            print(f"round {r + 1}: {name:22s} {results[name][-1]:8.1f} associations/s", flush=True)
     print()
-    ours = results["dicomconf scp"]
+    ours = {name: values for name, values in results.items() if name.startswith("dicomconf")}
     for name, values in results.items():
         best, worst = max(values), min(values)
-        line = f"{name:20s} median {sorted(values)[len(values) // 2]:8.1f}/s  (min {worst:.1f}, max {best:.1f})"
-        if name != "dicomconf scp":
-            ratios = [a / b for a, b in zip(ours, values)]
-            line += f"   dicomconf/this per round: {', '.join(f'{x:.1f}x' for x in ratios)}"
-        print(line)
+        print(f"{name:22s} median {sorted(values)[len(values) // 2]:8.1f}/s  (min {worst:.1f}, max {best:.1f})")
+        if name in ours:
+            continue
+        for our_name, our_values in ours.items():
+            ratios = [a / b for a, b in zip(our_values, values)]
+            print(f"{'':22s}   {our_name}/this per round: {', '.join(f'{x:.2f}x' for x in ratios)}")
 
 
 if __name__ == "__main__":

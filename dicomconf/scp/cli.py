@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=STORAGE_KINDS, help="where C-STORE data sets go")
     parser.add_argument("--storage-dir", dest="storage_dir", metavar="DIR", help="directory for --storage directory")
     parser.add_argument("-v", "--verbose", action="store_true", help="log a trace of every PDU")
+    parser.add_argument(
+        "--event-loop", dest="event_loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+        help="event loop: uvloop if installed (auto, the default), or asyncio's own",
+    )
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -63,8 +67,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"dicomconf scp: {exc}", file=sys.stderr)
         return 2
     _configure_logging(config.verbose)
+    from dicomconf.scp.server import event_loop_factory
+
     try:
-        return asyncio.run(_serve(config))
+        loop_factory = event_loop_factory(getattr(args, "event_loop", "auto"))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(_serve(config))
     except ConfigError as exc:
         print(f"dicomconf scp: {exc}", file=sys.stderr)
         return 2

@@ -38,9 +38,9 @@ import logging
 import resource
 import struct
 import threading
-from typing import Any
+from typing import Any, Callable
 
-from dicomconf.scp.config import SCPConfig
+from dicomconf.scp.config import ConfigError, SCPConfig
 from dicomconf.scp.responses import response_command, response_pdata
 from dicomconf.scp.storage import (
     STATUS_PROCESSING_FAILURE,
@@ -539,13 +539,40 @@ class SCPHandle:
         self.stop()
 
 
-def run_in_thread(config: SCPConfig) -> SCPHandle:
-    """Start a :class:`ReferenceSCP` on a new event-loop thread; return once it listens."""
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def event_loop_factory(kind: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop to run on: ``uvloop`` (an optional accelerator) or the standard library's.
+
+    "auto" takes uvloop when it is installed and asyncio's own loop otherwise;
+    "uvloop" without uvloop installed is a :class:`ConfigError`.
+    """
+    if kind not in EVENT_LOOPS:
+        raise ConfigError(f"<command line>:0: event loop must be one of {', '.join(EVENT_LOOPS)}, not {kind!r}")
+    if kind == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        if kind == "uvloop":
+            raise ConfigError("<command line>:0: event loop uvloop asked for, but uvloop is not installed") from None
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def run_in_thread(config: SCPConfig, event_loop: str = "asyncio") -> SCPHandle:
+    """Start a :class:`ReferenceSCP` on a new event-loop thread; return once it listens.
+
+    ``event_loop`` is as for :func:`event_loop_factory`; embedded servers use
+    asyncio's own loop unless asked.
+    """
     box: dict[str, Any] = {}
     ready = threading.Event()
+    new_loop = event_loop_factory(event_loop)
 
     def main() -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_loop()
         asyncio.set_event_loop(loop)
         try:
             scp = ReferenceSCP(config)
