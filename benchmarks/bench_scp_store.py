@@ -3,7 +3,8 @@
 * DCMTK ``storescu`` (TCP_NODELAY=1) sends the same 100 files, one
   association, to (a) dicomconf writing Part 10 files into a directory,
   (b) DCMTK ``storescp -od`` writing into a directory on the same filesystem,
-  (c) dicomconf keeping them in memory.  Wall time of storescu, every round
+  (c) dicomconf keeping them in memory; dicomconf runs on asyncio's own
+  event loop and, when uvloop is installed, again on uvloop.  Wall time of storescu, every round
   reported.  Twice: each server with its default maximum PDU (dicomconf
   16382, DCMTK 16384), then both with 131072 (DCMTK's largest).
 * Before each run the page cache is synced (``os.sync``): otherwise a run
@@ -19,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import socket
 import subprocess
@@ -108,11 +110,10 @@ def main() -> None:
     try:
         files = make_files(src, args.count)
         rows: dict[str, list[float]] = {}
-        names = [
-            (name, pdu)
-            for pdu in (None, DCMTK_MAX_PDU)
-            for name in ("dicomconf -> directory", "DCMTK storescp -> directory", "dicomconf -> memory")
-        ]
+        kinds = ["dicomconf -> directory", "DCMTK storescp -> directory", "dicomconf -> memory"]
+        if importlib.util.find_spec("uvloop") is not None:
+            kinds += ["dicomconf uvloop -> directory", "dicomconf uvloop -> memory"]
+        names = [(name, pdu) for pdu in (None, DCMTK_MAX_PDU) for name in kinds]
         for r in range(args.rounds):
             for name, pdu in names if r % 2 == 0 else names[::-1]:  # alternate the order between rounds
                 out = tempfile.mkdtemp(prefix="bench-scp-out-", dir=os.path.dirname(src))
@@ -125,8 +126,9 @@ def main() -> None:
                     with open(cfg, "w") as f:
                         f.write(f"max_pdu_length: {pdu or 16382}\n")
                     kind = "directory" if name.endswith("directory") else "memory"
+                    loop = "uvloop" if "uvloop" in name else "asyncio"
                     server = dicomconf_scp(port, "--storage", kind, "--storage-dir", os.path.join(out, "files"),
-                                           config=cfg)
+                                           "--event-loop", loop, config=cfg)
                 with server:
                     elapsed = run_storescu(port, files)
                 stored = count_files(out) - (0 if name.startswith("DCMTK") else 1)
@@ -141,7 +143,7 @@ def main() -> None:
                 cfg = os.path.join(src, f"mem-{max_pdu}.yaml")
                 with open(cfg, "w") as f:
                     f.write(f"storage: discard\nmax_pdu_length: {max_pdu}\n")
-                with dicomconf_scp(port := free_port(), config=cfg):
+                with dicomconf_scp(port := free_port(), "--event-loop", "asyncio", config=cfg):
                     rate = raw_store_rate(port, args.count, max_pdu)
                 key = f"raw client -> dicomconf, PDU {max_pdu}"
                 rows.setdefault(key, []).append(rate)

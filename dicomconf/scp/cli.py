@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"dicomconf scp: {exc}", file=sys.stderr)
         return 2
     _configure_logging(config.verbose)
-    from dicomconf.scp.server import event_loop_factory
+    from dicomconf.scp.server import event_loop_factory, tune_allocator
 
+    tune_allocator()
     try:
         loop_factory = event_loop_factory(getattr(args, "event_loop", "auto"))
         with asyncio.Runner(loop_factory=loop_factory) as runner:

@@ -10,8 +10,9 @@ full, 0110 (processing failure) for any other failure to keep it.
 
 The directory backend writes a DICOM Part 10 file (PS3.10 7.1): 128-byte
 preamble, ``DICM``, the File Meta Information group in explicit VR little
-endian, then the data set bytes untouched.  The write is atomic: a temporary
-file in the same directory written with one ``writev``, optional ``fsync``,
+endian, then the data set bytes untouched (from the received fragments
+themselves, never joined).  The write is atomic: a temporary
+file in the same directory written with ``writev``, optional ``fsync``,
 then ``os.replace`` onto the final name, so an aborted or failed store never
 leaves a partial file under a name a reader would pick up.
 
@@ -24,6 +25,7 @@ thread hand-offs per store (measured in ``docs/benchmarks/scp.md``).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import os
@@ -31,6 +33,7 @@ import itertools
 import re
 import struct
 from dataclasses import dataclass
+from typing import Sequence
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
@@ -56,12 +59,17 @@ class StoredInstance:
 
 
 class Storage:
-    """Base backend: keeps nothing."""
+    """Base backend: keeps nothing.
+
+    ``store(instance, parts)``: when ``parts`` (a sequence of buffers) is
+    given it is the data set, in the pieces it arrived in, and
+    ``instance.data`` is not read; a backend that keeps the bytes joins them.
+    """
 
     kind = "discard"
     blocking = False
 
-    def store(self, instance: StoredInstance) -> int:
+    def store(self, instance: StoredInstance, parts: Sequence | None = None) -> int:
         return STATUS_SUCCESS
 
 
@@ -77,7 +85,9 @@ class MemoryStorage(Storage):
     def __init__(self) -> None:
         self.instances: list[StoredInstance] = []
 
-    def store(self, instance: StoredInstance) -> int:
+    def store(self, instance: StoredInstance, parts: Sequence | None = None) -> int:
+        if parts is not None:
+            instance = dataclasses.replace(instance, data=b"".join(parts))
         self.instances.append(instance)
         return STATUS_SUCCESS
 
@@ -167,7 +177,7 @@ class DirectoryStorage(Storage):
     def path_for(self, sop_instance_uid: str) -> str:
         return os.path.join(self.directory, file_name(sop_instance_uid))
 
-    def store(self, instance: StoredInstance) -> int:
+    def store(self, instance: StoredInstance, parts: Sequence | None = None) -> int:
         try:
             head = file_meta_bytes(
                 instance.sop_class_uid,
@@ -179,7 +189,8 @@ class DirectoryStorage(Storage):
             )
         except UnicodeEncodeError:  # a UID that is not ASCII
             return STATUS_PROCESSING_FAILURE
-        return self.write_atomic(self.path_for(instance.sop_instance_uid), (head, instance.data))
+        body = (instance.data,) if parts is None else tuple(parts)
+        return self.write_atomic(self.path_for(instance.sop_instance_uid), (head, *body))
 
     def write_atomic(self, final: str, parts: tuple[bytes, ...]) -> int:
         """Write ``parts`` to ``final`` through a temporary file in the same directory and ``os.replace``."""

@@ -106,6 +106,14 @@ _NOTED = frozenset({"AE-3", "AE-6"})
 # Actions that issue a P-DATA indication, so the PDVs must be assembled first (Tables 9-7, 9-8).
 _PDATA_INDICATIONS = frozenset({"DT-2", "AR-6"})
 
+# States where Table 9-10 answers Evt10 with a P-DATA indication of a single next state: (action, next state).
+# A P-DATA-TF there that completes no DIMSE message has no effect but that state (Tables 9-7, 9-8).
+_QUIET_PDATA: dict[str, tuple[str, str]] = {
+    state: (action, fsm.ACTIONS[action].next_states[0])
+    for (state, event), action in fsm.TRANSITIONS.items()
+    if event == "Evt10" and action in _PDATA_INDICATIONS and len(fsm.ACTIONS[action].next_states) == 1
+}
+
 ProviderCheck = Callable[[AAssociateRQ], "AAssociateRJ | None"]
 
 
@@ -257,6 +265,15 @@ class Association:
         except RemoteProtocolError as exc:
             events += self._fire("Evt19", error=exc)
             return
+        if not messages:
+            state = self.state
+            quiet = _QUIET_PDATA.get(state)
+            if quiet is not None:
+                # A P-DATA-TF that completes no message: the table's DT-2 / AR-6 indicates nothing
+                # and only moves to its one next state, so the action is not run through fsm.run.
+                self.state = quiet[1]
+                self.last_transition = (state, "Evt10", quiet[0], quiet[1])
+                return
         events += self._fire("Evt10", pdu=pdu, messages=messages)
 
     def _pdata_messages(self, pdu: PDataTF, length: int) -> tuple:

@@ -22,7 +22,8 @@ transfer syntax, and decoded only when :meth:`Message.dataset` is asked.
 Data set fragments are held as read-only memoryviews into the received
 PDUs (a fragment of a writable buffer is copied, because the driver may reuse
 it; so is one under 1 KiB, so that small views never pin large buffers) and
-joined once, when the last fragment arrives.
+joined once, when ``Message.data`` is first read; a consumer that writes
+pieces (``Message.data_parts``) never joins them.
 
 Outbound, :func:`fragment` turns a message into P-DATA-TF PDUs, one PDV
 each, whose variable field never exceeds the peer's Maximum Length (PS3.8
@@ -123,7 +124,8 @@ class Message:
     """
 
     context_id: int
-    data: bytes | None
+    _data: bytes | None
+    _parts: tuple | None
     _command: Dataset | None
     _encoded: bytes | None
     _values: dict[int, int | str]
@@ -131,7 +133,8 @@ class Message:
     def __init__(self, context_id: int, command: Dataset, data: bytes | None = None) -> None:
         setattr_ = object.__setattr__
         setattr_(self, "context_id", context_id)
-        setattr_(self, "data", data)
+        setattr_(self, "_data", data)
+        setattr_(self, "_parts", None)
         setattr_(self, "_command", command)
         setattr_(self, "_encoded", None)
         setattr_(self, "_values", _NO_VALUES)
@@ -144,7 +147,8 @@ class Message:
         msg = cls.__new__(cls)
         setattr_ = object.__setattr__
         setattr_(msg, "context_id", context_id)
-        setattr_(msg, "data", data)
+        setattr_(msg, "_data", data)
+        setattr_(msg, "_parts", None)
         setattr_(msg, "_command", None)
         setattr_(msg, "_encoded", encoded)
         setattr_(msg, "_values", values)
@@ -170,7 +174,8 @@ class Message:
         # Short: a data set may be megabytes, and messages end up in logs.
         ident = self.message_id if self.message_id is not None else self.message_id_being_responded_to
         status = "" if self.status is None else f", status={self.status:#06x}"
-        data = "no data set" if self.data is None else f"data={len(self.data)} bytes"
+        length = self.data_length
+        data = "no data set" if length is None else f"data={length} bytes"
         return f"Message({self.name}, context_id={self.context_id}, id={ident}{status}, {data})"
 
     def _get(self, element: int) -> Any:
@@ -234,11 +239,47 @@ class Message:
     def is_response(self) -> bool:
         return bool(self.command_field & 0x8000)
 
-    def with_data(self, data: bytes) -> "Message":
-        """This command with ``data`` as its data set bytes."""
+    @property
+    def data(self) -> bytes | None:
+        """The data set bytes as received, or None (joined from its fragments on first use)."""
+        data = self._data
+        if data is None and self._parts is not None:
+            data = b"".join(self._parts)
+            object.__setattr__(self, "_data", data)
+            object.__setattr__(self, "_parts", None)
+        return data
+
+    @property
+    def data_parts(self) -> tuple:
+        """The data set bytes as a tuple of buffers, without joining them (empty without data set).
+
+        For a consumer that can take pieces (``os.writev``): received fragments
+        are handed over as they are, saving a copy of the whole data set.
+        """
+        parts = self._parts
+        if parts is not None:
+            return parts
+        return () if self._data is None else (self._data,)
+
+    @property
+    def data_length(self) -> int | None:
+        """Length of the data set bytes, None without data set."""
+        parts = self._parts
+        if parts is not None:
+            return sum(map(len, parts))
+        return None if self._data is None else len(self._data)
+
+    def with_data(self, data: bytes | list | tuple) -> "Message":
+        """This command with ``data`` as its data set: bytes, or a sequence of buffers to join on demand."""
+        parts = None
+        if not isinstance(data, bytes):
+            parts, data = tuple(data), None
         if self._command is not None:
-            return Message(self.context_id, self._command, data)
-        return Message.from_wire(self.context_id, self._encoded, self._values, data)  # type: ignore[arg-type]
+            msg = Message(self.context_id, self._command, data)
+        else:
+            msg = Message.from_wire(self.context_id, self._encoded, self._values, data)  # type: ignore[arg-type]
+        object.__setattr__(msg, "_parts", parts)
+        return msg
 
     def dataset(self, transfer_syntax: str) -> Dataset:
         """Decode the data set bytes with the context's ``transfer_syntax`` (PS3.5 10).
@@ -369,10 +410,10 @@ class MessageAssembler:
         if not is_last:
             return None
         parts, self._parts = self._parts, []
-        body = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
         head, self._command = self._command, None
         self._state = _IDLE
-        return head.with_data(body)  # type: ignore[union-attr]
+        # One bytes fragment is the data set; several are joined only if someone reads ``data``.
+        return head.with_data(parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else parts)  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------

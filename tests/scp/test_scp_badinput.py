@@ -187,10 +187,10 @@ def test_stop_finishes_an_in_flight_store(scp_factory, tmp_path):
     storage = handle.scp.storage
     real_store, started = storage.store, threading.Event()
 
-    def slow_store(instance):
+    def slow_store(instance, parts=None):
         started.set()
         time.sleep(0.5)
-        return real_store(instance)
+        return real_store(instance, parts)
 
     storage.store = slow_store
     msg = dimse.c_store_rq(1, CT, "1.2.3.4.6", context_id=1, data=bytes(1000))

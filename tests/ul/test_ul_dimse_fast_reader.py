@@ -215,3 +215,28 @@ def test_fast_reader_values_match_what_the_wire_message_reports():
     wire = _assembled(_STORE)
     assert (wire.message_id, wire.affected_sop_class_uid, wire.affected_sop_instance_uid) == (7, CT, INSTANCE)
     assert wire.data == _STORE.data and wire.has_data_set and not wire.is_response
+
+
+# ---------------------------------------------------------------- data set fragments
+
+
+def test_data_set_fragments_are_handed_over_unjoined_and_join_on_demand():
+    data = bytes(range(256)) * 40  # 10240 bytes: ten or so fragments of views at max PDU 1030
+    msg = D.c_store_rq(9, CT, INSTANCE, data=data)
+    stream = [bytes(p) for p in D.fragment(msg, 2048)]  # bytes PDUs: fragments stay read-only views
+    assembler = D.MessageAssembler()
+    from dicomconf.ul.pdu import decode_pdu
+
+    out = [m for raw in stream for m in assembler.add_pdata(decode_pdu(raw))]
+    assert len(out) == 1
+    wire = out[0]
+    parts = wire.data_parts
+    assert len(parts) == len(stream) - 1 and wire.data_length == len(data)
+    assert repr(wire).endswith(f"data={len(data)} bytes)") and wire.data_parts is parts  # repr did not join
+    assert b"".join(parts) == data
+    assert wire.data == data and wire.data_parts == (data,) and wire.data_length == len(data)
+
+
+def test_message_without_data_set_has_no_parts():
+    msg = D.c_echo_rq(1)
+    assert (msg.data, msg.data_parts, msg.data_length) == (None, (), None)
