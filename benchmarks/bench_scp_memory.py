@@ -2,7 +2,8 @@
 
 The SCP runs as its own process (``dicomconf scp``); after one warm-up
 association (so lazy imports and caches are paid for), 1,000 connections each
-send an A-ASSOCIATE-RQ, read the A-ASSOCIATE-AC and then stay idle.  Goal:
+send an A-ASSOCIATE-RQ, read the A-ASSOCIATE-AC and then stay idle; on
+asyncio's own event loop and, when installed, on uvloop.  Goal:
 at most 64 KiB per idle association.
 
     python benchmarks/bench_scp_memory.py [--count 1000] [--rounds 3]
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import resource
 import struct
@@ -53,15 +55,17 @@ def main() -> None:
         cfg = os.path.join(tmp, "scp.yaml")
         with open(cfg, "w") as f:
             f.write("artim_timeout: 60\nidle_timeout: 600\n")
+        loops = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") is not None else [])
         for r in range(args.rounds):
-            with dicomconf_scp(port := free_port(), config=cfg) as server:
-                for _ in range(50):
-                    echo_cycle(port, associate_rq())
-                before = server.rss_kib()
-                after, n = asyncio.run(hold(port, args.count, server.rss_kib))
-            per = (after - before) / n
-            print(f"round {r + 1}: RSS {before} KiB -> {after} KiB with {n} idle associations: "
-                  f"{per:.1f} KiB per association", flush=True)
+            for loop in loops:
+                with dicomconf_scp(port := free_port(), "--event-loop", loop, config=cfg) as server:
+                    for _ in range(50):
+                        echo_cycle(port, associate_rq())
+                    before = server.rss_kib()
+                    after, n = asyncio.run(hold(port, args.count, server.rss_kib))
+                per = (after - before) / n
+                print(f"round {r + 1}, {loop:7s}: RSS {before} KiB -> {after} KiB with {n} idle associations: "
+                      f"{per:.1f} KiB per association", flush=True)
 
 
 if __name__ == "__main__":

@@ -290,7 +290,7 @@ class _Connection(asyncio.Protocol):
         context = self.assoc.accepted_contexts.get(msg.context_id)
         sop_class = msg.affected_sop_class_uid
         sop_instance = msg.affected_sop_instance_uid
-        if not sop_instance or not sop_class or msg.data is None or context is None:
+        if not sop_instance or not sop_class or msg.data_length is None or context is None:
             self._store_done(msg, STATUS_PROCESSING_FAILURE, None)
             return
         abstract, transfer_syntax = context
