@@ -298,12 +298,9 @@ class _Connection(asyncio.Protocol):
             self._store_done(msg, STATUS_SOP_CLASS_NOT_SUPPORTED, None)
             return
         storage = self.server.storage
-        if storage.kind == "directory":  # written from the received fragments: no joined copy
-            instance = StoredInstance(sop_class, sop_instance, transfer_syntax, b"", self.calling)
-            parts = msg.data_parts
-        else:
-            instance = StoredInstance(sop_class, sop_instance, transfer_syntax, msg.data, self.calling)
-            parts = None
+        # The data set goes as the fragments received: a file is written from them, no joined copy.
+        instance = StoredInstance(sop_class, sop_instance, transfer_syntax, b"", self.calling)
+        parts = msg.data_parts
         if not storage.blocking:
             try:
                 status = storage.store(instance, parts)

@@ -87,7 +87,7 @@ class MemoryStorage(Storage):
 
     def store(self, instance: StoredInstance, parts: Sequence | None = None) -> int:
         if parts is not None:
-            instance = dataclasses.replace(instance, data=b"".join(parts))
+            instance = dataclasses.replace(instance, data=parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts))
         self.instances.append(instance)
         return STATUS_SUCCESS
 

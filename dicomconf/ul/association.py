@@ -114,6 +114,11 @@ _QUIET_PDATA: dict[str, tuple[str, str]] = {
     if event == "Evt10" and action in _PDATA_INDICATIONS and len(fsm.ACTIONS[action].next_states) == 1
 }
 
+# States where Evt10 issues a P-DATA indication, so the PDVs are assembled (from the table).
+_PDATA_STATES = frozenset(
+    state for (state, event), action in fsm.TRANSITIONS.items() if event == "Evt10" and action in _PDATA_INDICATIONS
+)
+
 ProviderCheck = Callable[[AAssociateRQ], "AAssociateRJ | None"]
 
 
@@ -287,9 +292,9 @@ class Association:
                 reason=C.ABORT_REASON_INVALID_PARAMETER_VALUE,
                 offset=2,
             )
-        if fsm.TRANSITIONS.get((self.state, "Evt10")) not in _PDATA_INDICATIONS or self._assembler is None:
+        if self.state not in _PDATA_STATES or self._assembler is None:
             return ()
-        return tuple(self._assembler.add_pdata(pdu))
+        return self._assembler.add_pdvs(pdu.pdvs)
 
     # ------------------------------------------------------------------
     # Outbound

@@ -344,12 +344,21 @@ class MessageAssembler:
 
     def add_pdata(self, pdata: PDataTF) -> list[Message]:
         """Take every PDV of a P-DATA-TF; return the messages completed."""
-        out = []
-        for pdv in pdata.pdvs:
-            msg = self.add(pdv)
-            if msg is not None:
-                out.append(msg)
-        return out
+        return list(self.add_pdvs(pdata.pdvs))
+
+    def add_pdvs(self, pdvs: tuple[PDV, ...] | list[PDV]) -> tuple[Message, ...]:
+        """Take PDVs in order (those of one P-DATA-TF); return the messages completed."""
+        if self._error is not None:
+            raise self._error
+        try:
+            if len(pdvs) == 1:
+                msg = self._add(pdvs[0])
+                return () if msg is None else (msg,)
+            return tuple([m for m in map(self._add, pdvs) if m is not None])
+        except RemoteProtocolError as exc:
+            self._error = exc
+            self._parts = []
+            raise
 
     def _add(self, pdv: PDV) -> Message | None:
         ctx = pdv.context_id
@@ -375,8 +384,9 @@ class MessageAssembler:
                 "PS3.8 E.1, PS3.7 6.3.1",
             )
         data = pdv.data
-        if not isinstance(data, bytes):
-            data = memoryview(data)
+        if type(data) is not bytes:
+            if type(data) is not memoryview:
+                data = memoryview(data)
             if not data.readonly or len(data) < _SMALL_FRAGMENT:
                 data = bytes(data)  # the driver may reuse a writable buffer; a small view would pin a big one
         if state == _COMMAND:

@@ -59,3 +59,21 @@ def test_scp_writes_a_fragmented_store_byte_for_byte(scp_factory, tmp_path):
         assert rsp is not None and rsp[0] == C.P_DATA_TF
     path = tmp_path / f"{whole.sop_instance_uid}.dcm"
     assert path.read_bytes().endswith(whole.data)
+
+
+def test_memory_storage_keeps_bytes_even_from_one_view():
+    store = MemoryStorage()
+    whole = _instance()
+    store.store(dataclasses.replace(whole, data=b""), (memoryview(whole.data),))
+    assert type(store.instances[0].data) is bytes and store.instances[0] == whole
+
+
+def test_scp_memory_storage_keeps_bytes_of_a_fragmented_store(scp_factory):
+    handle = scp_factory()
+    whole = _instance()
+    msg = dimse.c_store_rq(1, CT, whole.sop_instance_uid, data=whole.data)
+    with RawClient(handle.port) as client:
+        assert client.associate(contexts=((1, CT, (IVRLE,)),), max_pdu=4096)[0] == C.A_ASSOCIATE_AC
+        client.send(b"".join(dimse.fragment(msg, 1024)))
+        assert client.recv_pdu()[0] == C.P_DATA_TF
+    assert [type(i.data) for i in handle.stored] == [bytes] and handle.stored[0].data == whole.data
