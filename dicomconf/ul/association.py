@@ -23,7 +23,11 @@ decoded by :func:`~dicomconf.ul.pdu.decode_pdu`; each PDU becomes its event
 (Evt3-Evt16), and any :class:`RemoteProtocolError` from framing, decoding or
 DIMSE assembly becomes Evt19 carrying that error, so the A-ABORT that follows
 names the fault (PS3.8 9.3.8).  Each event is looked up in PS3.8 Table 9-10
-(:mod:`dicomconf.ul.fsm`); the action's outcome is carried out here.
+(:mod:`dicomconf.ul.fsm`); the action's outcome is carried out here.  One
+shortcut, derived from the table at import: a P-DATA-TF that completes no
+DIMSE message in a state whose Evt10 action is a P-DATA indication (DT-2,
+AR-6) only moves to that action's one next state, without building the
+action's context and outcome (the bulk of a C-STORE is such PDUs).
 Nothing escapes ``receive_data`` but events: a peer's violation ends as an
 A-ABORT and the close of the connection, as the table says.
 

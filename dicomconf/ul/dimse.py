@@ -15,8 +15,11 @@ set follows iff Command Data Set Type (0000,0800) says so, and nothing of a
 message follows its last fragment.  A violation raises
 :class:`RemoteProtocolError` naming the clause and the A-ABORT reason.
 
-The command set is decoded with pydicom (implicit VR little endian, PS3.7
-6.3.1; see :mod:`dicomconf.ul.dimse_codec`, whose names this module
+The command set (implicit VR little endian, PS3.7 6.3.1) is read by the
+struct reader :func:`~dicomconf.ul.dimse_codec.read_command` when it is
+regular, and the pydicom ``Dataset`` is built only if ``Message.command`` is
+asked for; an irregular one is decoded by pydicom at once, which refuses what
+is malformed (see :mod:`dicomconf.ul.dimse_codec`, whose names this module
 re-exports).  The data set is kept as the bytes that came, in the context's
 transfer syntax, and decoded only when :meth:`Message.dataset` is asked.
 Data set fragments are held as read-only memoryviews into the received
