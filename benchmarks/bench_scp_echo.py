@@ -7,7 +7,7 @@ process on 127.0.0.1; DCMTK with TCP_NODELAY=1.  ``dicomconf scp`` runs on
 asyncio's own event loop and, when uvloop is installed, a second time on it.  Goal (docs/benchmarks/scp.md):
 at least 20x pynetdicom, and at least DCMTK's rate.
 
-    python benchmarks/bench_scp_echo.py [--seconds 3] [--rounds 3] [--pin CPU]
+    python benchmarks/bench_scp_echo.py [--seconds 3] [--rounds 3] [--pin CPU] [--floor]
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import sys
 import time
 
 from bench_scp_common import (
     STORESCP,
+    Server,
     associate_rq,
     dcmtk_storescp,
     dicomconf_scp,
@@ -45,6 +47,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per server and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pin", type=int, metavar="CPU", help="pin client and every server to this CPU")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure bench_scp_replay.py, an asyncio server that only replays recorded answers")
     args = parser.parse_args()
     if args.pin is not None:
         os.sched_setaffinity(0, {args.pin})
@@ -52,6 +56,10 @@ def main() -> None:
     if importlib.util.find_spec("uvloop") is not None:
         servers["dicomconf scp uvloop"] = lambda p: dicomconf_scp(p, "--event-loop", "uvloop")
     servers["pynetdicom echoscp"] = pynetdicom_echoscp
+    if args.floor:
+        replay = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_scp_replay.py")
+        for loop in ("asyncio", "uvloop") if "dicomconf scp uvloop" in servers else ("asyncio",):
+            servers[f"replay-only {loop}"] = lambda p, loop=loop: Server([sys.executable, replay, str(p), loop], p)
     if os.access(STORESCP, os.X_OK):
         servers["DCMTK storescp"] = lambda p: dcmtk_storescp(p)
     results: dict[str, list[float]] = {name: [] for name in servers}
@@ -68,7 +76,7 @@ def main() -> None:
     for name, values in results.items():
         best, worst = max(values), min(values)
         print(f"{name:22s} median {sorted(values)[len(values) // 2]:8.1f}/s  (min {worst:.1f}, max {best:.1f})")
-        if name in ours:
+        if name in ours or name.startswith("replay"):
             continue
         for our_name, our_values in ours.items():
             ratios = [a / b for a, b in zip(our_values, values)]
