@@ -76,8 +76,18 @@ class Server:
         self.stop()
 
 
-def dicomconf_scp(port: int, *extra: str, config: str | None = None) -> Server:
-    argv = [sys.executable, "-m", "dicomconf.cli", "scp", "--port", str(port), *extra]
+# Runs dicomconf.cli from the source tree in argv[1] instead of the installed (editable) package.
+_FROM_TREE = (
+    "import runpy, sys; tree = sys.argv.pop(1); "
+    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+    "sys.path.insert(0, tree); runpy.run_module('dicomconf.cli', run_name='__main__', alter_sys=True)"
+)
+
+
+def dicomconf_scp(port: int, *extra: str, config: str | None = None, tree: str | None = None) -> Server:
+    """``dicomconf scp``; with ``tree``, the code of that source tree (e.g. ``git archive`` of a commit)."""
+    runner = ["-m", "dicomconf.cli"] if tree is None else ["-c", _FROM_TREE, os.path.abspath(tree)]
+    argv = [sys.executable, *runner, "scp", "--port", str(port), *extra]
     if config:
         argv += ["--config", config]
     return Server(argv, port)

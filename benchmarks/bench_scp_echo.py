@@ -7,7 +7,10 @@ process on 127.0.0.1; DCMTK with TCP_NODELAY=1.  ``dicomconf scp`` runs on
 asyncio's own event loop and, when uvloop is installed, a second time on it.  Goal (docs/benchmarks/scp.md):
 at least 20x pynetdicom, and at least DCMTK's rate.
 
-    python benchmarks/bench_scp_echo.py [--seconds 3] [--rounds 3] [--pin CPU] [--floor]
+    python benchmarks/bench_scp_echo.py [--seconds 3] [--rounds 3] [--pin CPU] [--floor] [--baseline DIR]
+
+``--baseline DIR`` adds the same server run from another source tree (for
+an A/B of a change in the same run: ``git archive COMMIT | tar -x -C DIR``).
 """
 
 from __future__ import annotations
@@ -49,12 +52,18 @@ def main() -> None:
     parser.add_argument("--pin", type=int, metavar="CPU", help="pin client and every server to this CPU")
     parser.add_argument("--floor", action="store_true",
                         help="also measure bench_scp_replay.py, an asyncio server that only replays recorded answers")
+    parser.add_argument("--baseline", metavar="DIR", help="also run dicomconf scp from this source tree")
     args = parser.parse_args()
     if args.pin is not None:
         os.sched_setaffinity(0, {args.pin})
     servers = {"dicomconf scp": lambda p: dicomconf_scp(p, "--event-loop", "asyncio")}
     if importlib.util.find_spec("uvloop") is not None:
         servers["dicomconf scp uvloop"] = lambda p: dicomconf_scp(p, "--event-loop", "uvloop")
+    if args.baseline:
+        for loop in [name.rpartition(" ")[2] for name in servers if name.endswith("uvloop")] or ["asyncio"]:
+            servers[f"dicomconf baseline {loop}"] = lambda p, loop=loop: dicomconf_scp(
+                p, "--event-loop", loop, tree=args.baseline
+            )
     servers["pynetdicom echoscp"] = pynetdicom_echoscp
     if args.floor:
         replay = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_scp_replay.py")

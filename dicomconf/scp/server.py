@@ -16,11 +16,18 @@ into it and acts on what comes out:
 * bytes from the socket -> ``receive_data`` -> events; bytes to write come
   from ``send(...)`` (our answers) and ``data_to_send()`` (the machine's own,
   e.g. an A-ABORT for a bad PDU); ``should_close`` closes the transport;
-* ``artim_running`` is mirrored by one ``call_later`` timer whose expiry calls
+* ``artim_running`` is mirrored by an ARTIM deadline whose expiry calls
   ``timer_expired`` (ARTIM, PS3.8 9.1.5); a change of ``artim_starts`` while
-  it runs is a restart (AA-1), so the timer is started afresh;
-* an idle (DIMSE) timer aborts an association on which no whole PDU arrived
-  for ``idle_timeout`` seconds, covering a partial PDU followed by silence.
+  it runs is a restart (AA-1), so the deadline moves a full period ahead;
+* an idle (DIMSE) deadline aborts an association on which no whole PDU
+  arrived for ``idle_timeout`` seconds, covering a partial PDU followed by
+  silence.
+
+Both deadlines share one event-loop timer per connection, armed for the
+earliest of them.  A deadline that moves later (a restart, ARTIM stopping
+with the idle deadline further off) keeps the armed timer, which on firing
+finds nothing due and re-arms for what is left; only an earlier deadline
+replaces it.  An echo association thus schedules one timer instead of three.
 
 Events are handled in order.  A C-STORE into a directory is written on a
 worker thread; while it runs the connection stops reading and queues any
@@ -61,13 +68,15 @@ trace = logging.getLogger("dicomconf.scp.pdu")
 STATUS_UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 Annex C: Refused, unrecognized operation
 STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122  # PS3.7 Annex C: Refused, SOP class not supported
 _NO_RESPONSE = frozenset({dimse.C_CANCEL_RQ})
+_TIMER_SLACK = 0.001  # s: a deadline this close is due (event loops may fire a timer up to a tick early)
 
 
 class _Connection(asyncio.Protocol):
     """One TCP connection and its acceptor association (PS3.8 9.2)."""
 
     __slots__ = (
-        "server", "loop", "transport", "assoc", "peer", "tls", "started", "artim", "artim_start", "idle", "last_pdu",
+        "server", "loop", "transport", "assoc", "peer", "tls", "started", "timer", "timer_at", "artim_at", "artim_start",
+        "idle_on", "last_pdu",
         "queue", "busy", "counted", "calling", "called", "accepted", "proposed", "outcome", "closed",
     )
 
@@ -76,9 +85,11 @@ class _Connection(asyncio.Protocol):
         self.loop = server._loop
         self.tls = tls
         self.transport: asyncio.Transport | None = None
-        self.artim: asyncio.TimerHandle | None = None
-        self.artim_start = 0  # the Association's artim_starts when self.artim was started
-        self.idle: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # armed for the earliest deadline, or earlier
+        self.timer_at = 0.0  # loop time self.timer fires at
+        self.artim_at: float | None = None  # ARTIM deadline while the machine's ARTIM runs
+        self.artim_start = 0  # the Association's artim_starts when artim_at was set
+        self.idle_on = False  # the idle deadline (last_pdu + idle_timeout) is watched
         self.queue: collections.deque = collections.deque()
         self.busy = False
         self.counted = False
@@ -174,19 +185,46 @@ class _Connection(asyncio.Protocol):
                 trace.debug("%s -> %d byte(s) from the state machine (%s)", self.peer, len(out), assoc.state)
             self.transport.write(out)  # type: ignore[union-attr]
         if assoc.artim_running:
-            if self.artim is None or assoc.artim_starts != self.artim_start:
-                if self.artim is not None:
-                    self.artim.cancel()  # a restart (AA-1 on a running ARTIM, PS3.8 9.2.3): a full period again
+            if self.artim_at is None or assoc.artim_starts != self.artim_start:
+                # Started, or restarted (AA-1 on a running ARTIM, PS3.8 9.2.3): a full period from now.
                 self.artim_start = assoc.artim_starts
-                self.artim = self.loop.call_later(self.server.config.artim_timeout, self._artim_expired)
-        elif self.artim is not None:
-            self.artim.cancel()
-            self.artim = None
+                self.artim_at = self.loop.time() + self.server.config.artim_timeout
+                self._arm(self.artim_at)
+        elif self.artim_at is not None:
+            self.artim_at = None
         if assoc.should_close:
             self._close()
             return
-        if self.idle is None and self.server.config.idle_timeout and not assoc.artim_running:
-            self.idle = self.loop.call_later(self.server.config.idle_timeout, self._idle_check)
+        if not self.idle_on and not assoc.artim_running:
+            idle_timeout = self.server.config.idle_timeout
+            if idle_timeout:
+                self.idle_on = True
+                self._arm(self.last_pdu + idle_timeout)
+
+    def _arm(self, when: float) -> None:
+        """Have the timer fire no later than ``when`` (loop time)."""
+        timer = self.timer
+        if timer is not None:
+            if self.timer_at <= when:
+                return  # fires first; _on_timer re-arms for the rest
+            timer.cancel()
+        self.timer_at = when
+        self.timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """The connection's timer: act on the deadlines that are due, re-arm for the others."""
+        self.timer = None
+        if self.closed:
+            return
+        now = self.loop.time()
+        artim_at = self.artim_at
+        if artim_at is not None:
+            if artim_at - now <= _TIMER_SLACK:
+                self._artim_expired()
+                return
+            self._arm(artim_at)
+        if self.idle_on:
+            self._idle_check(now)
 
     def _close(self) -> None:
         self._cancel_timers()
@@ -194,16 +232,15 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def _cancel_timers(self) -> None:
-        for timer in (self.artim, self.idle):
-            if timer is not None:
-                timer.cancel()
-        self.artim = self.idle = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.artim_at = None
+        self.idle_on = False
 
     def _artim_expired(self) -> None:
         """ARTIM expiry, Evt18 (PS3.8 9.1.5): the machine answers; then the transport closes."""
-        self.artim = None
-        if self.closed:
-            return
+        self.artim_at = None
         if self.assoc.state == "Sta2":
             self.outcome = "ARTIM expired before a whole A-ASSOCIATE-RQ"
         elif not self.outcome.startswith(("released", "rejected", "aborted")):
@@ -211,18 +248,21 @@ class _Connection(asyncio.Protocol):
         self._handle(self.assoc.timer_expired())
         self._close()
 
-    def _idle_check(self) -> None:
-        """Idle (DIMSE) timeout: no whole PDU for ``idle_timeout`` seconds -> A-ABORT."""
-        self.idle = None
-        if self.closed or self.busy:
+    def _idle_check(self, now: float) -> None:
+        """Idle (DIMSE) timeout: no whole PDU for ``idle_timeout`` seconds -> A-ABORT.
+
+        Not watched while a store is in progress or ARTIM runs; ``_flush``
+        watches it again afterwards.
+        """
+        if self.busy or self.assoc.artim_running:
+            self.idle_on = False
             return
         timeout = self.server.config.idle_timeout
-        remaining = self.last_pdu + timeout - self.loop.time()
-        if remaining > 0.001:
-            self.idle = self.loop.call_later(remaining, self._idle_check)
+        deadline = self.last_pdu + timeout
+        if deadline - now > _TIMER_SLACK:
+            self._arm(deadline)
             return
-        if self.assoc.artim_running:
-            return
+        self.idle_on = False
         self.outcome = f"idle for {timeout:g}s in {self.assoc.state}: aborted"
         if self.assoc.state != "Sta1":
             self._send(AAbort(C.ABORT_SOURCE_USER, C.ABORT_REASON_NOT_SPECIFIED))
