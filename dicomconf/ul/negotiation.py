@@ -240,6 +240,23 @@ def _ae(title: str) -> str:
     return title.strip(" ")
 
 
+@functools.lru_cache(maxsize=64)
+def _ae_set(titles: tuple[str, ...]) -> frozenset[str]:
+    """AE titles without leading and trailing spaces (PS3.8 9.3.2), built once per distinct tuple.
+
+    Keyed by the titles themselves (a tuple cannot change), so a policy made
+    with other titles gets its own set.
+    """
+    return frozenset(_ae(t) for t in titles)
+
+
+@functools.lru_cache(maxsize=64)
+def _own_sub_items(max_pdu_length: int, class_uid: str, version_name: str) -> tuple[SubItem, ...]:
+    """The AC's sub-items that depend on the policy alone (PS3.7 D.3.3.1, D.3.3.2), keyed by their values."""
+    subs: tuple[SubItem, ...] = (MaximumLength(max_pdu_length), ImplementationClassUID(class_uid))
+    return subs + (ImplementationVersionName(version_name),) if version_name else subs
+
+
 def _context_list_fault(contexts: tuple[PresentationContextRQ, ...]) -> str | None:
     """Why the context list cannot be answered one result per ID, if it cannot (PS3.8 9.3.2.2, 7.1.1.13)."""
     if len(contexts) > C.MAX_PRESENTATION_CONTEXTS:
@@ -264,11 +281,11 @@ def _association_rejection(rq: AAssociateRQ, policy: AcceptorPolicy, active: int
         return (C.RJ_RESULT_TRANSIENT, C.RJ_SOURCE_PRESENTATION, C.RJ_PRESENTATION_LOCAL_LIMIT_EXCEEDED)
     if rq.application_context_name != C.APPLICATION_CONTEXT_NAME:
         return (C.RJ_RESULT_PERMANENT, C.RJ_SOURCE_USER, C.RJ_USER_APPLICATION_CONTEXT_NOT_SUPPORTED)
-    if policy.require_called_ae and _ae(rq.called_ae_title) not in {_ae(t) for t in policy.ae_titles}:
+    if policy.require_called_ae and _ae(rq.called_ae_title) not in _ae_set(tuple(policy.ae_titles)):
         return (C.RJ_RESULT_PERMANENT, C.RJ_SOURCE_USER, C.RJ_USER_CALLED_AE_NOT_RECOGNIZED)
-    if policy.allowed_calling_aes is not None and _ae(rq.calling_ae_title) not in {
-        _ae(t) for t in policy.allowed_calling_aes
-    }:
+    if policy.allowed_calling_aes is not None and _ae(rq.calling_ae_title) not in _ae_set(
+        tuple(policy.allowed_calling_aes)
+    ):
         return (C.RJ_RESULT_PERMANENT, C.RJ_SOURCE_USER, C.RJ_USER_CALLING_AE_NOT_RECOGNIZED)
     return None
 
@@ -331,16 +348,51 @@ def _choose_transfer_syntax(proposed: tuple[str, ...], accepted: tuple[str, ...]
     return next((ts for ts in proposed if ts in accepted), None)
 
 
-def _rejected(rq: AAssociateRQ, reason: tuple[int, int, int]) -> Negotiated:
-    ui = rq.user_information
+_FIRST_OF = (MaximumLength, ImplementationClassUID, ImplementationVersionName, AsynchronousOperationsWindow, UserIdentityRQ)
+_ALL_OF = (RoleSelection, SOPClassCommonExtendedNegotiation, SOPClassExtendedNegotiation)
+
+
+def _announced(ui: UserInformation) -> dict[type, object]:
+    """The RQ's sub-items in one pass, as :class:`UserInformation`'s properties give them (PS3.8 9.3.2.3).
+
+    For each kind of ``_FIRST_OF`` its first sub-item; for each of ``_ALL_OF``
+    a tuple of all, in order (absent kinds: a missing key, an empty tuple).
+    """
+    found: dict[type, object] = {}
+    many: dict[type, list] = {kind: [] for kind in _ALL_OF}
+    for sub in ui.sub_items:
+        kind = type(sub)
+        if kind in many:
+            many[kind].append(sub)
+        elif kind not in found:
+            found[kind] = sub
+    for kind, subs in many.items():
+        found[kind] = tuple(subs)
+    return found
+
+
+def _peer_announcements(found: dict[type, object]) -> tuple[int, str | None, str | None]:
+    """(maximum length or 0, implementation class UID, implementation version name) the requestor sent."""
+    length = found.get(MaximumLength)
+    uid = found.get(ImplementationClassUID)
+    name = found.get(ImplementationVersionName)
+    return (
+        (length.maximum_length or 0) if length is not None else 0,  # type: ignore[attr-defined]
+        uid.implementation_class_uid if uid is not None else None,  # type: ignore[attr-defined]
+        name.implementation_version_name if name is not None else None,  # type: ignore[attr-defined]
+    )
+
+
+def _rejected(found: dict[type, object], reason: tuple[int, int, int]) -> Negotiated:
+    peer_max, peer_uid, peer_name = _peer_announcements(found)
     return Negotiated(
         reply=AAssociateRJ(*reason),
         accepted={},
         roles={},
-        peer_max_pdu_length=ui.maximum_length or 0,
+        peer_max_pdu_length=peer_max,
         user=None,
-        peer_implementation_class_uid=ui.implementation_class_uid,
-        peer_implementation_version_name=ui.implementation_version_name,
+        peer_implementation_class_uid=peer_uid,
+        peer_implementation_version_name=peer_name,
     )
 
 
@@ -351,21 +403,21 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
     against ``policy.max_associations``.  The module docstring gives the
     order of the association-level checks and every choice made.
     """
+    found = _announced(rq.user_information)
     rejection = _association_rejection(rq, policy, active_associations)
     if rejection is not None:
-        return _rejected(rq, rejection)
-    ui = rq.user_information
-    identity_ok, user, identity_reply = _user_identity(ui.user_identity, policy)
+        return _rejected(found, rejection)
+    identity_ok, user, identity_reply = _user_identity(found.get(UserIdentityRQ), policy)  # type: ignore[arg-type]
     if not identity_ok:
-        return _rejected(rq, (C.RJ_RESULT_PERMANENT, C.RJ_SOURCE_USER, C.RJ_USER_NO_REASON))
+        return _rejected(found, (C.RJ_RESULT_PERMANENT, C.RJ_SOURCE_USER, C.RJ_USER_NO_REASON))
 
     supported = policy.supported
     role_items: dict[str, RoleSelection] = {}
-    for role_item in ui.role_selections:
+    for role_item in found[RoleSelection]:  # type: ignore[attr-defined]
         role_items.setdefault(role_item.sop_class_uid, role_item)
     common: dict[str, SOPClassCommonExtendedNegotiation] = {}
     if policy.accept_common_extended:
-        for common_item in ui.common_extended_negotiations:
+        for common_item in found[SOPClassCommonExtendedNegotiation]:  # type: ignore[attr-defined]
             common.setdefault(common_item.sop_class_uid, common_item)
 
     def general_for(abstract: str) -> str | None:
@@ -418,12 +470,12 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
         results[pc.context_id] = result
         answers.append(PresentationContextAC(pc.context_id, result, chosen or pc.transfer_syntaxes[0]))
 
-    subs: list[SubItem] = [
-        MaximumLength(policy.max_pdu_length),
-        ImplementationClassUID(policy.implementation_class_uid),
-    ]
+    own = _own_sub_items(
+        policy.max_pdu_length, policy.implementation_class_uid, policy.implementation_version_name or ""
+    )
+    subs: list[SubItem] = list(own[:2])
     window = (1, 1)
-    proposed_window = ui.asynchronous_operations_window
+    proposed_window = found.get(AsynchronousOperationsWindow)
     if proposed_window is not None and policy.async_window is not None:
         window = (
             _narrow(policy.async_window[0], proposed_window.maximum_number_operations_invoked),
@@ -433,10 +485,9 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
     for sop, role_item in role_items.items():
         allow = allowed_roles(sop, general_for(sop))
         subs.append(RoleSelection(sop, *select_role(role_item.scu_role, role_item.scp_role, *allow)))
-    if policy.implementation_version_name:
-        subs.append(ImplementationVersionName(policy.implementation_version_name))
+    subs += own[2:]
     extended: dict[str, bytes] = {}
-    for ext in ui.extended_negotiations:
+    for ext in found[SOPClassExtendedNegotiation]:  # type: ignore[attr-defined]
         if ext.sop_class_uid in policy.extended_negotiation and ext.sop_class_uid not in extended:
             # Never longer than offered (PS3.4 C.5, K.5: a short answer means the rest are 0).
             offered = len(ext.service_class_application_information)
@@ -454,16 +505,17 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
         protocol_version=C.PROTOCOL_VERSION,
         reserved=rq.reserved,
     )
+    peer_max, peer_uid, peer_name = _peer_announcements(found)
     return Negotiated(
         reply=reply,
         accepted=accepted,
         roles=agreed_roles,
-        peer_max_pdu_length=ui.maximum_length or 0,
+        peer_max_pdu_length=peer_max,
         user=user,
         results=results,
         async_window=window,
         extended_negotiation=extended,
         related_general=related,
-        peer_implementation_class_uid=ui.implementation_class_uid,
-        peer_implementation_version_name=ui.implementation_version_name,
+        peer_implementation_class_uid=peer_uid,
+        peer_implementation_version_name=peer_name,
     )
