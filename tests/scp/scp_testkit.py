@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
 import socket
 import struct
-import subprocess
 import time
 
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -217,13 +215,6 @@ def dataset_bytes_of_file(path: str) -> bytes:
 
 def make_certificates(directory: str) -> dict[str, str]:
     """A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
-    try:
-        return _certs_cryptography(directory)
-    except ImportError:
-        return _certs_openssl(directory)
-
-
-def _certs_cryptography(directory: str) -> dict[str, str]:
     import ipaddress
 
     from cryptography import x509
@@ -275,23 +266,3 @@ def _certs_cryptography(directory: str) -> dict[str, str]:
         out[stem], out[f"{stem}_key"] = write(stem, key, builder.sign(ca_key, hashes.SHA256()))
     return out
 
-
-def _certs_openssl(directory: str) -> dict[str, str]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise RuntimeError("neither the cryptography package nor the openssl command is available")
-    p = lambda name: os.path.join(directory, name)  # noqa: E731
-    run = lambda *args: subprocess.run([openssl, *args], check=True, capture_output=True)  # noqa: E731
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-        "-subj", "/CN=dicomconf test CA", "-keyout", p("ca.key"), "-out", p("ca.pem"))
-    out = {"ca": p("ca.pem")}
-    for stem, cn in (("server", "localhost"), ("client", "TESTSCU")):
-        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", f"/CN={cn}",
-            "-keyout", p(f"{stem}.key"), "-out", p(f"{stem}.csr"))
-        ext = p(f"{stem}.ext")
-        with open(ext, "w") as f:
-            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n" if stem == "server" else "basicConstraints=CA:FALSE\n")
-        run("x509", "-req", "-in", p(f"{stem}.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"), "-CAcreateserial",
-            "-days", "1", "-extfile", ext, "-out", p(f"{stem}.pem"))
-        out[stem], out[f"{stem}_key"] = p(f"{stem}.pem"), p(f"{stem}.key")
-    return out
