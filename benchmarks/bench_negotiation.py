@@ -22,14 +22,15 @@ the machine's noise.  Ratios use medians.
 from __future__ import annotations
 
 import argparse
-import gc
-import statistics
+import os
 import sys
-import time
-from typing import Callable
 
-from dicomconf.ul import constants as C
-from dicomconf.ul.items import (
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_core import measure, summary  # noqa: E402
+
+from dicomconf.ul import constants as C  # noqa: E402
+from dicomconf.ul.items import (  # noqa: E402
     ImplementationClassUID,
     ImplementationVersionName,
     MaximumLength,
@@ -37,32 +38,10 @@ from dicomconf.ul.items import (
     RoleSelection,
     UserInformation,
 )
-from dicomconf.ul.negotiation import AcceptorPolicy, check_reply, default_supported, negotiate
-from dicomconf.ul.pdu import AAssociateRQ
+from dicomconf.ul.negotiation import AcceptorPolicy, check_reply, default_supported, negotiate  # noqa: E402
+from dicomconf.ul.pdu import AAssociateRQ  # noqa: E402
 
-MIN_RUN_SECONDS = 0.3
 SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.4.50")
-
-
-def measure(fn: Callable[[], object], runs: int) -> list[float]:
-    """Seconds per call of ``fn``, one figure per run; each run repeats ``fn`` for at least 0.3 s."""
-    gc.collect()
-    start = time.perf_counter()
-    fn()
-    reps = max(1, int(MIN_RUN_SECONDS / max(time.perf_counter() - start, 1e-6)) + 1)
-    times = []
-    for _ in range(runs):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        times.append((time.perf_counter() - start) / reps)
-    return times
-
-
-def summary(times: list[float]) -> tuple[float, float, float]:
-    med = statistics.median(times)
-    return min(times), med, (max(times) - min(times)) / med
 
 
 def request(n_contexts: int, n_roles: int) -> AAssociateRQ:
