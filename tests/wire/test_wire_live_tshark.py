@@ -89,7 +89,7 @@ def test_decoder_agrees_with_tshark_on_every_pdu(tshark, pynetdicom_capture):
     assert [v["context_id"] for v in pdvs] == t_pdv_ctx
     assert [(2 if v["last"] else 0) | (1 if v["command"] else 0) for v in pdvs] == t_flags
     assert [v["dimse"] for v in pdvs if "dimse" in v] == t_dimse
-    # the scenario really had what the brief asks for: fragments of one C-STORE data set
+    # the scenario really had what the test is about: fragments of one C-STORE data set
     assert t_dimse.count("C-STORE-RQ") == 2 and t_flags.count(0) >= 4
     assert {1, 2, 4, 5, 6} <= set(t_types)
 
