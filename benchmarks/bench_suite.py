@@ -9,7 +9,7 @@ spread = (max - min) / median) and, from the run's ``report.json``, the sum
 of the scenario durations and the part of it spent in scenarios that wait on
 purpose (an ARTIM or idle timer, a silence window: every scenario that took
 1 s or more).  The ratio serial / parallel is the speed-up measured in the
-same run.  The goal (brief H) is under 30 s in both modes on the 2-core
+same run.  The goal is under 30 s in both modes on the 2-core
 build machine; the timers come from the built-in profile (ARTIM 2 s,
 idle 4 s).
 """
