@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import importlib.metadata
 from pathlib import Path
 
 PLUGIN = "dicomconf.pytest_plugin"
@@ -51,15 +50,6 @@ def default_scenarios(cwd: Path | None = None) -> Path | None:
     return beside if beside.is_dir() else None
 
 
-def _plugin_registered() -> bool:
-    """True when the plugin is installed as a pytest11 entry point (then ``-p`` would load it twice)."""
-    try:
-        eps = importlib.metadata.entry_points(group="pytest11")
-    except Exception:
-        return False
-    return any(ep.value == PLUGIN for ep in eps)
-
-
 def pytest_args(args: argparse.Namespace) -> list[str] | str:
     """The pytest command line for ``args``, or a usage message."""
     paths = [Path(p) for p in args.paths] if args.paths else []
@@ -73,9 +63,8 @@ def pytest_args(args: argparse.Namespace) -> list[str] | str:
     if missing:
         return f"no such file or directory: {', '.join(missing)}"
     report_dir = args.report_dir or str(Path("reports") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    out = [str(p) for p in paths]
-    if not _plugin_registered():
-        out += ["-p", PLUGIN]
+    # The pytest11 entry point has the module's own name, so this is a no-op where it is installed.
+    out = [*(str(p) for p in paths), "-p", PLUGIN]
     out += ["-p", "no:cacheprovider", f"--junitxml={Path(report_dir) / 'junit.xml'}", "-o", "junit_family=xunit2",
             "--report-dir", report_dir]
     for flag, value in (("--target", args.target), ("--called-ae", args.called_ae),

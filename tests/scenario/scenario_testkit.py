@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import socket
@@ -17,15 +16,9 @@ PLUGIN = "dicomconf.pytest_plugin"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def plugin_args() -> list[str]:
-    """``-p dicomconf.pytest_plugin`` unless the pytest11 entry point already loads it."""
-    registered = any(ep.value == PLUGIN for ep in importlib.metadata.entry_points(group="pytest11"))
-    return [] if registered else ["-p", PLUGIN]
-
-
 def run_pytest(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """``python -m pytest`` in ``cwd`` with the plugin, no cache, no outer configuration."""
-    cmd = [sys.executable, "-m", "pytest", *plugin_args(), "-p", "no:cacheprovider", "-p", "no:randomly",
+    cmd = [sys.executable, "-m", "pytest", "-p", PLUGIN, "-p", "no:cacheprovider", "-p", "no:randomly",
            "-c", str(cwd / "pytest.ini"), "--rootdir", str(cwd), *args]
     (cwd / "pytest.ini").touch()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
