@@ -188,11 +188,7 @@ def stop(pid: int) -> None:
 
 
 def plugin_args() -> list[str]:
-    """``-p dicomconf.pytest_plugin`` unless the plugin is registered as a pytest11 entry point."""
-    from importlib.metadata import entry_points
-
-    if any(ep.value.startswith("dicomconf.pytest_plugin") for ep in entry_points(group="pytest11")):
-        return []
+    """``-p dicomconf.pytest_plugin``: a no-op where the pytest11 entry point (of the same name) loads it."""
     return ["-p", "dicomconf.pytest_plugin"]
 
 

@@ -87,9 +87,6 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 # erroring.
 GUARDED = {"artim": "timers.artim", "idle": "timers.idle", "max_associations": "max_associations"}
 
-# Known violations of the rule above, in files this suite does not own
-# (reported to their owner); any other violation fails the test.
-KNOWN_UNGUARDED = {("malformed.unknown-pdu-type-in-association", "artim")}
 
 _CELL = re.compile(r"\((Sta\d+),\s*(Evt\d+),\s*([A-Z]{2}-\d+)\)")
 _PROFILE_REF = re.compile(r"\{[^{}]*\bprofile\.(?:timers\.)?([a-z_]+)")
@@ -178,7 +175,7 @@ def test_profile_bounds_are_guarded_by_requires():
         for name in set(_PROFILE_REF.findall(text)) & set(GUARDED):
             if GUARDED[name] not in entry.scenario.requires and name not in entry.scenario.requires:
                 found.add((entry.scenario.id, name))
-    assert found <= KNOWN_UNGUARDED, f"unguarded profile bounds: {sorted(found - KNOWN_UNGUARDED)}"
+    assert not found, f"unguarded profile bounds: {sorted(found)}"
 
 
 def _pdv_data(value):
