@@ -426,10 +426,17 @@ def _describe(obj: Any) -> str:
     name = C.PDU_NAMES.get(pdu_type, type(obj).__name__) if pdu_type is not None else type(obj).__name__
     if pdu_type == C.P_DATA_TF:
         return f"{name} ({len(obj.pdvs)} PDV(s), {sum(len(p.data) for p in obj.pdvs)} byte(s))"
-    return f"{name} {obj!r}" if pdu_type != C.A_ASSOCIATE_RQ else (
-        f"{name} calling={obj.calling_ae_title!r} called={obj.called_ae_title!r} "
-        f"contexts={len(obj.presentation_contexts)}"
-    )
+    if pdu_type == C.A_ASSOCIATE_RQ:
+        return (
+            f"{name} calling={obj.calling_ae_title!r} called={obj.called_ae_title!r} "
+            f"contexts={len(obj.presentation_contexts)}"
+        )
+    if pdu_type == C.A_ASSOCIATE_AC:
+        results = " ".join(
+            f"{pc.context_id}:{C.PC_RESULT_NAMES.get(pc.result, pc.result)}" for pc in obj.presentation_contexts
+        )
+        return f"{name} max={obj.user_information.maximum_length} contexts {results}"
+    return f"{name} {obj!r}"
 
 
 def _raise_nofile(wanted: int) -> None:
