@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_core import CHUNK, PDV_SIZE, measure, pdata_stream, summary  # noqa: E402
+from bench_core import CHUNK, PDV_SIZE, measure, pdata_stream, pynetdicom_messages, rates, summary  # noqa: E402
 
 from dicomconf.ul import constants as C  # noqa: E402
 from dicomconf.ul import dimse as D  # noqa: E402
@@ -138,20 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         assert got == messages
 
     def theirs_stream() -> None:
-        msg = dimse_messages.DIMSEMessage()
-        got = 0
-        for p in pdus:
-            pdu = pnpdu.P_DATA_TF()
-            pdu.decode(p)
-            if msg.decode_msg(pdu.to_primitive()):
-                got += 1
-                msg = dimse_messages.DIMSEMessage()
-        assert got == messages
+        assert pynetdicom_messages(pdus) == messages
 
     def gbps(times: list[float]) -> tuple[float, float, float]:
-        rates = [size / t / 1e9 for t in times]
-        med = statistics.median(rates)
-        return max(rates), med, (max(rates) - min(rates)) / med
+        return rates(size, times)
 
     label = f"C-STORE stream {size >> 20} MiB, 16 KiB PDVs (GB/s)"
     b_results = {}
