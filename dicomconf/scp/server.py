@@ -538,10 +538,6 @@ class ReferenceSCP:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def serve_until(self, stop_event: asyncio.Event) -> None:
-        await stop_event.wait()
-        await self.stop()
-
 
 class SCPHandle:
     """A :class:`ReferenceSCP` running on its own event-loop thread."""

@@ -84,16 +84,6 @@ DEFAULT_MAX_PDU_LENGTH = 16382
 # Largest whole PDU accepted before the association fixes a smaller or larger bound.
 ASSOCIATE_PDU_BOUND = 1 << 20
 
-# Table 9-10 events for received PDUs, by PDU type (PS3.8 9.3.1).
-_PDU_EVENTS: dict[int, str] = {
-    C.A_ASSOCIATE_AC: "Evt3",
-    C.A_ASSOCIATE_RJ: "Evt4",
-    C.A_ASSOCIATE_RQ: "Evt6",
-    C.P_DATA_TF: "Evt10",
-    C.A_RELEASE_RQ: "Evt12",
-    C.A_RELEASE_RP: "Evt13",
-    C.A_ABORT: "Evt16",
-}
 # Table 9-10 events for the local user's primitives, by the class the user passes to send().
 _PRIMITIVE_EVENTS: dict[type, str] = {
     AAssociateRQ: "Evt1",
@@ -265,7 +255,7 @@ class Association:
             events += self._fire("Evt19", error=exc)
             return
         events.append(PDUReceived(pdu))
-        event = _PDU_EVENTS[pdu.pdu_type]
+        event = fsm.PDU_TYPE_EVENTS[pdu.pdu_type]
         if event != "Evt10":
             events += self._fire(event, pdu=pdu)
             return

@@ -113,8 +113,18 @@ EVENTS: dict[str, str] = {
     "Evt19": "Unrecognized or invalid PDU received",
 }
 
+# PS3.8 9.2.3: the event each received PDU type causes; Evt19 is any PDU that fails to decode.
+PDU_TYPE_EVENTS: dict[int, str] = {
+    C.A_ASSOCIATE_AC: "Evt3",
+    C.A_ASSOCIATE_RJ: "Evt4",
+    C.A_ASSOCIATE_RQ: "Evt6",
+    C.P_DATA_TF: "Evt10",
+    C.A_RELEASE_RQ: "Evt12",
+    C.A_RELEASE_RP: "Evt13",
+    C.A_ABORT: "Evt16",
+}
 # Events caused by bytes from the peer; every other event is local (user, transport, timer).
-PDU_EVENTS = frozenset({"Evt3", "Evt4", "Evt6", "Evt10", "Evt12", "Evt13", "Evt16", "Evt19"})
+PDU_EVENTS = frozenset({*PDU_TYPE_EVENTS.values(), "Evt19"})
 # States in which a transport connection exists, so a PDU can arrive.
 CONNECTED_STATES = frozenset(s for s in STATES if s not in ("Sta1", "Sta4"))
 
