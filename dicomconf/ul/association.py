@@ -126,6 +126,9 @@ class Association:
     then), 0 meaning unlimited.  ``provider_check`` (optional) is the
     service-provider's test in AE-6: given the A-ASSOCIATE-RQ it returns an
     A-ASSOCIATE-RJ to send without asking the user, or None to indicate it.
+    ``data_sink`` and ``max_data_length`` are handed to the association's
+    :class:`~dicomconf.ul.dimse.MessageAssembler`: where received data sets
+    go instead of memory, and the bound on one that is held.
     """
 
     def __init__(
@@ -135,6 +138,8 @@ class Association:
         max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH,
         max_incoming_pdu: int | None = None,
         provider_check: ProviderCheck | None = None,
+        data_sink: Callable[[Message], object] | None = None,
+        max_data_length: int | None = None,
     ) -> None:
         if role not in ROLES:
             raise LocalProtocolError(f"role must be one of {ROLES}, not {role!r}")
@@ -145,6 +150,8 @@ class Association:
         self._explicit_incoming = max_incoming_pdu
         self.max_incoming_pdu = max_pdu_length if max_incoming_pdu is None else max_incoming_pdu
         self.provider_check = provider_check
+        self.data_sink = data_sink
+        self.max_data_length = max_data_length
         self.state = "Sta1"
         self.artim_running = False
         self.artim_starts = 0  # counts starts and restarts (AA-1, AE-6 reject): a driver restarts its timer on change
@@ -402,4 +409,6 @@ class Association:
             for pc in self.ac.presentation_contexts  # type: ignore[union-attr]
             if pc.result == C.PC_ACCEPTANCE and pc.context_id in abstract and pc.transfer_syntax is not None
         }
-        self._assembler = MessageAssembler(frozenset(self.accepted_contexts))
+        self._assembler = MessageAssembler(
+            frozenset(self.accepted_contexts), data_sink=self.data_sink, max_data_length=self.max_data_length
+        )

@@ -26,7 +26,10 @@ Data set fragments are held as read-only memoryviews into the received
 PDUs (a fragment of a writable buffer is copied, because the driver may reuse
 it; so is one under 1 KiB, so that small views never pin large buffers) and
 joined once, when ``Message.data`` is first read; a consumer that writes
-pieces (``Message.data_parts``) never joins them.
+pieces (``Message.data_parts``) never joins them.  A receiver that must not
+hold a data set at all gives the assembler a sink, which takes the fragments
+as they come (a file being written, a digest, nothing); one that holds them
+gives a bound, past which the data set is counted but dropped.
 
 Outbound, :func:`fragment` turns a message into P-DATA-TF PDUs, one PDV
 each, whose variable field never exceeds the peer's Maximum Length (PS3.8
@@ -38,7 +41,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
@@ -132,6 +135,8 @@ class Message:
     _command: Dataset | None
     _encoded: bytes | None
     _values: dict[int, int | str]
+    _sink: Any
+    _length: int | None
 
     def __init__(self, context_id: int, command: Dataset, data: bytes | None = None) -> None:
         setattr_ = object.__setattr__
@@ -141,6 +146,8 @@ class Message:
         setattr_(self, "_command", command)
         setattr_(self, "_encoded", None)
         setattr_(self, "_values", _NO_VALUES)
+        setattr_(self, "_sink", None)
+        setattr_(self, "_length", None)
 
     @classmethod
     def from_wire(
@@ -155,6 +162,8 @@ class Message:
         setattr_(msg, "_command", None)
         setattr_(msg, "_encoded", encoded)
         setattr_(msg, "_values", values)
+        setattr_(msg, "_sink", None)
+        setattr_(msg, "_length", None)
         return msg
 
     @property
@@ -266,11 +275,36 @@ class Message:
 
     @property
     def data_length(self) -> int | None:
-        """Length of the data set bytes, None without data set."""
+        """Length of the data set bytes as received (held, written to a sink or dropped), None without data set."""
         parts = self._parts
         if parts is not None:
             return sum(map(len, parts))
+        if self._length is not None:
+            return self._length
         return None if self._data is None else len(self._data)
+
+    @property
+    def data_sink(self) -> Any:
+        """The sink the data set was written to instead of being held (``MessageAssembler(data_sink=...)``), or None."""
+        return self._sink
+
+    @property
+    def data_dropped(self) -> bool:
+        """True when the data set exceeded ``MessageAssembler``'s ``max_data_length`` and was not kept.
+
+        ``data`` is then None and ``data_parts`` empty; ``data_length`` says how
+        many bytes came.  A service answers such a request with a refusal
+        (e.g. C-STORE A700, out of resources, PS3.4 B.2.3).
+        """
+        return self._length is not None and self._sink is None
+
+    def _elsewhere(self, length: int, sink: Any) -> "Message":
+        """This command with a data set of ``length`` bytes not held here: in ``sink``, or dropped (None)."""
+        msg = self.with_data(())
+        object.__setattr__(msg, "_parts", None)
+        object.__setattr__(msg, "_length", length)
+        object.__setattr__(msg, "_sink", sink)
+        return msg
 
     def with_data(self, data: bytes | list | tuple) -> "Message":
         """This command with ``data`` as its data set: bytes, or a sequence of buffers to join on demand."""
@@ -292,7 +326,8 @@ class Message:
         decode are the peer's (:class:`RemoteProtocolError`, reason 6).
         """
         if self.data is None:
-            raise LocalProtocolError(f"{self.name} carries no data set")
+            held = " held here" if self._length is not None else ""
+            raise LocalProtocolError(f"{self.name} carries no data set{held}")
         return decode_dataset(self.data, transfer_syntax)
 
 
@@ -317,17 +352,49 @@ class MessageAssembler:
     the association accepted; a PDV on any other ID is refused.  Without it,
     any odd ID 1-255 is taken.  After an error the assembler is poisoned:
     every further ``add`` raises the same error.
+
+    Where a data set goes, so that no peer can grow the receiver without bound:
+
+    * ``data_sink``, when given, is called with each command whose data set
+      is due (a :class:`Message` without data set).  If it returns a sink,
+      every fragment of that data set is passed to ``sink.write(buffer)`` as
+      it arrives instead of being held, ``sink.end()`` is called after the
+      last one, and the message comes out with ``data_sink`` set and
+      ``data_length`` counted.  A sink does its own I/O and keeps its own
+      failures (``write`` and ``end`` must not raise); the assembler does
+      none.  A sink whose ``end`` was never called belongs to a message that
+      did not complete (the peer aborted or broke the rules): the driver
+      discards it.
+    * ``max_data_length``, when given, bounds a data set that is held: once
+      its fragments add up to more, they are released and the rest is only
+      counted; the message comes out with ``data_dropped`` set.  The PDU
+      sequence is still checked to the end, so the association stays usable
+      and the service answers with a refusal.
     """
 
-    __slots__ = ("accepted_contexts", "_state", "_context", "_command", "_parts", "_error")
+    __slots__ = (
+        "accepted_contexts", "data_sink", "max_data_length",
+        "_state", "_context", "_command", "_parts", "_error", "_sink", "_length", "_dropping",
+    )
 
-    def __init__(self, accepted_contexts: set[int] | frozenset[int] | None = None) -> None:
+    def __init__(
+        self,
+        accepted_contexts: set[int] | frozenset[int] | None = None,
+        *,
+        data_sink: Callable[[Message], Any] | None = None,
+        max_data_length: int | None = None,
+    ) -> None:
         self.accepted_contexts = None if accepted_contexts is None else frozenset(accepted_contexts)
+        self.data_sink = data_sink
+        self.max_data_length = max_data_length
         self._state = _IDLE
         self._context = 0
         self._command: Message | None = None  # the command of a message whose data set is due
         self._parts: list[bytes | memoryview] = []
         self._error: RemoteProtocolError | None = None
+        self._sink: Any = None  # where the data set in progress goes, if not held
+        self._length = 0  # bytes of the data set in progress
+        self._dropping = False  # the data set in progress exceeded max_data_length
 
     @property
     def in_progress(self) -> bool:
@@ -343,6 +410,7 @@ class MessageAssembler:
         except RemoteProtocolError as exc:
             self._error = exc
             self._parts = []
+            self._sink = None
             raise
 
     def add_pdata(self, pdata: PDataTF) -> list[Message]:
@@ -361,6 +429,7 @@ class MessageAssembler:
         except RemoteProtocolError as exc:
             self._error = exc
             self._parts = []
+            self._sink = None
             raise
 
     def _add(self, pdv: PDV) -> Message | None:
@@ -412,6 +481,9 @@ class MessageAssembler:
                 return message
             self._command = message
             self._state = _DATA
+            self._length = 0
+            self._dropping = False
+            self._sink = None if self.data_sink is None else self.data_sink(message)
             return None
         if is_command:
             raise _unexpected(
@@ -419,12 +491,31 @@ class MessageAssembler:
                 f"{self._command.data_set_type:#06x} was due",  # type: ignore[union-attr]
                 "PS3.7 6.3.1, E.1; PS3.8 E.2",
             )
-        self._parts.append(data)
+        sink = self._sink
+        if sink is not None:
+            sink.write(data)
+            self._length += len(data)
+        elif self._dropping:
+            self._length += len(data)
+        else:
+            self._parts.append(data)
+            limit = self.max_data_length
+            if limit is not None:
+                self._length += len(data)
+                if self._length > limit:
+                    self._dropping = True
+                    self._parts = []
         if not is_last:
             return None
-        parts, self._parts = self._parts, []
         head, self._command = self._command, None
         self._state = _IDLE
+        if sink is not None:
+            self._sink = None
+            sink.end()
+            return head._elsewhere(self._length, sink)  # type: ignore[union-attr]
+        if self._dropping:
+            return head._elsewhere(self._length, None)  # type: ignore[union-attr]
+        parts, self._parts = self._parts, []
         # One bytes fragment is the data set; several are joined only if someone reads ``data``.
         return head.with_data(parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else parts)  # type: ignore[union-attr]
 
