@@ -78,6 +78,8 @@ class SCPConfig:
     storage: str = "memory"
     storage_dir: str | None = None
     fsync: bool = False
+    # the largest data set taken (bytes); past it the data set is dropped and C-STORE answers A700
+    max_dataset_length: int | None = 2 << 30
     artim_timeout: float = 30.0
     idle_timeout: float | None = 60.0
     tls: TLSConfig = field(default_factory=TLSConfig)
@@ -520,6 +522,7 @@ _FIELDS: dict[str, Callable] = {
     "storage": _storage,
     "storage_dir": _storage_dir,
     "fsync": _bool("fsync"),
+    "max_dataset_length": _int("max_dataset_length", 1, (1 << 63) - 1, optional=True),
     "artim_timeout": _seconds("artim_timeout"),
     "idle_timeout": _seconds("idle_timeout", optional=True),
     "tls": _tls,

@@ -50,8 +50,10 @@ from typing import Any, Callable
 from dicomconf.scp.config import ConfigError, SCPConfig
 from dicomconf.scp.responses import response_command, response_pdata
 from dicomconf.scp.storage import (
+    STATUS_OUT_OF_RESOURCES,
     STATUS_PROCESSING_FAILURE,
     MemoryStorage,
+    Spool,
     StoredInstance,
     make_storage,
 )
@@ -76,7 +78,7 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "server", "loop", "transport", "assoc", "peer", "tls", "started", "timer", "timer_at", "artim_at", "artim_start",
-        "idle_on", "last_pdu",
+        "idle_on", "last_pdu", "spool",
         "queue", "busy", "counted", "calling", "called", "accepted", "proposed", "outcome", "closed",
     )
 
@@ -98,6 +100,7 @@ class _Connection(asyncio.Protocol):
         self.outcome = "closed before A-ASSOCIATE-RQ"
         self.closed = False
         self.last_pdu = 0.0
+        self.spool: Spool | None = None  # the data set arriving now, when it goes to a spool
 
     # ------------------------------------------------------------ transport
 
@@ -107,7 +110,10 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         cfg = self.server.config
-        self.assoc = Association("acceptor", max_pdu_length=cfg.max_pdu_length)
+        self.assoc = Association(
+            "acceptor", max_pdu_length=cfg.max_pdu_length, data_sink=self._open_spool,
+            max_data_length=cfg.max_dataset_length,
+        )
         self.server._connections.add(self)
         self._handle(self.assoc.connection_made())
 
@@ -126,9 +132,17 @@ class _Connection(asyncio.Protocol):
             self.queue.extend(self.assoc.connection_lost())
         except LocalProtocolError:
             pass
+        self._discard_open_spool()
         if not self.busy:
             self._drain()
         self._finish()
+
+    def _discard_open_spool(self) -> None:
+        """A data set that will never complete (abort, lost connection) leaves nothing behind."""
+        spool = self.spool
+        if spool is not None and not spool.ended:
+            spool.discard()
+        self.spool = None
 
     # -------------------------------------------------------------- events
 
@@ -325,33 +339,66 @@ class _Connection(asyncio.Protocol):
             return
         self._send(_general_rsp(msg, field, status, sop_class, sop_instance_uid))
 
-    def _on_store(self, msg: dimse.Message) -> None:
-        """C-STORE (PS3.7 9.1.1, PS3.4 B.2): keep the data set, answer with a status."""
+    def _instance(self, msg: dimse.Message) -> StoredInstance | int:
+        """The instance a C-STORE-RQ command stores on its context, or the status that refuses it."""
         context = self.assoc.accepted_contexts.get(msg.context_id)
         sop_class = msg.affected_sop_class_uid
         sop_instance = msg.affected_sop_instance_uid
-        if not sop_instance or not sop_class or msg.data_length is None or context is None:
-            self._store_done(msg, STATUS_PROCESSING_FAILURE, None)
-            return
+        if not sop_instance or not sop_class or context is None:
+            return STATUS_PROCESSING_FAILURE
         abstract, transfer_syntax = context
         if sop_class != abstract:
-            self._store_done(msg, STATUS_SOP_CLASS_NOT_SUPPORTED, None)
+            return STATUS_SOP_CLASS_NOT_SUPPORTED
+        return StoredInstance(sop_class, sop_instance, transfer_syntax, b"", self.calling)
+
+    def _open_spool(self, command: dimse.Message) -> Spool | None:
+        """The association's data sink: a C-STORE data set goes to its spool as it arrives (see storage)."""
+        if self.spool is not None and not self.spool.ended:
+            self.spool.discard()  # cannot happen: the assembler completes one data set before the next
+        self.spool = None
+        if command.command_field != dimse.C_STORE_RQ:
+            return None
+        instance = self._instance(command)
+        if isinstance(instance, int):
+            return None  # refused when it completes; held (within the bound) until then
+        try:
+            self.spool = self.server.storage.open(instance, self.server.config.max_dataset_length)
+        except Exception as exc:  # the backend's own bug: the data set is held, and the store answers
+            log.error("%s: opening a spool for %s failed: %s", self.peer, instance.sop_instance_uid, exc)
+        return self.spool
+
+    def _on_store(self, msg: dimse.Message) -> None:
+        """C-STORE (PS3.7 9.1.1, PS3.4 B.2): keep the data set, answer with a status."""
+        instance = self._instance(msg)
+        spool = msg.data_sink
+        if spool is self.spool:
+            self.spool = None
+        if msg.data_dropped:
+            log.info("%s: data set of %d bytes exceeds max_dataset_length", self.peer, msg.data_length)
+            self._store_done(msg, STATUS_OUT_OF_RESOURCES, None)
+            return
+        if isinstance(instance, int) or msg.data_length is None:
+            if spool is not None:
+                spool.discard()
+            self._store_done(msg, STATUS_PROCESSING_FAILURE if msg.data_length is None else instance, None)
             return
         storage = self.server.storage
-        # The data set goes as the fragments received: a file is written from them, no joined copy.
-        instance = StoredInstance(sop_class, sop_instance, transfer_syntax, b"", self.calling)
-        parts = msg.data_parts
-        if not storage.blocking:
+        if spool is not None:
+            work, args, blocking = spool.commit, (), spool.blocking
+        else:
+            # Held fragments go as received: a file is written from them, no joined copy.
+            work, args, blocking = storage.store, (instance, msg.data_parts), storage.blocking
+        if not blocking:
             try:
-                status = storage.store(instance, parts)
+                status = work(*args)
             except Exception as exc:  # the backend's own bug: answer, never hang
-                log.error("%s: storing %s failed: %s", self.peer, sop_instance, exc)
+                log.error("%s: storing %s failed: %s", self.peer, instance.sop_instance_uid, exc)
                 status = STATUS_PROCESSING_FAILURE
             self._store_done(msg, status, instance)
             return
         self.busy = True
         self.transport.pause_reading()  # type: ignore[union-attr]
-        future = self.loop.run_in_executor(self.server._executor, storage.store, instance, parts)
+        future = self.loop.run_in_executor(self.server._executor, work, *args)
         self.server._in_flight.add(future)
         future.add_done_callback(lambda f: self._stored(f, msg, instance))
 

@@ -174,25 +174,24 @@ def test_peer_abort_mid_store_stores_nothing(scp_factory, tmp_path):
     assert handle.stored == []
 
 
-def test_stop_finishes_an_in_flight_store(scp_factory, tmp_path):
+def test_stop_finishes_an_in_flight_store(scp_factory, tmp_path, monkeypatch):
     """stop() lets a store being written finish and answer before it closes the association."""
     import threading
     import time
 
-    from dicomconf.scp.storage import STATUS_SUCCESS
+    from dicomconf.scp.storage import STATUS_SUCCESS, FileSpool
     from dicomconf.ul import dimse
     from dicomconf.ul.pdu import decode_pdu
 
     handle = scp_factory(storage="directory", storage_dir=str(tmp_path), fsync=True)
-    storage = handle.scp.storage
-    real_store, started = storage.store, threading.Event()
+    real_commit, started = FileSpool.commit, threading.Event()
 
-    def slow_store(instance, parts=None):
+    def slow_commit(spool):
         started.set()
         time.sleep(0.5)
-        return real_store(instance, parts)
+        return real_commit(spool)
 
-    storage.store = slow_store
+    monkeypatch.setattr(FileSpool, "commit", slow_commit)
     msg = dimse.c_store_rq(1, CT, "1.2.3.4.6", context_id=1, data=bytes(1000))
     with associated(handle.port, contexts=((1, CT, (IVRLE,)),)) as client:
         client.send(b"".join(dimse.fragment(msg, 16384)))
