@@ -304,9 +304,14 @@ class Context(NamedTuple):
     state: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What an action decided: the driver-visible effects and the next state (one of the table's)."""
+class Outcome(NamedTuple):
+    """What an action decided: the driver-visible effects and the next state (one of the table's).
+
+    Immutable, and a NamedTuple for the reason :class:`Context` is: one is
+    decided per event, and a frozen dataclass of seven fields costs nearly
+    three times as much to construct.  The outcomes that depend on nothing but
+    the next state are built once (below) and shared.
+    """
 
     next_state: str
     send: tuple = ()  # PDU objects (encode()) or DIMSE messages (fragmented by the association)
@@ -319,8 +324,22 @@ class Outcome:
 
 Action = Callable[[Context, tuple[str, ...]], Outcome]
 
-# Outcomes are immutable: the ones that do nothing but change state are built once.
+# Outcomes are immutable, and so are the fieldless indications: the outcomes that depend on the
+# next state alone are built once per state.
 _QUIET: dict[str, Outcome] = {state: Outcome(state) for state in STATES}
+_ARTIM_STARTED: dict[str, Outcome] = {state: Outcome(state, artim=ARTIM_START) for state in STATES}
+_ARTIM_STOPPED: dict[str, Outcome] = {state: Outcome(state, artim=ARTIM_STOP) for state in STATES}
+_STOPPED_CLOSED: dict[str, Outcome] = {state: Outcome(state, artim=ARTIM_STOP, close=True) for state in STATES}
+_CONNECT: dict[str, Outcome] = {state: Outcome(state, connect=True) for state in STATES}
+_RELEASE_INDICATED: dict[str, Outcome] = {state: Outcome(state, indications=(ReleaseRequested(),)) for state in STATES}
+_RELEASE_CONFIRMED: dict[str, Outcome] = {state: Outcome(state, indications=(ReleaseConfirmed(),)) for state in STATES}
+_RELEASE_CONFIRMED_CLOSED: dict[str, Outcome] = {
+    state: Outcome(state, close=True, indications=(ReleaseConfirmed(),)) for state in STATES
+}
+_TRANSPORT_LOST: dict[str, Outcome] = {
+    state: Outcome(state, indications=(Aborted(C.ABORT_SOURCE_PROVIDER, C.ABORT_REASON_NOT_SPECIFIED, False),))
+    for state in STATES
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +364,7 @@ def _fault(ctx: Context) -> RemoteProtocolError:
 
 
 def _ae_1(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
-    return Outcome(nxt[0], connect=True)
+    return _CONNECT[nxt[0]]
 
 
 def _ae_2(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
@@ -361,7 +380,7 @@ def _ae_4(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
 
 
 def _ae_5(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
-    return Outcome(nxt[0], artim=ARTIM_START)
+    return _ARTIM_STARTED[nxt[0]]
 
 
 def _ae_6(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
@@ -395,25 +414,25 @@ def _indicate_messages(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
 
 
 def _ar_2(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
-    return Outcome(nxt[0], indications=(ReleaseRequested(),))
+    return _RELEASE_INDICATED[nxt[0]]
 
 
 def _ar_3(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
-    return Outcome(nxt[0], close=True, indications=(ReleaseConfirmed(),))
+    return _RELEASE_CONFIRMED_CLOSED[nxt[0]]
 
 
 def _ar_5(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
-    return Outcome(nxt[0], artim=ARTIM_STOP)
+    return _ARTIM_STOPPED[nxt[0]]
 
 
 def _ar_8(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
     requestor_state, acceptor_state = nxt
     state = requestor_state if ctx.role == "requestor" else acceptor_state
-    return Outcome(state, indications=(ReleaseRequested(),))
+    return _RELEASE_INDICATED[state]
 
 
 def _ar_10(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
-    return Outcome(nxt[0], indications=(ReleaseConfirmed(),))
+    return _RELEASE_CONFIRMED[nxt[0]]
 
 
 def _aa_1(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
@@ -422,7 +441,7 @@ def _aa_1(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
 
 
 def _aa_2(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
-    return Outcome(nxt[0], artim=ARTIM_STOP, close=True)
+    return _STOPPED_CLOSED[nxt[0]]
 
 
 def _aa_3(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
@@ -431,11 +450,11 @@ def _aa_3(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
 
 
 def _aa_4(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
-    return Outcome(nxt[0], indications=(Aborted(C.ABORT_SOURCE_PROVIDER, C.ABORT_REASON_NOT_SPECIFIED, False),))
+    return _TRANSPORT_LOST[nxt[0]]
 
 
 def _aa_5(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
-    return Outcome(nxt[0], artim=ARTIM_STOP)
+    return _ARTIM_STOPPED[nxt[0]]
 
 
 def _aa_6(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
@@ -503,6 +522,12 @@ ACTIONS: dict[str, ActionSpec] = dict(
     ]
 )
 
+# Per cell of Table 9-10, derived at import: (action name, action function, next states).
+_CELLS: dict[tuple[str, str], tuple[str, Action, tuple[str, ...]]] = {
+    cell: (name, ACTIONS[name].function, ACTIONS[name].next_states) for cell, name in TRANSITIONS.items()
+}
+
+
 def transition(state: str, event: str) -> str:
     """The action of Table 9-10 for ``(state, event)``; a blank cell raises :class:`LocalProtocolError`."""
     try:
@@ -518,9 +543,11 @@ def transition(state: str, event: str) -> str:
 
 def run(state: str, event: str, ctx: Context) -> tuple[str, Outcome]:
     """Look ``(state, event)`` up and perform its action; return (action name, outcome)."""
-    name = transition(state, event)
-    spec = ACTIONS[name]
-    outcome = spec.function(ctx, spec.next_states)
-    if outcome.next_state not in spec.next_states:  # an action may only pick among the table's states
-        raise AssertionError(f"{name} chose {outcome.next_state}, not one of {spec.next_states}")
+    cell = _CELLS.get((state, event))
+    if cell is None:
+        transition(state, event)  # raises: a blank cell, or no such state or event
+    name, function, next_states = cell  # type: ignore[misc]
+    outcome = function(ctx, next_states)
+    if outcome.next_state not in next_states:  # an action may only pick among the table's states
+        raise AssertionError(f"{name} chose {outcome.next_state}, not one of {next_states}")
     return name, outcome

@@ -104,7 +104,13 @@ def _prefixed(raw: bytes, what: str) -> bytes:
     return _U16.pack(len(raw)) + raw
 
 
+@functools.lru_cache(maxsize=1024)
 def _uid_item(item_type: int, uid: str) -> bytes:
+    """A sub-item holding one UID (PS3.8 9.3.2.2.1-2, PS3.7 D.3.3.2.1), kept per (type, UID).
+
+    A pure function of immutable values; a UID that cannot be encoded raises
+    each time (exceptions are not cached).
+    """
     return header(item_type, encode_text(uid))
 
 
@@ -134,7 +140,7 @@ class PresentationContextRQ:
     @checked_encode
     def encode(self) -> bytes:
         body = bytes((self.context_id, 0, 0, 0)) + _uid_item(C.ITEM_ABSTRACT_SYNTAX, self.abstract_syntax)
-        body += b"".join(_uid_item(C.ITEM_TRANSFER_SYNTAX, ts) for ts in self.transfer_syntaxes)
+        body += b"".join([_uid_item(C.ITEM_TRANSFER_SYNTAX, ts) for ts in self.transfer_syntaxes])
         return header(self.item_type, body)
 
 
@@ -159,7 +165,7 @@ class PresentationContextAC:
         return header(self.item_type, body)
 
 
-def decode_presentation_context_rq(value: memoryview, base: int) -> PresentationContextRQ:
+def _decode_presentation_context_rq(value: memoryview, base: int) -> PresentationContextRQ:
     clause = "PS3.8 9.3.2.2"
     if len(value) < 4:
         raise invalid(f"presentation context item of {len(value)} bytes is shorter than 4", clause, base)
@@ -186,7 +192,7 @@ def decode_presentation_context_rq(value: memoryview, base: int) -> Presentation
     return PresentationContextRQ(value[0], abstract, tuple(transfers))
 
 
-def decode_presentation_context_ac(value: memoryview, base: int) -> PresentationContextAC:
+def _decode_presentation_context_ac(value: memoryview, base: int) -> PresentationContextAC:
     clause = "PS3.8 9.3.3.2"
     if len(value) < 4:
         raise invalid(f"presentation context item of {len(value)} bytes is shorter than 4", clause, base)
@@ -450,7 +456,7 @@ class UserInformation:
 
     @checked_encode
     def encode(self) -> bytes:
-        return header(self.item_type, b"".join(s.encode() for s in self.sub_items))
+        return header(self.item_type, b"".join([s.encode() for s in self.sub_items]))
 
     def _first(self, kind: type) -> object | None:
         return next((s for s in self.sub_items if type(s) is kind), None)
@@ -498,7 +504,7 @@ class UserInformation:
         return self._first(UserIdentityAC)  # type: ignore[return-value]
 
 
-def decode_user_information(value: memoryview, base: int) -> UserInformation:
+def _decode_user_information(value: memoryview, base: int) -> UserInformation:
     clause = "PS3.8 9.3.2.3"
     subs: list[SubItem] = []
     for sub_type, sub, off in iter_items(value, base, clause):
@@ -507,6 +513,65 @@ def decode_user_information(value: memoryview, base: int) -> UserInformation:
         subs.append(decode_sub_item(sub_type, sub, off, version))
     return UserInformation(tuple(subs))
 
+
+
+# --------------------------------------------------------------------------
+# Decoded items by their exact bytes
+
+
+class _ItemCache:
+    """Decoded items keyed on the exact bytes of their value, for the items every association repeats.
+
+    A requestor sends the same presentation context and user information
+    items on each association, so their decoded form is kept, keyed on the
+    item's value bytes (after the 4-byte header).  Safe because the decoders
+    are pure functions of those bytes and the objects are frozen dataclasses
+    of immutable fields (str, int, bytes, tuples of them): a hit returns an
+    object equal to what decoding would build.  Only successful decodes are
+    kept, so a faulty item is decoded, and its error raised with the offset
+    of the PDU at hand, every time.  Bounded: values above ``max_value``
+    bytes are not kept, and past ``entries`` the oldest entry goes, so a
+    peer cannot grow it past ``entries * max_value`` bytes of keys.
+    """
+
+    __slots__ = ("decode", "entries", "max_value", "_items")
+
+    def __init__(self, decode, entries: int = 512, max_value: int = 1024) -> None:
+        self.decode = decode
+        self.entries = entries
+        self.max_value = max_value
+        self._items: dict[bytes, object] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __call__(self, value: memoryview, base: int):
+        if len(value) > self.max_value:
+            return self.decode(value, base)
+        key = bytes(value)
+        item = self._items.get(key)
+        if item is None:
+            item = self.decode(value, base)
+            if self.keep(item):
+                items = self._items
+                if len(items) >= self.entries:
+                    del items[next(iter(items))]  # the oldest
+                items[key] = item
+        return item
+
+    @staticmethod
+    def keep(item: object) -> bool:
+        """Credentials (User Identity sub-item 58H, PS3.7 D.3.3.7.1) are never kept beyond their association."""
+        return not (type(item) is UserInformation and any(type(s) is UserIdentityRQ for s in item.sub_items))
+
+
+# The decoders pdu.py uses: (value, base) -> item, as the functions they wrap (PS3.8 9.3.2.2, 9.3.3.2, 9.3.2.3).
+decode_presentation_context_rq = _ItemCache(_decode_presentation_context_rq)
+decode_presentation_context_ac = _ItemCache(_decode_presentation_context_ac)
+decode_user_information = _ItemCache(_decode_user_information)
 
 @dataclass(frozen=True, slots=True)
 class UnknownItem:

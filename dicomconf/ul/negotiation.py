@@ -412,6 +412,7 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
         return _rejected(found, (C.RJ_RESULT_PERMANENT, C.RJ_SOURCE_USER, C.RJ_USER_NO_REASON))
 
     supported = policy.supported
+    policy_roles = policy.roles
     role_items: dict[str, RoleSelection] = {}
     for role_item in found[RoleSelection]:  # type: ignore[attr-defined]
         role_items.setdefault(role_item.sop_class_uid, role_item)
@@ -420,19 +421,7 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
         for common_item in found[SOPClassCommonExtendedNegotiation]:  # type: ignore[attr-defined]
             common.setdefault(common_item.sop_class_uid, common_item)
 
-    def general_for(abstract: str) -> str | None:
-        item = common.get(abstract)
-        if item is None or abstract in supported:
-            return None
-        return next((g for g in item.related_general_sop_class_uids if g in supported), None)
-
-    def allowed_roles(abstract: str, general: str | None) -> tuple[bool, bool]:
-        if abstract in policy.roles:
-            return tuple(policy.roles[abstract])  # type: ignore[return-value]
-        if general is not None and general in policy.roles:
-            return tuple(policy.roles[general])  # type: ignore[return-value]
-        return DEFAULT_ROLES
-
+    own_order = policy.prefer_own_transfer_syntax_order
     answers: list[PresentationContextAC] = []
     accepted: dict[int, tuple[str, str]] = {}
     results: dict[int, int] = {}
@@ -440,19 +429,17 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
     related: dict[int, str] = {}
     for pc in rq.presentation_contexts:
         abstract = pc.abstract_syntax
-        general = general_for(abstract)
+        general = _general_for(abstract, common, supported) if common else None
         syntaxes = supported.get(abstract) if general is None else supported[general]
         chosen: str | None = None
         if syntaxes is None:
             result = C.PC_ABSTRACT_SYNTAX_NOT_SUPPORTED
         else:
-            chosen = _choose_transfer_syntax(
-                pc.transfer_syntaxes, tuple(syntaxes), policy.prefer_own_transfer_syntax_order
-            )
+            chosen = _choose_transfer_syntax(pc.transfer_syntaxes, syntaxes, own_order)
             if chosen is None:
                 result = C.PC_TRANSFER_SYNTAXES_NOT_SUPPORTED
             else:
-                allow_scu, allow_scp = allowed_roles(abstract, general)
+                allow_scu, allow_scp = _allowed_roles(abstract, general, policy_roles)
                 role_item = role_items.get(abstract)
                 if role_item is None:
                     roles = DEFAULT_ROLES if allow_scu else (False, False)
@@ -483,7 +470,7 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
         )
         subs.append(AsynchronousOperationsWindow(*window))
     for sop, role_item in role_items.items():
-        allow = allowed_roles(sop, general_for(sop))
+        allow = _allowed_roles(sop, _general_for(sop, common, supported), policy_roles)
         subs.append(RoleSelection(sop, *select_role(role_item.scu_role, role_item.scp_role, *allow)))
     subs += own[2:]
     extended: dict[str, bytes] = {}
@@ -496,26 +483,35 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
     if identity_reply is not None:
         subs.append(identity_reply)
 
+    # Positional, in field order: (called, calling, contexts, user information, application context,
+    # protocol version, reserved) of the AC, and Negotiated's fields as declared.
     reply = AAssociateAC(
-        called_ae_title=rq.called_ae_title,
-        calling_ae_title=rq.calling_ae_title,
-        presentation_contexts=tuple(answers),
-        user_information=UserInformation(tuple(subs)),
-        application_context_name=C.APPLICATION_CONTEXT_NAME,
-        protocol_version=C.PROTOCOL_VERSION,
-        reserved=rq.reserved,
+        rq.called_ae_title,
+        rq.calling_ae_title,
+        tuple(answers),
+        UserInformation(tuple(subs)),
+        C.APPLICATION_CONTEXT_NAME,
+        C.PROTOCOL_VERSION,
+        rq.reserved,
     )
     peer_max, peer_uid, peer_name = _peer_announcements(found)
     return Negotiated(
-        reply=reply,
-        accepted=accepted,
-        roles=agreed_roles,
-        peer_max_pdu_length=peer_max,
-        user=user,
-        results=results,
-        async_window=window,
-        extended_negotiation=extended,
-        related_general=related,
-        peer_implementation_class_uid=peer_uid,
-        peer_implementation_version_name=peer_name,
+        reply, accepted, agreed_roles, peer_max, user, results, window, extended, related, peer_uid, peer_name
     )
+
+
+def _general_for(abstract: str, common: dict, supported: Mapping[str, tuple[str, ...]]) -> str | None:
+    """The related general SOP class a 57H item offers for an unsupported ``abstract`` (PS3.7 D.3.3.6)."""
+    item = common.get(abstract)
+    if item is None or abstract in supported:
+        return None
+    return next((g for g in item.related_general_sop_class_uids if g in supported), None)
+
+
+def _allowed_roles(abstract: str, general: str | None, roles: Mapping[str, tuple[bool, bool]]) -> tuple[bool, bool]:
+    """(requestor may be SCU, requestor may be SCP) for ``abstract``, else its general class, else the default."""
+    if abstract in roles:
+        return tuple(roles[abstract])  # type: ignore[return-value]
+    if general is not None and general in roles:
+        return tuple(roles[general])  # type: ignore[return-value]
+    return DEFAULT_ROLES

@@ -22,6 +22,7 @@ field is encoded as zero.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import ClassVar, Union
@@ -52,8 +53,12 @@ ASSOC_FIXED_LENGTH = _ASSOC_FIXED.size  # 68
 ZERO_RESERVED = bytes(32)
 
 
+@functools.lru_cache(maxsize=256)
 def encode_ae_title(title: str) -> bytes:
-    """Encode an AE title into its 16-byte field, space padded (PS3.8 9.3.2)."""
+    """Encode an AE title into its 16-byte field, space padded (PS3.8 9.3.2).
+
+    Kept per title (a pure function of a str); a title that cannot be encoded raises each time.
+    """
     raw = encode_text(title)
     if len(raw) > C.AE_TITLE_LENGTH:
         raise LocalProtocolError(f"AE title {title!r} is longer than 16 bytes")
@@ -121,11 +126,17 @@ def _encode_assoc(p: AAssociateRQ | AAssociateAC) -> bytes:
     fixed = _ASSOC_FIXED.pack(
         p.protocol_version, 0, encode_ae_title(p.called_ae_title), encode_ae_title(p.calling_ae_title), p.reserved
     )
-    items = [header(C.ITEM_APPLICATION_CONTEXT, encode_text(p.application_context_name))]
+    items = [_application_context_item(p.application_context_name)]
     items += [pc.encode() for pc in p.presentation_contexts]
     items.append(p.user_information.encode())
     items += [u.encode() for u in p.unknown_items]
     return fixed + b"".join(items)
+
+
+@functools.lru_cache(maxsize=64)
+def _application_context_item(name: str) -> bytes:
+    """Application Context Item 10H (PS3.8 9.3.2.1), kept per name (a pure function of a str)."""
+    return header(C.ITEM_APPLICATION_CONTEXT, encode_text(name))
 
 
 def _decode_assoc(pdu_type: int, body: memoryview) -> AAssociateRQ | AAssociateAC:
