@@ -11,8 +11,9 @@
   that follows 100 MiB of fresh writes is throttled by the kernel's dirty-page
   writeback and measures the disk, not the server.
 * A raw-socket client sends pre-encoded P-DATA-TF PDUs (one C-STORE-RQ of
-  1 MiB, repeated) to dicomconf's memory storage: the SCP's own receive rate,
-  without storescu's file reading in the way.
+  1 MiB, repeated) to dicomconf's memory storage (every data set kept, as
+  ``ReferenceSCP.stored``) and, for comparison, to its discard storage: the
+  SCP's own receive rate, without storescu's file reading in the way.
 
     python benchmarks/bench_scp_store.py [--rounds 3] [--count 100]
 """
@@ -138,16 +139,16 @@ def main() -> None:
                 label = f"{name} (max PDU {pdu or 'default'})"
                 rows.setdefault(label, []).append(elapsed)
                 print(f"round {r + 1}: {label:50s} {elapsed:6.3f} s  {args.count / elapsed:7.1f} MiB/s", flush=True)
-            port = free_port()
-            for max_pdu in (16382, MIB):
-                cfg = os.path.join(src, f"mem-{max_pdu}.yaml")
-                with open(cfg, "w") as f:
-                    f.write(f"storage: discard\nmax_pdu_length: {max_pdu}\n")
-                with dicomconf_scp(port := free_port(), "--event-loop", "asyncio", config=cfg):
-                    rate = raw_store_rate(port, args.count, max_pdu)
-                key = f"raw client -> dicomconf, PDU {max_pdu}"
-                rows.setdefault(key, []).append(rate)
-                print(f"round {r + 1}: {key:30s} {rate:7.1f} MiB/s", flush=True)
+            for kind in ("memory", "discard"):
+                for max_pdu in (16382, MIB):
+                    cfg = os.path.join(src, f"{kind}-{max_pdu}.yaml")
+                    with open(cfg, "w") as f:
+                        f.write(f"storage: {kind}\nmax_pdu_length: {max_pdu}\n")
+                    with dicomconf_scp(port := free_port(), "--event-loop", "asyncio", config=cfg):
+                        rate = raw_store_rate(port, args.count, max_pdu)
+                    key = f"raw client -> {kind}, PDU {max_pdu}"
+                    rows.setdefault(key, []).append(rate)
+                    print(f"round {r + 1}: {key:30s} {rate:7.1f} MiB/s", flush=True)
         print()
         for name, values in rows.items():
             unit = "MiB/s" if name.startswith("raw") else "s"
