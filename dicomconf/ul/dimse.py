@@ -97,7 +97,7 @@ __all__ = [
     "N_DELETE_RSP", "N_EVENT_REPORT_RQ", "N_EVENT_REPORT_RSP", "N_GET_RQ", "N_GET_RSP", "N_SET_RQ",
     "N_SET_RSP", "NO_DATA_SET", "PRIORITY_HIGH", "PRIORITY_LOW", "PRIORITY_MEDIUM", "STATUS_TABLE",
     "decode_command", "decode_dataset", "encode_command", "encode_dataset", "read_command", "status_meaning",
-    "Message", "MessageAssembler", "message_pdvs", "fragment",
+    "Message", "MessageAssembler", "MAX_COMMAND_SET_LENGTH", "message_pdvs", "fragment",
     "c_echo_rq", "c_echo_rsp", "c_store_rq", "c_store_rsp",
 ]
 
@@ -340,6 +340,9 @@ def _unexpected(message: str, clause: str) -> RemoteProtocolError:
 
 
 _IDLE, _COMMAND, _DATA = 0, 1, 2
+# A command set is a few group-0000 elements (PS3.7 E.1); one longer than this is refused (A-ABORT),
+# so that a peer that never ends its command set cannot grow the receiver.
+MAX_COMMAND_SET_LENGTH = 64 * 1024
 # Fragments shorter than this are copied rather than held as views, so a peer sending
 # tiny PDVs cannot make the assembler pin whole receive chunks for a few bytes each.
 _SMALL_FRAGMENT = 1024
@@ -365,6 +368,8 @@ class MessageAssembler:
       none.  A sink whose ``end`` was never called belongs to a message that
       did not complete (the peer aborted or broke the rules): the driver
       discards it.
+    * a command set is bounded by :data:`MAX_COMMAND_SET_LENGTH`: past it the
+      association is aborted, since no answer is possible without it.
     * ``max_data_length``, when given, bounds a data set that is held: once
       its fragments add up to more, they are released and the rest is only
       counted; the message comes out with ``data_dropped`` set.  The PDU
@@ -450,6 +455,7 @@ class MessageAssembler:
                 )
             self._context = ctx
             self._state = state = _COMMAND
+            self._length = 0
         elif ctx != self._context:
             raise _unexpected(
                 f"PDV on context {ctx} while a message on context {self._context} is incomplete",
@@ -467,6 +473,13 @@ class MessageAssembler:
                     "data set fragment before the last command fragment", "PS3.8 E.2, PS3.7 6.3.1"
                 )
             self._parts.append(data)
+            self._length += len(data)
+            if self._length > MAX_COMMAND_SET_LENGTH:
+                raise RemoteProtocolError(
+                    f"command set of more than {MAX_COMMAND_SET_LENGTH} bytes (a few hundred is usual)",
+                    "PS3.7 6.3.1, E.1",
+                    reason=C.ABORT_REASON_NOT_SPECIFIED,
+                )
             if not is_last:
                 return None
             parts, self._parts = self._parts, []

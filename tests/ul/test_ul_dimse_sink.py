@@ -141,3 +141,12 @@ def test_association_hands_sink_and_bound_to_its_assembler():
     (received,) = [e for e in events if isinstance(e, MessageReceived)]
     assert received.message.data_sink is sinks[0] and b"".join(sinks[0].chunks) == b"q" * 5000
     assert assoc.state == "Sta6"
+
+
+def test_endless_command_set_is_refused():
+    assembler = D.MessageAssembler({1})
+    with pytest.raises(RemoteProtocolError, match="command set of more than") as info:
+        for _ in range(D.MAX_COMMAND_SET_LENGTH // 1000 + 2):
+            assembler.add(PDV(1, C.MCH_COMMAND, b"\x00" * 1000))
+    assert info.value.abort == (C.ABORT_SOURCE_PROVIDER, C.ABORT_REASON_NOT_SPECIFIED)
+    assert assembler._parts == []
