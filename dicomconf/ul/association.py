@@ -162,7 +162,7 @@ class Association:
         self.ac: AAssociateAC | None = None
         self.error: RemoteProtocolError | None = None  # the last peer violation seen
         self.last_transition: tuple[str, str, str, str] | None = None  # (state, event, action, next state)
-        self._outbox = bytearray()
+        self._outbox: list[bytes] = []  # encoded PDUs not yet taken, joined once when drained
         self._reader = PDUReader(self._reader_limit())
         self._assembler: MessageAssembler | None = None
         self._pending_rq: AAssociateRQ | None = None
@@ -227,7 +227,8 @@ class Association:
             raise LocalProtocolError(f"{type(primitive).__name__} is not a primitive an association sends")
         if event == "Evt1":
             return self._request_association(primitive)  # type: ignore[arg-type]
-        fsm.transition(self.state, event)
+        if (self.state, event) not in fsm.TRANSITIONS:
+            fsm.transition(self.state, event)  # raises: a blank cell of Table 9-10
         if event == "Evt9":
             self._check_outgoing_data(primitive)
             self._fire("Evt9", message=primitive)
@@ -321,8 +322,11 @@ class Association:
                 )
 
     def _drain(self) -> bytes:
-        out = bytes(self._outbox)
-        self._outbox.clear()
+        outbox = self._outbox
+        if not outbox:
+            return b""
+        out = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        outbox.clear()
         return out
 
     # ------------------------------------------------------------------
@@ -340,35 +344,36 @@ class Association:
         rejection = None
         if event == "Evt6" and self.provider_check is not None and fsm.TRANSITIONS.get((state, event)) == "AE-6":
             rejection = self.provider_check(pdu)  # type: ignore[arg-type]
-        ctx = fsm.Context(event, self.role, pdu, message, messages, error, rejection, state)
-        action, outcome = fsm.run(state, event, ctx)
-        for item in outcome.send:
+        action, outcome = fsm.run(
+            state, event, fsm.Context(event, self.role, pdu, message, messages, error, rejection, state)
+        )
+        next_state, send, artim, close, _connect, indications, fault = outcome
+        for item in send:
             self._emit(item)
-        if outcome.artim is not None:
-            self.artim_running = outcome.artim != fsm.ARTIM_STOP
+        if artim is not None:
+            self.artim_running = artim != fsm.ARTIM_STOP
             if self.artim_running:
                 self.artim_starts += 1
-        if outcome.close:
+        if close:
             self.should_close = True
-        if outcome.fault is not None:
-            self.error = outcome.fault
-        events = list(outcome.indications)
+        if fault is not None:
+            self.error = fault
+        events = list(indications)
         if action in _NOTED:
             for ev in events:
                 self._note_indication(ev)
-        self.state = outcome.next_state
-        self.last_transition = (state, event, action, outcome.next_state)
-        if self.state == "Sta1" and state != "Sta1":
+        self.state = next_state
+        self.last_transition = (state, event, action, next_state)
+        if next_state == "Sta1" and state != "Sta1":
             self._finished = True
             events.append(ConnectionClosed())
         return events
 
     def _emit(self, item: object) -> None:
         if isinstance(item, Message):
-            for part in fragment(item, self.peer_max_pdu_length):
-                self._outbox += part
+            self._outbox += fragment(item, self.peer_max_pdu_length)
             return
-        self._outbox += item.encode()  # type: ignore[attr-defined]
+        self._outbox.append(item.encode())  # type: ignore[attr-defined]
         if isinstance(item, AAssociateRQ):
             self.rq = item
             self._announce(item)

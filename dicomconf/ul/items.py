@@ -459,7 +459,10 @@ class UserInformation:
         return header(self.item_type, b"".join([s.encode() for s in self.sub_items]))
 
     def _first(self, kind: type) -> object | None:
-        return next((s for s in self.sub_items if type(s) is kind), None)
+        for sub in self.sub_items:
+            if type(sub) is kind:
+                return sub
+        return None
 
     def _all(self, kind: type) -> tuple:
         return tuple(s for s in self.sub_items if type(s) is kind)

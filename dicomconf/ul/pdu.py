@@ -30,6 +30,7 @@ from typing import ClassVar, Union
 from dicomconf.ul import constants as C
 from dicomconf.ul.errors import LocalProtocolError, RemoteProtocolError
 from dicomconf.ul.items import (
+    _ITEM_HEADER,
     PresentationContextAC,
     PresentationContextRQ,
     UnknownItem,
@@ -140,34 +141,47 @@ def _application_context_item(name: str) -> bytes:
 
 
 def _decode_assoc(pdu_type: int, body: memoryview) -> AAssociateRQ | AAssociateAC:
+    """The fixed fields and the items of an A-ASSOCIATE-RQ/AC (PS3.8 9.3.2, 9.3.3).
+
+    The items are walked inline; at the first header that is short or
+    overruns the PDU, :func:`~dicomconf.ul.items.iter_items` walks them again
+    and raises its error, so every structural fault is reported by one function.
+    """
     is_rq = pdu_type == C.A_ASSOCIATE_RQ
     clause = "PS3.8 9.3.2" if is_rq else "PS3.8 9.3.3"
-    if len(body) < ASSOC_FIXED_LENGTH:
-        raise invalid(
-            f"PDU length {len(body)} is shorter than the {ASSOC_FIXED_LENGTH} bytes of fixed fields", clause, 2
-        )
+    end = len(body)
+    if end < ASSOC_FIXED_LENGTH:
+        raise invalid(f"PDU length {end} is shorter than the {ASSOC_FIXED_LENGTH} bytes of fixed fields", clause, 2)
     version, _res, called, calling, reserved = _ASSOC_FIXED.unpack_from(body)
-    pc_rq_type = C.ITEM_PRESENTATION_CONTEXT_RQ if is_rq else C.ITEM_PRESENTATION_CONTEXT_AC
+    pc_type = C.ITEM_PRESENTATION_CONTEXT_RQ if is_rq else C.ITEM_PRESENTATION_CONTEXT_AC
     pc_wrong_type = C.ITEM_PRESENTATION_CONTEXT_AC if is_rq else C.ITEM_PRESENTATION_CONTEXT_RQ
+    decode_pc = decode_presentation_context_rq if is_rq else decode_presentation_context_ac
     app_context: str | None = None
     contexts: list = []
     user_info: UserInformation | None = None
     unknown: list[UnknownItem] = []
     base = C.PDU_HEADER_LENGTH + ASSOC_FIXED_LENGTH
-    for item_type, value, off in iter_items(body[ASSOC_FIXED_LENGTH:], base, clause):
-        if item_type == C.ITEM_APPLICATION_CONTEXT:
-            if app_context is not None:
-                raise invalid("more than one application context item", clause, off - 4)
-            app_context = text(value)
-        elif item_type == pc_rq_type:
-            if is_rq:
-                contexts.append(decode_presentation_context_rq(value, off))
-            else:
-                contexts.append(decode_presentation_context_ac(value, off))
+    unpack = _ITEM_HEADER.unpack_from
+    pos = ASSOC_FIXED_LENGTH
+    while pos < end:
+        at = pos + 4  # the item's value
+        if at > end or at + unpack(body, pos)[2] > end:
+            for _ in iter_items(body[ASSOC_FIXED_LENGTH:], base, clause):
+                pass  # raises for this item's header
+        item_type, _reserved, length = unpack(body, pos)
+        pos = at + length
+        value = body[at:pos]
+        off = C.PDU_HEADER_LENGTH + at
+        if item_type == pc_type:
+            contexts.append(decode_pc(value, off))
         elif item_type == C.ITEM_USER_INFORMATION:
             if user_info is not None:
                 raise invalid("more than one user information item", clause, off - 4)
             user_info = decode_user_information(value, off)
+        elif item_type == C.ITEM_APPLICATION_CONTEXT:
+            if app_context is not None:
+                raise invalid("more than one application context item", clause, off - 4)
+            app_context = text(value)
         elif item_type in (pc_wrong_type, C.ITEM_ABSTRACT_SYNTAX, C.ITEM_TRANSFER_SYNTAX) or (
             0x51 <= item_type <= 0x5F
         ):
@@ -186,15 +200,17 @@ def _decode_assoc(pdu_type: int, body: memoryview) -> AAssociateRQ | AAssociateA
     if user_info is None:
         raise invalid("no user information item", clause, base)
     cls = AAssociateRQ if is_rq else AAssociateAC
+    # Positional, in field order (called, calling, contexts, user information, application context,
+    # protocol version, reserved, unknown items).
     return cls(
-        called_ae_title=decode_ae_title(called),
-        calling_ae_title=decode_ae_title(calling),
-        presentation_contexts=tuple(contexts),
-        user_information=user_info,
-        application_context_name=app_context,
-        protocol_version=version,
-        reserved=reserved,
-        unknown_items=tuple(unknown),
+        decode_ae_title(called),
+        decode_ae_title(calling),
+        tuple(contexts),
+        user_info,
+        app_context,
+        version,
+        reserved,
+        tuple(unknown),
     )
 
 
