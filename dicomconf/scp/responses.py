@@ -17,6 +17,7 @@ returns None, and the caller falls back to the general path, which fragments.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 from pydicom.datadict import tag_for_keyword
@@ -26,7 +27,6 @@ from dicomconf.ul.dimse import NO_DATA_SET
 from dicomconf.ul.pdu import PDV, PDataTF
 
 _ELEMENT = struct.Struct("<HHI")
-_US = struct.Struct("<H")
 _PDV_OVERHEAD = 6  # PDV item length (4), context ID (1), message control header (1): PS3.8 9.3.5.1
 
 
@@ -52,8 +52,17 @@ def _ui(tag: tuple[int, int], uid: str) -> bytes:
     return _ELEMENT.pack(tag[0], tag[1], len(raw)) + raw
 
 
-def _us(tag: tuple[int, int], value: int) -> bytes:
-    return _ELEMENT.pack(tag[0], tag[1], 2) + _US.pack(value)
+@functools.lru_cache(maxsize=256, typed=True)
+def _sop_class_element(uid: str) -> bytes:
+    """Affected SOP Class UID, kept per UID (a pure function of a str; a UID that fails raises each time)."""
+    return _ui(_SOP_CLASS, uid)
+
+
+# Command Field, Message ID Being Responded To, Command Data Set Type and Status: four US elements,
+# consecutive in tag order between the SOP class and SOP instance UIDs, each its 8-byte header and value.
+_FOUR_US = struct.Struct("<8sH8sH8sH8sH")
+_US_HEADERS = tuple(_ELEMENT.pack(*tag, 2) for tag in (_COMMAND_FIELD, _RESPONDED_TO, _DATA_SET_TYPE, _STATUS))
+_GROUP_LENGTH_ELEMENT = struct.Struct("<HHII")
 
 
 def response_command(
@@ -64,17 +73,13 @@ def response_command(
     sop_instance_uid: str | None = None,
 ) -> bytes:
     """A response command set without data set, elements in tag order, group length first (PS3.7 E.1)."""
-    parts = []
+    field_h, responded_h, data_set_h, status_h = _US_HEADERS
+    body = _FOUR_US.pack(field_h, command_field, responded_h, message_id, data_set_h, NO_DATA_SET, status_h, status)
     if sop_class_uid:
-        parts.append(_ui(_SOP_CLASS, sop_class_uid))
-    parts.append(_us(_COMMAND_FIELD, command_field))
-    parts.append(_us(_RESPONDED_TO, message_id))
-    parts.append(_us(_DATA_SET_TYPE, NO_DATA_SET))
-    parts.append(_us(_STATUS, status))
+        body = _sop_class_element(sop_class_uid) + body
     if sop_instance_uid:
-        parts.append(_ui(_SOP_INSTANCE, sop_instance_uid))
-    body = b"".join(parts)
-    return _ELEMENT.pack(_GROUP_LENGTH[0], _GROUP_LENGTH[1], 4) + struct.pack("<I", len(body)) + body
+        body += _ui(_SOP_INSTANCE, sop_instance_uid)
+    return _GROUP_LENGTH_ELEMENT.pack(_GROUP_LENGTH[0], _GROUP_LENGTH[1], 4, len(body)) + body
 
 
 def response_pdata(context_id: int, command: bytes, peer_max_pdu_length: int) -> PDataTF | None:

@@ -104,14 +104,30 @@ def _prefixed(raw: bytes, what: str) -> bytes:
     return _U16.pack(len(raw)) + raw
 
 
-@functools.lru_cache(maxsize=1024)
-def _uid_item(item_type: int, uid: str) -> bytes:
-    """A sub-item holding one UID (PS3.8 9.3.2.2.1-2, PS3.7 D.3.3.2.1), kept per (type, UID).
+@functools.lru_cache(maxsize=1024, typed=True)
+def _text_item(item_type: int, value: str) -> bytes:
+    """A (sub-)item holding one UID or name (PS3.8 9.3.2.2.1-2, PS3.7 D.3.3.2), kept per (type, value).
 
-    A pure function of immutable values; a UID that cannot be encoded raises
-    each time (exceptions are not cached).
+    This and the other ``lru_cache``'d encoders below are pure functions of
+    immutable values (int, str); a value that cannot be encoded raises each
+    time (exceptions are not cached), so the error is as without the cache.
     """
-    return header(item_type, encode_text(uid))
+    return header(item_type, encode_text(value))
+
+
+@functools.lru_cache(maxsize=1024, typed=True)
+def _presentation_context_ac_item(context_id: int, result: int, transfer_syntax: str | None) -> bytes:
+    """Presentation Context Item 21H (PS3.8 9.3.3.2), kept per (ID, result, transfer syntax)."""
+    body = bytes((context_id, 0, result, 0))
+    if transfer_syntax is not None:
+        body += _text_item(C.ITEM_TRANSFER_SYNTAX, transfer_syntax)
+    return header(C.ITEM_PRESENTATION_CONTEXT_AC, body)
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _maximum_length_item(maximum_length: int) -> bytes:
+    """Maximum Length Sub-Item 51H (PS3.8 D.1.1), kept per value."""
+    return header(C.SUB_MAXIMUM_LENGTH, _U32.pack(maximum_length))
 
 
 def _u16_prefixed(value: memoryview, pos: int, base: int, what: str, clause: str) -> tuple[memoryview, int]:
@@ -139,8 +155,8 @@ class PresentationContextRQ:
 
     @checked_encode
     def encode(self) -> bytes:
-        body = bytes((self.context_id, 0, 0, 0)) + _uid_item(C.ITEM_ABSTRACT_SYNTAX, self.abstract_syntax)
-        body += b"".join([_uid_item(C.ITEM_TRANSFER_SYNTAX, ts) for ts in self.transfer_syntaxes])
+        body = bytes((self.context_id, 0, 0, 0)) + _text_item(C.ITEM_ABSTRACT_SYNTAX, self.abstract_syntax)
+        body += b"".join([_text_item(C.ITEM_TRANSFER_SYNTAX, ts) for ts in self.transfer_syntaxes])
         return header(self.item_type, body)
 
 
@@ -159,10 +175,7 @@ class PresentationContextAC:
 
     @checked_encode
     def encode(self) -> bytes:
-        body = bytes((self.context_id, 0, self.result, 0))
-        if self.transfer_syntax is not None:
-            body += _uid_item(C.ITEM_TRANSFER_SYNTAX, self.transfer_syntax)
-        return header(self.item_type, body)
+        return _presentation_context_ac_item(self.context_id, self.result, self.transfer_syntax)
 
 
 def _decode_presentation_context_rq(value: memoryview, base: int) -> PresentationContextRQ:
@@ -227,7 +240,7 @@ class MaximumLength:
 
     @checked_encode
     def encode(self) -> bytes:
-        return header(self.item_type, _U32.pack(self.maximum_length))
+        return _maximum_length_item(self.maximum_length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +252,7 @@ class ImplementationClassUID:
 
     @checked_encode
     def encode(self) -> bytes:
-        return _uid_item(self.item_type, self.implementation_class_uid)
+        return _text_item(self.item_type, self.implementation_class_uid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +296,7 @@ class ImplementationVersionName:
 
     @checked_encode
     def encode(self) -> bytes:
-        return header(self.item_type, encode_text(self.implementation_version_name))
+        return _text_item(self.item_type, self.implementation_version_name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -343,13 +343,16 @@ def _narrow(ours: int, theirs: int) -> int:
 
 
 def _choose_transfer_syntax(proposed: tuple[str, ...], accepted: tuple[str, ...], own_order: bool) -> str | None:
-    if own_order:
-        return next((ts for ts in accepted if ts in proposed), None)
-    return next((ts for ts in proposed if ts in accepted), None)
+    first, second = (accepted, proposed) if own_order else (proposed, accepted)
+    for ts in first:
+        if ts in second:
+            return ts
+    return None
 
 
 _FIRST_OF = (MaximumLength, ImplementationClassUID, ImplementationVersionName, AsynchronousOperationsWindow, UserIdentityRQ)
-_ALL_OF = (RoleSelection, SOPClassCommonExtendedNegotiation, SOPClassExtendedNegotiation)
+_ALL_OF = frozenset({RoleSelection, SOPClassCommonExtendedNegotiation, SOPClassExtendedNegotiation})
+_NONE_OF_ALL: dict[type, tuple] = {kind: () for kind in _ALL_OF}
 
 
 def _announced(ui: UserInformation) -> dict[type, object]:
@@ -358,12 +361,12 @@ def _announced(ui: UserInformation) -> dict[type, object]:
     For each kind of ``_FIRST_OF`` its first sub-item; for each of ``_ALL_OF``
     a tuple of all, in order (absent kinds: a missing key, an empty tuple).
     """
-    found: dict[type, object] = {}
-    many: dict[type, list] = {kind: [] for kind in _ALL_OF}
+    found: dict[type, object] = dict(_NONE_OF_ALL)
+    many: dict[type, list] = {}
     for sub in ui.sub_items:
         kind = type(sub)
-        if kind in many:
-            many[kind].append(sub)
+        if kind in _ALL_OF:
+            many.setdefault(kind, []).append(sub)
         elif kind not in found:
             found[kind] = sub
     for kind, subs in many.items():

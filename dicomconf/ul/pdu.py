@@ -54,7 +54,7 @@ ASSOC_FIXED_LENGTH = _ASSOC_FIXED.size  # 68
 ZERO_RESERVED = bytes(32)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=256, typed=True)
 def encode_ae_title(title: str) -> bytes:
     """Encode an AE title into its 16-byte field, space padded (PS3.8 9.3.2).
 
@@ -134,7 +134,7 @@ def _encode_assoc(p: AAssociateRQ | AAssociateAC) -> bytes:
     return fixed + b"".join(items)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64, typed=True)
 def _application_context_item(name: str) -> bytes:
     """Application Context Item 10H (PS3.8 9.3.2.1), kept per name (a pure function of a str)."""
     return header(C.ITEM_APPLICATION_CONTEXT, encode_text(name))
