@@ -29,6 +29,10 @@ with the idle deadline further off) keeps the armed timer, which on firing
 finds nothing due and re-arms for what is left; only an earlier deadline
 replaces it.  An echo association thus schedules one timer instead of three.
 
+A peer that sends requests without reading the answers cannot grow our
+write buffer: above the transport's high-water mark (``pause_writing``) the
+connection stops reading until the buffer drains.
+
 Events are handled in order.  A C-STORE into a directory is written on a
 worker thread; while it runs the connection stops reading and queues any
 further events, so responses keep their order and a slow disk stalls only
@@ -78,7 +82,7 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "server", "loop", "transport", "assoc", "peer", "tls", "started", "timer", "timer_at", "artim_at", "artim_start",
-        "idle_on", "last_pdu", "spool",
+        "idle_on", "last_pdu", "spool", "write_paused",
         "queue", "busy", "counted", "calling", "called", "accepted", "proposed", "outcome", "closed",
     )
 
@@ -94,6 +98,7 @@ class _Connection(asyncio.Protocol):
         self.idle_on = False  # the idle deadline (last_pdu + idle_timeout) is watched
         self.queue: collections.deque = collections.deque()
         self.busy = False
+        self.write_paused = False  # the transport's write buffer is above its high-water mark
         self.counted = False
         self.calling = self.called = ""
         self.accepted = self.proposed = 0
@@ -122,6 +127,17 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost follows
+
+    def pause_writing(self) -> None:
+        """A peer that does not read its answers: stop reading its requests until it catches up."""
+        self.write_paused = True
+        if not self.closed:
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if not self.busy and not self.closed:
+            self.transport.resume_reading()  # type: ignore[union-attr]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed:
@@ -412,7 +428,8 @@ class _Connection(asyncio.Protocol):
         self.busy = False
         self._store_done(msg, status, instance)
         if not self.closed:
-            self.transport.resume_reading()  # type: ignore[union-attr]
+            if not self.write_paused:
+                self.transport.resume_reading()  # type: ignore[union-attr]
             self._drain()
             self._flush()
         else:
