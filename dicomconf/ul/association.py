@@ -128,8 +128,19 @@ class Association:
     A-ASSOCIATE-RJ to send without asking the user, or None to indicate it.
     ``data_sink`` and ``max_data_length`` are handed to the association's
     :class:`~dicomconf.ul.dimse.MessageAssembler`: where received data sets
-    go instead of memory, and the bound on one that is held.
+    go instead of memory, and the bound on one that is held.  Once the
+    association is over (back in Sta1) the sink and the assembler are
+    dropped (``data_sink`` is None): a sink that is a bound method of the
+    driver would otherwise make every finished association a reference
+    cycle, left to the garbage collector.
     """
+
+    __slots__ = (
+        "role", "max_pdu_length", "_explicit_incoming", "max_incoming_pdu", "provider_check", "data_sink",
+        "max_data_length", "state", "artim_running", "artim_starts", "should_close", "peer_max_pdu_length",
+        "accepted_contexts", "rq", "ac", "error", "last_transition", "_outbox", "_reader", "_assembler",
+        "_pending_rq", "_connected", "_finished", "_stream_broken", "_announced",
+    )
 
     def __init__(
         self,
@@ -366,6 +377,9 @@ class Association:
         self.last_transition = (state, event, action, next_state)
         if next_state == "Sta1" and state != "Sta1":
             self._finished = True
+            # Nothing more is assembled: let go of the driver's sink, which is often a bound method of the
+            # driver that holds this association, so a finished association is no reference cycle.
+            self.data_sink = self._assembler = None
             events.append(ConnectionClosed())
         return events
 
