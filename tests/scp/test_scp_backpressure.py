@@ -68,8 +68,9 @@ def test_requests_without_reading_stop_being_read(event_loop):
                     break
                 time.sleep(0.01)
         assert stalled_since is not None, "the SCP kept reading requests whose answers nobody read"
-        # Answers waiting in our buffer stay near the high-water mark (64 KiB by default), not the 1000s sent.
-        assert _write_buffer(handle) < 256 * 1024
+        # Answers waiting in our buffer stay within the high-water mark (64 KiB) plus the answers to one
+        # read of requests (256 KiB of C-ECHO-RQs answer with about 330 KB), not the megabytes sent.
+        assert _write_buffer(handle) < 1024 * 1024
         requests = sent // len(echo_rq())
         assert requests > 1000
         # Every whole request is answered once the client reads: nothing was dropped.
