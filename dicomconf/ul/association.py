@@ -113,6 +113,8 @@ _PDATA_STATES = frozenset(
     state for (state, event), action in fsm.TRANSITIONS.items() if event == "Evt10" and action in _PDATA_INDICATIONS
 )
 
+_new_tuple = tuple.__new__
+
 ProviderCheck = Callable[[AAssociateRQ], "AAssociateRJ | None"]
 
 
@@ -355,9 +357,9 @@ class Association:
         rejection = None
         if event == "Evt6" and self.provider_check is not None and fsm.TRANSITIONS.get((state, event)) == "AE-6":
             rejection = self.provider_check(pdu)  # type: ignore[arg-type]
-        action, outcome = fsm.run(
-            state, event, fsm.Context(event, self.role, pdu, message, messages, error, rejection, state)
-        )
+        # The Context's eight fields in declaration order, built as fsm's hot actions build their Outcome.
+        ctx = _new_tuple(fsm.Context, (event, self.role, pdu, message, messages, error, rejection, state))
+        action, outcome = fsm.run(state, event, ctx)
         next_state, send, artim, close, _connect, indications, fault = outcome
         for item in send:
             self._emit(item)
@@ -418,7 +420,8 @@ class Association:
     def _reader_limit(self) -> int | None:
         if self.max_incoming_pdu == 0:
             return None
-        return max(self.max_incoming_pdu + C.PDU_HEADER_LENGTH, ASSOCIATE_PDU_BOUND)
+        limit = self.max_incoming_pdu + C.PDU_HEADER_LENGTH
+        return limit if limit > ASSOCIATE_PDU_BOUND else ASSOCIATE_PDU_BOUND
 
     def _establish(self) -> None:
         """Record the accepted presentation contexts (PS3.8 9.3.3.2) and start assembling DIMSE messages."""

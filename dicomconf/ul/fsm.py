@@ -324,6 +324,11 @@ class Outcome(NamedTuple):
 
 Action = Callable[[Context, tuple[str, ...]], Outcome]
 
+# The actions of every association (AE-6, AE-7, DT-1, DT-2, AR-4 ...) build their Outcome with
+# tuple.__new__ and all seven fields in declaration order (next_state, send, artim, close, connect,
+# indications, fault): the same tuple NamedTuple's __new__ makes, without its Python-level frame.
+_new = tuple.__new__
+
 # Outcomes are immutable, and so are the fieldless indications: the outcomes that depend on the
 # next state alone are built once per state.
 _QUIET: dict[str, Outcome] = {state: Outcome(state) for state in STATES}
@@ -387,30 +392,30 @@ def _ae_6(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
     accept_state, reject_state = nxt
     if ctx.rejection is None:
         indication = AssociateRequested(ctx.pdu)  # type: ignore[arg-type]
-        return Outcome(accept_state, artim=ARTIM_STOP, indications=(indication,))
+        return _new(Outcome, (accept_state, (), ARTIM_STOP, False, False, (indication,), None))
     return Outcome(reject_state, send=(ctx.rejection,), artim=ARTIM_RESTART)
 
 
 def _send_pdu(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
     """AE-7, AR-1, AR-9: send the PDU the user gave."""
-    return Outcome(nxt[0], send=(ctx.pdu,))
+    return _new(Outcome, (nxt[0], (ctx.pdu,), None, False, False, (), None))
 
 
 def _send_pdu_start_artim(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
     """AE-8, AR-4: send the PDU the user gave and start ARTIM."""
-    return Outcome(nxt[0], send=(ctx.pdu,), artim=ARTIM_START)
+    return _new(Outcome, (nxt[0], (ctx.pdu,), ARTIM_START, False, False, (), None))
 
 
 def _send_message(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
     """DT-1, AR-7: send the P-DATA-TF PDUs of a DIMSE message."""
-    return Outcome(nxt[0], send=(ctx.message,))
+    return _new(Outcome, (nxt[0], (ctx.message,), None, False, False, (), None))
 
 
 def _indicate_messages(ctx: Context, nxt: tuple[str, ...]) -> Outcome:
     """DT-2, AR-6: P-DATA indication, one per DIMSE message completed."""
     if not ctx.messages:
         return _QUIET[nxt[0]]
-    return Outcome(nxt[0], indications=tuple([MessageReceived(m) for m in ctx.messages]))
+    return _new(Outcome, (nxt[0], (), None, False, False, tuple([MessageReceived(m) for m in ctx.messages]), None))
 
 
 def _ar_2(ctx: Context, nxt: tuple[str, ...]) -> Outcome:

@@ -238,9 +238,9 @@ class AReleaseRQ:
 
     pdu_type: ClassVar[int] = C.A_RELEASE_RQ
 
-    @checked_encode
     def encode(self) -> bytes:
-        return _pdu(self.pdu_type, bytes(4))
+        """Its ten bytes, always the same: four reserved bytes after the header (no field can misfit)."""
+        return _RELEASE_RQ_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,9 +249,16 @@ class AReleaseRP:
 
     pdu_type: ClassVar[int] = C.A_RELEASE_RP
 
-    @checked_encode
     def encode(self) -> bytes:
-        return _pdu(self.pdu_type, bytes(4))
+        """Its ten bytes, always the same: four reserved bytes after the header (no field can misfit)."""
+        return _RELEASE_RP_BYTES
+
+
+_RELEASE_RQ_BYTES = _pdu(C.A_RELEASE_RQ, bytes(4))
+_RELEASE_RP_BYTES = _pdu(C.A_RELEASE_RP, bytes(4))
+# Fieldless and frozen, so one instance of each serves every decode.
+_RELEASE_RQ = AReleaseRQ()
+_RELEASE_RP = AReleaseRP()
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,7 +411,7 @@ def decode_pdu(data: bytes | bytearray | memoryview) -> PDU:
         return AAssociateRJ(b2, b3, b4)
     if pdu_type == C.A_ABORT:
         return AAbort(b3, b4)
-    return AReleaseRQ() if pdu_type == C.A_RELEASE_RQ else AReleaseRP()
+    return _RELEASE_RQ if pdu_type == C.A_RELEASE_RQ else _RELEASE_RP
 
 
 def decode_header(data: bytes | memoryview) -> tuple[int, int]:
