@@ -33,11 +33,17 @@ A peer that sends requests without reading the answers cannot grow our
 write buffer: above the transport's high-water mark (``pause_writing``) the
 connection stops reading until the buffer drains.
 
-Events are handled in order.  A C-STORE into a directory is written on a
-worker thread; while it runs the connection stops reading and queues any
-further events, so responses keep their order and a slow disk stalls only
-its own association.  :meth:`ReferenceSCP.stop` stops accepting, waits for
-in-flight stores, then aborts what is left.
+A C-STORE data set goes where the storage backend says while it arrives:
+the association's data sink (:meth:`_Connection._open_spool`) gives the
+core a spool for each C-STORE-RQ command, so a directory store is written as
+its PDUs come and nothing of it is held; a spool whose data set never
+completes is discarded when the connection ends.
+
+Events are handled in order.  A store whose last step blocks (``fsync``)
+runs on a worker thread; while it runs the connection stops reading and
+queues any further events, so responses keep their order and a slow disk
+stalls only its own association.  :meth:`ReferenceSCP.stop` stops accepting,
+waits for in-flight stores, then aborts what is left.
 """
 
 from __future__ import annotations
