@@ -247,7 +247,7 @@ class Association:
             self._fire("Evt9", message=primitive)
         else:
             self._fire(event, pdu=primitive)
-        return self._drain()
+        return self.data_to_send()
 
     def timer_expired(self) -> list[Event]:
         """ARTIM expired (Evt18)."""
@@ -264,7 +264,12 @@ class Association:
 
     def data_to_send(self) -> bytes:
         """The bytes produced by receive_data / timer_expired / connection_made, drained."""
-        return self._drain()
+        outbox = self._outbox
+        if not outbox:
+            return b""
+        out = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        outbox.clear()
+        return out
 
     # ------------------------------------------------------------------
     # Inbound
@@ -321,7 +326,7 @@ class Association:
         self._pending_rq = rq
         if self._connected:
             self._fire("Evt2", pdu=rq)
-        return self._drain()
+        return self.data_to_send()
 
     def _check_outgoing_data(self, primitive: object) -> None:
         contexts = [primitive.context_id] if isinstance(primitive, Message) else [
@@ -333,14 +338,6 @@ class Association:
                     f"presentation context {ctx} was not accepted; accepted: {sorted(self.accepted_contexts)} "
                     "(PS3.8 7.6.1)"
                 )
-
-    def _drain(self) -> bytes:
-        outbox = self._outbox
-        if not outbox:
-            return b""
-        out = outbox[0] if len(outbox) == 1 else b"".join(outbox)
-        outbox.clear()
-        return out
 
     # ------------------------------------------------------------------
     # The state machine

@@ -43,10 +43,20 @@ def checked_encode(method):
     def encode(self):
         try:
             return method(self)
-        except (struct.error, ValueError, OverflowError, TypeError, AttributeError) as exc:
-            raise LocalProtocolError(f"{type(self).__name__} cannot be encoded: {exc}") from exc
+        except ENCODE_MISFITS as exc:
+            raise encode_error(self, exc) from exc
 
     return encode
+
+
+# What a misfit field raises inside an encoder; an encoder on the hot path (PDataTF) catches these
+# itself, in place of the decorator's extra frame, and raises the same error.
+ENCODE_MISFITS = (struct.error, ValueError, OverflowError, TypeError, AttributeError)
+
+
+def encode_error(obj: object, exc: Exception) -> LocalProtocolError:
+    """The :class:`LocalProtocolError` for ``obj`` whose encoder raised ``exc``."""
+    return LocalProtocolError(f"{type(obj).__name__} cannot be encoded: {exc}")
 
 
 def invalid(message: str, clause: str, offset: int | None = None) -> RemoteProtocolError:

@@ -442,7 +442,8 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
             if chosen is None:
                 result = C.PC_TRANSFER_SYNTAXES_NOT_SUPPORTED
             else:
-                allow_scu, allow_scp = _allowed_roles(abstract, general, policy_roles)
+                allow = _allowed_roles(abstract, general, policy_roles) if policy_roles else DEFAULT_ROLES
+                allow_scu, allow_scp = allow
                 role_item = role_items.get(abstract)
                 if role_item is None:
                     roles = DEFAULT_ROLES if allow_scu else (False, False)

@@ -31,6 +31,7 @@ from dicomconf.ul import constants as C
 from dicomconf.ul.errors import LocalProtocolError, RemoteProtocolError
 from dicomconf.ul.items import (
     _ITEM_HEADER,
+    ENCODE_MISFITS,
     PresentationContextAC,
     PresentationContextRQ,
     UnknownItem,
@@ -39,6 +40,7 @@ from dicomconf.ul.items import (
     decode_presentation_context_ac,
     decode_presentation_context_rq,
     decode_user_information,
+    encode_error,
     encode_text,
     header,
     invalid,
@@ -319,18 +321,24 @@ class PDataTF:
     pdu_type: ClassVar[int] = C.P_DATA_TF
     pdvs: tuple[PDV, ...]
 
-    @checked_encode
     def encode(self) -> bytes:
-        """Header and PDV items joined once: the PDV data is copied exactly one time."""
-        parts: list[bytes | memoryview] = [b""]
-        length = 0
-        for pdv in self.pdvs:
-            n = len(pdv.data)
-            parts.append(_PDV_HEADER.pack(n + 2, pdv.context_id, pdv.message_control_header))
-            parts.append(pdv.data)
-            length += n + 6
-        parts[0] = _PDU_HEADER.pack(self.pdu_type, 0, length)
-        return b"".join(parts)
+        """Header and PDV items joined once: the PDV data is copied exactly one time.
+
+        A field that does not fit raises :class:`LocalProtocolError`, as
+        :func:`~dicomconf.ul.items.checked_encode` makes the other encoders do.
+        """
+        try:
+            parts: list[bytes | memoryview] = [b""]
+            length = 0
+            for pdv in self.pdvs:
+                n = len(pdv.data)
+                parts.append(_PDV_HEADER.pack(n + 2, pdv.context_id, pdv.message_control_header))
+                parts.append(pdv.data)
+                length += n + 6
+            parts[0] = _PDU_HEADER.pack(self.pdu_type, 0, length)
+            return b"".join(parts)
+        except ENCODE_MISFITS as exc:
+            raise encode_error(self, exc) from exc
 
 
 def _decode_pdata(body: memoryview) -> PDataTF:
