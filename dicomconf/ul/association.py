@@ -23,11 +23,13 @@ decoded by :func:`~dicomconf.ul.pdu.decode_pdu`; each PDU becomes its event
 (Evt3-Evt16), and any :class:`RemoteProtocolError` from framing, decoding or
 DIMSE assembly becomes Evt19 carrying that error, so the A-ABORT that follows
 names the fault (PS3.8 9.3.8).  Each event is looked up in PS3.8 Table 9-10
-(:mod:`dicomconf.ul.fsm`); the action's outcome is carried out here.  One
-shortcut, derived from the table at import: a P-DATA-TF that completes no
-DIMSE message in a state whose Evt10 action is a P-DATA indication (DT-2,
-AR-6) only moves to that action's one next state, without building the
-action's context and outcome (the bulk of a C-STORE is such PDUs).
+(:mod:`dicomconf.ul.fsm`); the action's outcome is carried out here.  A
+cell whose action never reads its context takes the outcome fsm decided for
+it at import (``fsm.FIXED_OUTCOMES``).  One more shortcut, derived from the
+table at import: a P-DATA-TF that completes no DIMSE message in a state
+whose Evt10 action is a P-DATA indication (DT-2, AR-6) only moves to that
+action's one next state, without building the action's context and outcome
+(the bulk of a C-STORE is such PDUs).
 Nothing escapes ``receive_data`` but events: a peer's violation ends as an
 A-ABORT and the close of the connection, as the table says.
 
@@ -114,6 +116,7 @@ _PDATA_STATES = frozenset(
 )
 
 _new_tuple = tuple.__new__
+_FIXED_OUTCOMES = fsm.FIXED_OUTCOMES
 
 ProviderCheck = Callable[[AAssociateRQ], "AAssociateRJ | None"]
 
@@ -354,9 +357,13 @@ class Association:
         rejection = None
         if event == "Evt6" and self.provider_check is not None and fsm.TRANSITIONS.get((state, event)) == "AE-6":
             rejection = self.provider_check(pdu)  # type: ignore[arg-type]
-        # The Context's eight fields in declaration order, built as fsm's hot actions build their Outcome.
-        ctx = _new_tuple(fsm.Context, (event, self.role, pdu, message, messages, error, rejection, state))
-        action, outcome = fsm.run(state, event, ctx)
+        fixed = _FIXED_OUTCOMES.get((state, event))
+        if fixed is not None:
+            action, outcome = fixed  # an action that ignores its context, decided once at import
+        else:
+            # The Context's eight fields in declaration order, built as fsm's hot actions build their Outcome.
+            ctx = _new_tuple(fsm.Context, (event, self.role, pdu, message, messages, error, rejection, state))
+            action, outcome = fsm.run(state, event, ctx)
         next_state, send, artim, close, _connect, indications, fault = outcome
         for item in send:
             self._emit(item)

@@ -24,6 +24,13 @@ what to do (PDUs or DIMSE messages to send, ARTIM start/stop/restart, close
 the transport, indications for the user) and touch nothing.  The
 :class:`~dicomconf.ul.association.Association` carries the outcome out.
 
+Derived at import, so the table is looked up once per event: each cell's
+action function and next states (:func:`run`), and for the cells whose
+action never reads its Context (AE-1, AE-5, AR-2, AR-3, AR-5, AR-10, AA-2,
+AA-4, AA-5, AA-6) the one outcome it decides, :data:`FIXED_OUTCOMES`.
+Outcomes and Contexts are immutable NamedTuples; the outcomes that depend
+on the next state alone are built once and shared.
+
 Cells the table leaves blank
 ----------------------------
 For the events that a received PDU causes (Evt3, 4, 6, 10, 12, 13, 16, 19)
@@ -530,6 +537,29 @@ ACTIONS: dict[str, ActionSpec] = dict(
 # Per cell of Table 9-10, derived at import: (action name, action function, next states).
 _CELLS: dict[tuple[str, str], tuple[str, Action, tuple[str, ...]]] = {
     cell: (name, ACTIONS[name].function, ACTIONS[name].next_states) for cell, name in TRANSITIONS.items()
+}
+
+
+def _context_free_outcome(spec: ActionSpec) -> Outcome | None:
+    """The outcome of an action that never looks at its Context (AE-5, AR-2, AR-5, AA-2 ...), else None.
+
+    Run with no context at all: an action that reads one fails on the first
+    read (actions are pure, so one that completes depends on its next states
+    alone).
+    """
+    try:
+        return spec.function(None, spec.next_states)  # type: ignore[arg-type]
+    except AttributeError:
+        return None
+
+
+# Cells whose action ignores the context, with the outcome it always decides, computed once at import:
+# a driver may take these instead of building a Context and running the action (PS3.8 9.2.3
+# Table 9-10, Tables 9-6 to 9-9).  A test checks them against run() with real contexts.
+FIXED_OUTCOMES: dict[tuple[str, str], tuple[str, Outcome]] = {
+    cell: (name, outcome)
+    for cell, name in TRANSITIONS.items()
+    if (outcome := _context_free_outcome(ACTIONS[name])) is not None
 }
 
 
