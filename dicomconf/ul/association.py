@@ -117,6 +117,7 @@ _PDATA_STATES = frozenset(
 
 _new_tuple = tuple.__new__
 _FIXED_OUTCOMES = fsm.FIXED_OUTCOMES
+_CONNECTION_CLOSED = ConnectionClosed()  # fieldless and frozen: one instance serves every association
 
 ProviderCheck = Callable[[AAssociateRQ], "AAssociateRJ | None"]
 
@@ -386,7 +387,7 @@ class Association:
             # Nothing more is assembled: let go of the driver's sink, which is often a bound method of the
             # driver that holds this association, so a finished association is no reference cycle.
             self.data_sink = self._assembler = None
-            events.append(ConnectionClosed())
+            events.append(_CONNECTION_CLOSED)
         return events
 
     def _emit(self, item: object) -> None:

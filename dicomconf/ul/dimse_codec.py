@@ -295,7 +295,7 @@ def read_command(data: bytes | memoryview) -> dict[int, int | str] | None:
     """
     raw = data if type(data) is bytes else bytes(data)
     end = len(raw)
-    if end < 12 or raw[:8] != _GROUP_LENGTH_HEAD or _U32(raw, 8)[0] != end - 12:
+    if end < 12 or not raw.startswith(_GROUP_LENGTH_HEAD) or _U32(raw, 8)[0] != end - 12:
         return None
     values: dict[int, int | str] = {}
     unpack = _ELEMENT_HEADER.unpack_from

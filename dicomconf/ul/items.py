@@ -15,6 +15,15 @@ reason 6 (invalid-PDU-parameter value).  Reserved fields are sent as zero and
 never tested on receipt (PS3.8 9.3.1).  User-information sub-items of an
 unknown type are kept as :class:`UnknownSubItem` and skipped by negotiation
 (PS3.7 D.3.3: an acceptor ignores the negotiation items it does not support).
+
+Caches: a requestor repeats its items on every association, so the decoded
+presentation context (20H, 21H) and user information (50H) items are kept by
+their exact value bytes (:class:`_ItemCache`: bounded, successful decodes
+only, never an item carrying credentials), and the encodings that are pure
+functions of a few immutable values (UID and name sub-items, accepted
+context items, Maximum Length) are kept per value with a typed
+``lru_cache``.  Every check still runs on what is not cached, and every
+error is raised as without the caches.
 """
 
 from __future__ import annotations

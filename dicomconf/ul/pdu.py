@@ -14,6 +14,11 @@ protocol version bits other than bit 0, AE-title padding).  Whatever the
 bytes, the only exception it raises is :class:`RemoteProtocolError`, which
 carries the A-ABORT (source, reason) to answer with.
 
+Items repeated on every association are decoded and encoded through the
+per-value caches of :mod:`dicomconf.ul.items` (presentation context and
+user information items by their exact bytes; AE titles and the application
+context item per value); fieldless PDUs decode to one shared instance.
+
 Two values the standard requires to be echoed survive a round trip: the
 32-byte reserved block of the A-ASSOCIATE-RQ/AC (``reserved``, echoed by the
 acceptor, PS3.8 9.3.3) and the protocol version word.  Every other reserved
