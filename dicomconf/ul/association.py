@@ -115,6 +115,16 @@ _PDATA_STATES = frozenset(
     state for (state, event), action in fsm.TRANSITIONS.items() if event == "Evt10" and action in _PDATA_INDICATIONS
 )
 
+def _oversized(length: int, limit: int) -> RemoteProtocolError:
+    """A P-DATA-TF longer than the Maximum Length we announced (PS3.8 D.1.1, 9.3.5)."""
+    return RemoteProtocolError(
+        f"P-DATA-TF variable field of {length} bytes exceeds the Maximum Length {limit} we announced",
+        "PS3.8 D.1.1, 9.3.5",
+        reason=C.ABORT_REASON_INVALID_PARAMETER_VALUE,
+        offset=2,
+    )
+
+
 _new_tuple = tuple.__new__
 _FIXED_OUTCOMES = fsm.FIXED_OUTCOMES
 _CONNECTION_CLOSED = ConnectionClosed()  # fieldless and frozen: one instance serves every association
@@ -289,11 +299,20 @@ class Association:
         if event != "Evt10":
             events += self._fire(event, pdu=pdu)
             return
-        try:
-            messages = self._pdata_messages(pdu, len(raw) - C.PDU_HEADER_LENGTH)  # type: ignore[arg-type]
-        except RemoteProtocolError as exc:
-            events += self._fire("Evt19", error=exc)
+        length = len(raw) - C.PDU_HEADER_LENGTH
+        limit = self.max_incoming_pdu
+        # The limit is a parameter of the association: enforced from our A-ASSOCIATE-RQ/AC until it no
+        # longer exists (Sta13, where every P-DATA-TF is ignored, AA-6).
+        if limit and length > limit and self._announced and self.state != "Sta13":
+            events += self._fire("Evt19", error=_oversized(length, limit))
             return
+        messages: tuple = ()
+        if self.state in _PDATA_STATES and self._assembler is not None:
+            try:
+                messages = self._assembler.add_pdvs(pdu.pdvs)  # type: ignore[attr-defined]
+            except RemoteProtocolError as exc:
+                events += self._fire("Evt19", error=exc)
+                return
         if not messages:
             state = self.state
             quiet = _QUIET_PDATA.get(state)
@@ -304,21 +323,6 @@ class Association:
                 self.last_transition = (state, "Evt10", quiet[0], quiet[1])
                 return
         events += self._fire("Evt10", pdu=pdu, messages=messages)
-
-    def _pdata_messages(self, pdu: PDataTF, length: int) -> tuple:
-        limit = self.max_incoming_pdu
-        # The limit is a parameter of the association: enforced from our A-ASSOCIATE-RQ/AC until it no
-        # longer exists (Sta13, where every P-DATA-TF is ignored, AA-6).
-        if limit and length > limit and self._announced and self.state != "Sta13":
-            raise RemoteProtocolError(
-                f"P-DATA-TF variable field of {length} bytes exceeds the Maximum Length {limit} we announced",
-                "PS3.8 D.1.1, 9.3.5",
-                reason=C.ABORT_REASON_INVALID_PARAMETER_VALUE,
-                offset=2,
-            )
-        if self.state not in _PDATA_STATES or self._assembler is None:
-            return ()
-        return self._assembler.add_pdvs(pdu.pdvs)
 
     # ------------------------------------------------------------------
     # Outbound

@@ -105,52 +105,48 @@ class PDUReader:
         """
         out: list[bytes | memoryview] = []
         try:
-            self._feed(data, out)
+            if self._error is not None:
+                raise self._error
+            view = memoryview(data)
+            if view.format != "B" or view.ndim != 1:
+                view = view.cast("B")
+            pos, end = 0, len(view)
+            head = self._head
+            if head:
+                take = min(HEADER_LENGTH - len(head), end)
+                head += view[:take]
+                pos = take
+                if len(head) < HEADER_LENGTH:
+                    return out
+                pdu_type, length = _HEADER.unpack_from(head)
+                self._need = self._check(pdu_type, length)
+                with memoryview(head) as header:
+                    self._append(header)  # under _SMALL_PIECE: copied, so head may be reused
+                head.clear()
+            if self._need:
+                take = min(self._need - self._have, end - pos)
+                if take:
+                    self._append(view[pos : pos + take])
+                    pos += take
+                if self._have < self._need:
+                    return out
+                out.append(b"".join(self._parts))
+                self._parts.clear()
+                self._have = self._need = 0
+            unpack = _HEADER.unpack_from
+            while end - pos >= HEADER_LENGTH:
+                pdu_type, length = unpack(view, pos)
+                total = length + HEADER_LENGTH
+                if self.max_pdu_length is not None and total > self.max_pdu_length:
+                    self._check(pdu_type, length)
+                if pos + total > end:
+                    self._need = total
+                    self._append(view[pos:])
+                    return out
+                out.append(view[pos : pos + total])
+                pos += total
+            if pos < end:
+                head += view[pos:]
         except RemoteProtocolError as exc:
             raise FramingError(exc, out) from None
         return out
-
-    def _feed(self, data: bytes | bytearray | memoryview, out: list[bytes | memoryview]) -> None:
-        if self._error is not None:
-            raise self._error
-        view = memoryview(data)
-        if view.format != "B" or view.ndim != 1:
-            view = view.cast("B")
-        pos, end = 0, len(view)
-        head = self._head
-        if head:
-            take = min(HEADER_LENGTH - len(head), end)
-            head += view[:take]
-            pos = take
-            if len(head) < HEADER_LENGTH:
-                return
-            pdu_type, length = _HEADER.unpack_from(head)
-            self._need = self._check(pdu_type, length)
-            with memoryview(head) as header:
-                self._append(header)  # under _SMALL_PIECE: copied, so head may be reused
-            head.clear()
-        if self._need:
-            take = min(self._need - self._have, end - pos)
-            if take:
-                self._append(view[pos : pos + take])
-                pos += take
-            if self._have < self._need:
-                return
-            out.append(b"".join(self._parts))
-            self._parts.clear()
-            self._have = self._need = 0
-        unpack = _HEADER.unpack_from
-        while end - pos >= HEADER_LENGTH:
-            pdu_type, length = unpack(view, pos)
-            total = length + HEADER_LENGTH
-            if self.max_pdu_length is not None and total > self.max_pdu_length:
-                self._check(pdu_type, length)
-            if pos + total > end:
-                self._need = total
-                self._append(view[pos:])
-                return
-            out.append(view[pos : pos + total])
-            pos += total
-        if pos < end:
-            head += view[pos:]
-        return
