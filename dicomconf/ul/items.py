@@ -19,7 +19,7 @@ unknown type are kept as :class:`UnknownSubItem` and skipped by negotiation
 Caches: a requestor repeats its items on every association, so the decoded
 presentation context (20H, 21H) and user information (50H) items are kept by
 their exact value bytes (:class:`_ItemCache`: bounded, successful decodes
-only, never an item carrying credentials), and the encodings that are pure
+only, never a user identity item or its answer), and the encodings that are pure
 functions of a few immutable values (UID and name sub-items, accepted
 context items, Maximum Length) are kept per value with a typed
 ``lru_cache``.  Every check still runs on what is not cached, and every
@@ -566,7 +566,10 @@ class _ItemCache:
     kept, so a faulty item is decoded, and its error raised with the offset
     of the PDU at hand, every time.  Bounded: values above ``max_value``
     bytes are not kept, and past ``entries`` the oldest entry goes, so a
-    peer cannot grow it past ``entries * max_value`` bytes of keys.
+    peer cannot grow it past ``entries * max_value`` bytes of keys.  User
+    information carrying a user identity sub-item or its answer is decoded
+    every time and not kept (:meth:`keep`): no credentials outlive their
+    association.
     """
 
     __slots__ = ("decode", "entries", "max_value", "_items")
@@ -599,8 +602,10 @@ class _ItemCache:
 
     @staticmethod
     def keep(item: object) -> bool:
-        """Credentials (User Identity sub-item 58H, PS3.7 D.3.3.7.1) are never kept beyond their association."""
-        return not (type(item) is UserInformation and any(type(s) is UserIdentityRQ for s in item.sub_items))
+        """Credentials and their answers (User Identity 58H, 59H, PS3.7 D.3.3.7) are never kept."""
+        return not (
+            type(item) is UserInformation and any(type(s) in (UserIdentityRQ, UserIdentityAC) for s in item.sub_items)
+        )
 
 
 # The decoders pdu.py uses: (value, base) -> item, as the functions they wrap (PS3.8 9.3.2.2, 9.3.3.2, 9.3.2.3).

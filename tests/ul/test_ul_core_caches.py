@@ -27,6 +27,7 @@ from dicomconf.ul.items import (
     MaximumLength,
     PresentationContextAC,
     PresentationContextRQ,
+    UserIdentityAC,
     UserIdentityRQ,
     UserInformation,
 )
@@ -93,6 +94,8 @@ def test_user_information_with_credentials_is_never_kept():
     cache.clear()
     decoded = cache(_value(ui), 0)
     assert decoded == ui and len(cache) == 0
+    answer = UserInformation((MaximumLength(16384), UserIdentityAC(b"ticket")))
+    assert cache(_value(answer), 0) == answer and len(cache) == 0
     plain = UserInformation((MaximumLength(16384),))
     assert cache(_value(plain), 0) == plain and len(cache) == 1
 
