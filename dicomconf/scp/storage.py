@@ -288,7 +288,7 @@ class FileSpool(Spool):
     """
 
     __slots__ = ("storage", "final", "tmp", "fd", "pending", "pending_bytes")
-    FLUSH_BYTES = 256 * 1024
+    FLUSH_BYTES = 64 * 1024
     FLUSH_PARTS = 512
 
     def __init__(self, storage: DirectoryStorage, final: str, head: bytes, limit: int | None = None) -> None:
