@@ -115,6 +115,7 @@ _PDATA_STATES = frozenset(
     state for (state, event), action in fsm.TRANSITIONS.items() if event == "Evt10" and action in _PDATA_INDICATIONS
 )
 
+
 def _oversized(length: int, limit: int) -> RemoteProtocolError:
     """A P-DATA-TF longer than the Maximum Length we announced (PS3.8 D.1.1, 9.3.5)."""
     return RemoteProtocolError(

@@ -171,3 +171,16 @@ def test_a_finished_association_lets_go_of_its_driver():
         assert gone() is None  # freed by reference counting: no cycle left for the collector
     finally:
         gc.enable()
+
+
+def test_response_command_sop_class_cache_keeps_errors_and_bytes():
+    from dicomconf.scp import responses as R
+
+    first = R.response_command(0x8030, 7, 0, C.VERIFICATION_SOP_CLASS)
+    again = R.response_command(0x8030, 7, 0, C.VERIFICATION_SOP_CLASS)
+    assert first == again and R._ui(R._SOP_CLASS, C.VERIFICATION_SOP_CLASS) in first
+    for _ in range(2):
+        with pytest.raises(UnicodeEncodeError):
+            R.response_command(0x8030, 7, 0, "1.2.\u00e9")
+        with pytest.raises(struct.error):
+            R.response_command(0x8030, 70000, 0, C.VERIFICATION_SOP_CLASS)
