@@ -596,7 +596,10 @@ class _ItemCache:
             if self.keep(item):
                 items = self._items
                 if len(items) >= self.entries:
-                    del items[next(iter(items))]  # the oldest
+                    try:
+                        del items[next(iter(items))]  # the oldest
+                    except (RuntimeError, KeyError, StopIteration):  # another thread changed it meanwhile
+                        items.clear()
                 items[key] = item
         return item
 
