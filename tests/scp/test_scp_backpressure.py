@@ -46,7 +46,7 @@ def _write_buffer(handle) -> int:
 @pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
 def test_requests_without_reading_stop_being_read(event_loop):
     if event_loop == "uvloop":
-        pytest.importorskip("uvloop", reason="uvloop (the 'fast' extra) is not installed")
+        pytest.importorskip("uvloop", reason="uvloop is not installed (it is a dependency except on Windows)")
     from dicomconf.scp.server import run_in_thread
     from scp_testkit import config
 
