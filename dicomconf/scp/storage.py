@@ -288,7 +288,7 @@ class FileSpool(Spool):
     """
 
     __slots__ = ("storage", "final", "tmp", "fd", "pending", "pending_bytes")
-    FLUSH_BYTES = 64 * 1024
+    FLUSH_BYTES = 256 * 1024
     FLUSH_PARTS = 512
 
     def __init__(self, storage: DirectoryStorage, final: str, head: bytes, limit: int | None = None) -> None:
@@ -305,12 +305,18 @@ class FileSpool(Spool):
         return self.storage.fsync
 
     def write(self, buf) -> None:
-        Spool.write(self, buf)
+        size = len(buf)
+        self.length += size
         if self.status is not None:
             return
-        self.pending.append(buf)
-        self.pending_bytes += len(buf)
-        if self.pending_bytes >= self.FLUSH_BYTES or len(self.pending) >= self.FLUSH_PARTS:
+        if self.limit is not None and self.length > self.limit:
+            self.status = STATUS_OUT_OF_RESOURCES
+            self._abandon()
+            return
+        pending = self.pending
+        pending.append(buf)
+        self.pending_bytes += size
+        if self.pending_bytes >= self.FLUSH_BYTES or len(pending) >= self.FLUSH_PARTS:
             self._flush()
 
     def commit(self) -> int:
