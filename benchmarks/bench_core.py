@@ -4,7 +4,9 @@
 
 (a) A-ASSOCIATE-RQ with 5 presentation contexts (and the usual user
     information: maximum length, implementation class UID and version name)
-    decoded by ``decode_pdu`` and by pynetdicom's ``A_ASSOCIATE_RQ().decode``.
+    decoded by ``decode_pdu`` and by pynetdicom's ``A_ASSOCIATE_RQ().decode``;
+    ours first as a request never seen (the decoded-item caches emptied
+    before each decode: the goal's figure), then repeated (items cached).
 (b) A P-DATA-TF stream of C-STORE-RQ messages (4 MiB data sets cut into
     16 KiB PDVs, one PDV per PDU) arriving in 64 KiB chunks: bytes/s through
     ``PDUReader.feed``, then + ``decode_pdu``, then + ``MessageAssembler``.
@@ -35,6 +37,7 @@ from dicomconf.ul.items import (
     PresentationContextRQ,
     UserInformation,
 )
+from dicomconf.ul import items
 from dicomconf.ul.pdu import AAssociateRQ, PDataTF, decode_pdu
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -136,7 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     check.decode(rq)
     assert len(check.presentation_context) == 5
 
-    def ours_rq() -> None:
+    item_caches = (
+        items.decode_presentation_context_rq, items.decode_presentation_context_ac, items.decode_user_information
+    )
+
+    def ours_rq() -> None:  # a request never seen before: the decoded-item caches are emptied each time
+        for _ in range(n):
+            for cache in item_caches:
+                cache.clear()
+            decode_pdu(rq)
+
+    def ours_rq_repeated() -> None:  # the same request again, as a modality sends it: its items are cached
         for _ in range(n):
             decode_pdu(rq)
 
@@ -145,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             pnpdu.A_ASSOCIATE_RQ().decode(rq)
 
     a_ours = summary([t / n * 1e6 for t in measure(ours_rq, args.runs)])
+    a_repeated = summary([t / n * 1e6 for t in measure(ours_rq_repeated, args.runs)])
     a_theirs = summary([t / n * 1e6 for t in measure(theirs_rq, args.runs)])
-    rows.append(("A-ASSOCIATE-RQ decode (5 contexts)", "dicomconf", *a_ours))
+    rows.append(("A-ASSOCIATE-RQ decode (5 contexts)", "dicomconf, first time (caches emptied)", *a_ours))
+    rows.append(("A-ASSOCIATE-RQ decode (5 contexts)", "dicomconf, repeated (items cached)", *a_repeated))
     rows.append(("A-ASSOCIATE-RQ decode (5 contexts)", "pynetdicom", *a_theirs))
 
     # (b) P-DATA-TF stream
@@ -225,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         unit = " us" if "decode (5" in what else " GB/s"
         print(f"{what:<58} {impl:<46} {best:>7.3f}{unit:<3} {med:>7.3f}{unit:<3} {spread:>6.1%}")
     print()
-    print(f"(a) A-ASSOCIATE-RQ decode: dicomconf is {a_theirs[1] / a_ours[1]:.1f}x pynetdicom (median; goal >= 5x)")
+    print(f"(a) A-ASSOCIATE-RQ decode: dicomconf is {a_theirs[1] / a_ours[1]:.1f}x pynetdicom (median, first time; "
+          f"goal >= 5x); a repeated request {a_theirs[1] / a_repeated[1]:.1f}x")
     full = b_results["feed + decode_pdu + MessageAssembler"][1]
     fd = b_results["feed + decode_pdu"][1]
     print(f"(b) P-DATA-TF feed + decode: {fd:.2f} GB/s (goal >= 1 GB/s), "
