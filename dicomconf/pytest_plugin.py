@@ -181,7 +181,7 @@ class DicomconfState:
             host, port = self.target_address
             return Target(host, port, self.profile.tls.port, self._client_tls(),
                           f"{host}:{port}", opt.called_ae, opt.calling_ae)
-        from dicomconf.scp.server import run_in_thread
+        from dicomconf.scp.runtime import run_in_thread
 
         cert = key = None
         if self.profile.tls.enabled:

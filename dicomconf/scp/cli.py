@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dicomconf scp: {exc}", file=sys.stderr)
         return 2
     _configure_logging(config.verbose)
-    from dicomconf.scp.server import event_loop_factory, tune_allocator
+    from dicomconf.scp.runtime import event_loop_factory, tune_allocator
 
     tune_allocator()
     try:

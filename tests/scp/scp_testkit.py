@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from dicomconf.scp.config import SCPConfig
-from dicomconf.scp.server import run_in_thread
+from dicomconf.scp.runtime import run_in_thread
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
 from dicomconf.ul.items import (

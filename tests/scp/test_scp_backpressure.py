@@ -47,7 +47,7 @@ def _write_buffer(handle) -> int:
 def test_requests_without_reading_stop_being_read(event_loop):
     if event_loop == "uvloop":
         pytest.importorskip("uvloop", reason="uvloop is not installed (it is a dependency except on Windows)")
-    from dicomconf.scp.server import run_in_thread
+    from dicomconf.scp.runtime import run_in_thread
     from scp_testkit import config
 
     handle = run_in_thread(config(idle_timeout=30.0), event_loop=event_loop)

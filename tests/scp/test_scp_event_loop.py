@@ -12,7 +12,7 @@ import pytest
 from scp_testkit import CT, IVRLE, RELEASE_RQ, RawClient, abort_fields, config, pdu
 
 from dicomconf.scp.config import ConfigError
-from dicomconf.scp.server import event_loop_factory, run_in_thread
+from dicomconf.scp.runtime import event_loop_factory, run_in_thread
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
 
@@ -74,6 +74,6 @@ def test_echo_store_and_bad_input_on_uvloop():
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_tune_allocator_applies_on_glibc():
-    code = "from dicomconf.scp.server import tune_allocator; print(tune_allocator())"
+    code = "from dicomconf.scp.runtime import tune_allocator; print(tune_allocator())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "True", done.stderr

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-pytest.importorskip("dicomconf.wire.findings", reason="dicomconf.wire.findings has not landed yet")
-
-from pydicom import dcmread  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian  # noqa: E402
-
-from dicomconf.scu.client import (  # noqa: E402
+from dicomconf.scu.client import (
     CONTEXT_ALIASES,
     SCU,
     Aborted,
@@ -21,17 +18,18 @@ from dicomconf.scu.client import (  # noqa: E402
     load_dataset,
     resolve_uid,
 )
-from dicomconf.scu.connection import Connection, Silence  # noqa: E402
-from dicomconf.ul import constants as C  # noqa: E402
-from dicomconf.ul.framing import PDUReader  # noqa: E402
-from dicomconf.ul.items import (  # noqa: E402
+from dicomconf.scu.connection import Connection, Silence
+from dicomconf.ul import constants as C
+from dicomconf.ul.framing import PDUReader
+from dicomconf.ul.items import (
     MaximumLength,
     PresentationContextAC,
     RoleSelection,
     UserIdentityRQ,
     UserInformation,
 )
-from dicomconf.ul.pdu import AAbort, AAssociateAC, AReleaseRP, AReleaseRQ, PDataTF, decode_pdu  # noqa: E402
+from dicomconf.ul.pdu import AAbort, AAssociateAC, AReleaseRP, AReleaseRQ, PDataTF, decode_pdu
+from dicomconf.wire import craft
 
 CT_FILE = get_testdata_file("CT_small.dcm")
 
@@ -172,7 +170,6 @@ def test_abort_reaches_the_peer(pynetdicom_scp):
 
 
 def test_crafted_unknown_pdu_is_answered_with_a_provider_abort(pynetdicom_scp):
-    craft = pytest.importorskip("dicomconf.wire.craft", reason="dicomconf.wire.craft has not landed yet")
     peer = pynetdicom_scp()
     scu = open_scu(peer)
     scu.associate()
@@ -188,7 +185,6 @@ def test_crafted_unknown_pdu_is_answered_with_a_provider_abort(pynetdicom_scp):
 
 
 def test_unexpected_associate_rq_is_answered_with_a_provider_abort(pynetdicom_scp):
-    craft = pytest.importorskip("dicomconf.wire.craft", reason="dicomconf.wire.craft has not landed yet")
     peer = pynetdicom_scp()
     scu = open_scu(peer)
     scu.associate()

@@ -9,11 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-pytest.importorskip("dicomconf.wire.findings", reason="dicomconf.wire.findings has not landed yet")
-
-from dicomconf.scu.connection import Closed, Connection, Silence, TargetRefused  # noqa: E402
-from dicomconf.ul import constants as C  # noqa: E402
-from dicomconf.ul.pdu import AAbort, AReleaseRP, AReleaseRQ  # noqa: E402
+from dicomconf.scu.connection import Closed, Connection, Silence, TargetRefused
+from dicomconf.ul import constants as C
+from dicomconf.ul.pdu import AAbort, AReleaseRP, AReleaseRQ
 
 RELEASE_RP = AReleaseRP().encode()
 ABORT = AAbort(C.ABORT_SOURCE_PROVIDER, C.ABORT_REASON_UNEXPECTED_PDU).encode()

@@ -9,18 +9,16 @@ import subprocess
 
 import pytest
 
-pytest.importorskip("dicomconf.wire.findings", reason="dicomconf.wire.findings has not landed yet")
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRLittleEndian
 
-from pydicom import dcmread  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
-
-from dicomconf.scu.client import SCU, load_dataset  # noqa: E402
-from dicomconf.scu.connection import Connection  # noqa: E402
-from dicomconf.ul.dimse import MessageAssembler  # noqa: E402
-from dicomconf.ul.framing import PDUReader  # noqa: E402
-from dicomconf.ul.pdu import PDataTF, decode_pdu  # noqa: E402
-from dicomconf.wire.capture import write_pcap  # noqa: E402
+from dicomconf.scu.client import SCU, load_dataset
+from dicomconf.scu.connection import Connection
+from dicomconf.ul.dimse import MessageAssembler
+from dicomconf.ul.framing import PDUReader
+from dicomconf.ul.pdu import PDataTF, decode_pdu
+from dicomconf.wire.capture import write_pcap
 
 CT_FILE = get_testdata_file("CT_small.dcm")
 

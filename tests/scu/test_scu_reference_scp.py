@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRLittleEndian
 
-pytest.importorskip("dicomconf.wire.findings", reason="dicomconf.wire.findings has not landed yet")
-server = pytest.importorskip("dicomconf.scp.server", reason="the reference SCP has not landed yet")
-
-from pydicom.data import get_testdata_file  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
-
-from dicomconf.scp.config import SCPConfig, TLSConfig  # noqa: E402
-from dicomconf.scu.client import SCU, load_dataset  # noqa: E402
-from dicomconf.scu.connection import Connection  # noqa: E402
+from dicomconf.scp.config import SCPConfig, TLSConfig
+from dicomconf.scp.runtime import run_in_thread
+from dicomconf.scu.client import SCU, load_dataset
+from dicomconf.scu.connection import Connection
 
 CT_FILE = get_testdata_file("CT_small.dcm")
 
 
 @pytest.fixture
 def reference_scp(tls_pair):
-    handle = server.run_in_thread(
+    handle = run_in_thread(
         SCPConfig(
             port=0,
             max_pdu_length=2048,
