@@ -305,17 +305,12 @@ class FileSpool(Spool):
         return self.storage.fsync
 
     def write(self, buf) -> None:
-        size = len(buf)
-        self.length += size
+        Spool.write(self, buf)  # counts, and abandons the file past the limit
         if self.status is not None:
-            return
-        if self.limit is not None and self.length > self.limit:
-            self.status = STATUS_OUT_OF_RESOURCES
-            self._abandon()
             return
         pending = self.pending
         pending.append(buf)
-        self.pending_bytes += size
+        self.pending_bytes += len(buf)
         if self.pending_bytes >= self.FLUSH_BYTES or len(pending) >= self.FLUSH_PARTS:
             self._flush()
 

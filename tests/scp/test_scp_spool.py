@@ -58,6 +58,11 @@ def _names(directory) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
+def _part_appears(directory) -> bool:
+    """A temporary ``.part`` file (a store being written) shows up in ``directory`` within the wait."""
+    return _wait_for(lambda: any(n.endswith(".part") for n in _names(directory)))
+
+
 def test_directory_store_is_written_while_it_arrives(scp_factory, tmp_path):
     """Half a data set in: a temporary file holds most of it, no final file exists; complete: renamed."""
     handle = scp_factory(storage="directory", storage_dir=str(tmp_path))
@@ -65,7 +70,7 @@ def test_directory_store_is_written_while_it_arrives(scp_factory, tmp_path):
     pdus = _store_pdus("1.2.3.50", data)
     with _associated(handle.port) as client:
         client.send(b"".join(pdus[: len(pdus) // 2]))
-        assert _wait_for(lambda: any(n.endswith(".part") for n in _names(tmp_path))), _names(tmp_path)
+        assert _part_appears(tmp_path), _names(tmp_path)
         (part,) = [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
         assert _wait_for(lambda: part.stat().st_size >= 256 * 1024)
         assert not (tmp_path / "1.2.3.50.dcm").exists()
@@ -81,7 +86,7 @@ def test_connection_lost_mid_data_set_leaves_nothing(scp_factory, tmp_path):
     pdus = _store_pdus("1.2.3.51", bytes(MIB))
     with _associated(handle.port) as client:
         client.send(b"".join(pdus[:40]))
-        assert _wait_for(lambda: any(n.endswith(".part") for n in _names(tmp_path)))
+        assert _part_appears(tmp_path)
     assert _wait_for(lambda: _names(tmp_path) == []), _names(tmp_path)
     assert handle.stored == []
 
@@ -91,7 +96,7 @@ def test_stop_mid_data_set_leaves_nothing(scp_factory, tmp_path):
     pdus = _store_pdus("1.2.3.52", bytes(MIB))
     with _associated(handle.port) as client:
         client.send(b"".join(pdus[:40]))
-        assert _wait_for(lambda: any(n.endswith(".part") for n in _names(tmp_path)))
+        assert _part_appears(tmp_path)
         handle.stop()
         assert client.wait_closed(5) is not None
     assert _names(tmp_path) == []
