@@ -10,10 +10,12 @@ starts with ``_`` are not collected.  Nothing else is touched: in a run that
 collects no scenario the plugin only adds its options, starts nothing and
 writes nothing.
 
-The target is ``--target HOST:PORT`` (loopback only) or, without it, the
-embedded reference SCP, started lazily in each process (each xdist worker has
-its own, on a free port) the first time a scenario runs, configured from the
-same profile the scenarios see, and stopped at the end of the session.
+The target is ``--target HOST[:PORT]`` (any host name, IPv4 or IPv6 address),
+else the profile's ``target:`` section, else the embedded reference SCP,
+started lazily in each process (each xdist worker has its own, on a free
+port) the first time a scenario runs, configured from the same profile the
+scenarios see, and stopped at the end of the session
+(:mod:`dicomconf.scenario.target_setup`).
 
 Each scenario writes its pcap into the report directory.  Its result record
 travels on the test report (``report.dicomconf``), which pytest-xdist
@@ -33,13 +35,7 @@ sets the exit status back to 0 when every failure was a should-level one.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as _dt
-import ipaddress
-import os
-import shutil
-import ssl
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -55,8 +51,9 @@ SCENARIO_SUFFIXES = (".yaml", ".yml")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dicomconf", "dicomconf conformance scenarios")
-    group.addoption("--target", metavar="HOST:PORT", default=None,
-                    help="the SCP under test (loopback only); default: the embedded reference SCP")
+    group.addoption("--target", metavar="HOST[:PORT]", default=None,
+                    help="the SCP under test: a host name, IPv4 or [IPv6] address, port 104 unless given "
+                         "(default: the profile's target, else the embedded reference SCP)")
     group.addoption("--called-ae", default=None, help="called AE title (default: the profile's ae_title)")
     group.addoption("--calling-ae", default=None, help="calling AE title (default: the profile's calling_ae)")
     group.addoption("--profile", metavar="FILE", default=None,
@@ -66,22 +63,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dicomconf-link-latest", action="store_true", default=False, help=argparse.SUPPRESS)
     group.addoption("--dicomconf-strict", action="store_true", default=False,
                     help="should-level failures fail the run (pytest's --strict does too)")
-
-
-def parse_target(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[::1]:PORT``; loopback only (raises ValueError with the reason)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--target {text!r}: expected HOST:PORT, e.g. 127.0.0.1:11112")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if host.lower() != "localhost":
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"--target {text!r}: only loopback targets are allowed (127.0.0.0/8, ::1, localhost)") from None
-        if not address.is_loopback:
-            raise ValueError(f"--target {text!r}: {host} is not a loopback address; dicomconf only tests 127.0.0.0/8 and ::1")
-    return host, int(port)
+    group.addoption("--tls-port", type=int, metavar="N", default=None,
+                    help="the target's TLS port (PS3.15 B.1; default: the profile's)")
+    group.addoption("--tls-ca", metavar="FILE", default=None,
+                    help="CA certificates that verify the target (default: the profile's, else the system's)")
+    group.addoption("--tls-cert", metavar="FILE", default=None, help="our client certificate (PEM)")
+    group.addoption("--tls-key", metavar="FILE", default=None, help="the key of --tls-cert (PEM)")
+    group.addoption("--tls-server-name", metavar="NAME", default=None,
+                    help="the host name the target's certificate must carry (default: the target's host)")
+    group.addoption("--tls-insecure", action="store_true", default=False,
+                    help="do not verify the target's certificate or host name (recorded in the report)")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -94,22 +85,36 @@ class DicomconfState:
     def __init__(self, config: pytest.Config) -> None:
         from dicomconf.scenario.loader import SourceError
         from dicomconf.scenario.profile import load_profile
+        from dicomconf.scenario.target_setup import (
+            TargetOptions,
+            TargetSetupError,
+            apply_options,
+            external_target,
+            target_address,
+        )
 
         self.config = config
         opt = config.option
-        self.target_text = opt.target
-        self.target_address = None
-        if opt.target:
-            try:
-                self.target_address = parse_target(opt.target)
-            except ValueError as exc:
-                raise pytest.UsageError(str(exc)) from None
+        self.options = TargetOptions.from_namespace(opt)
         self._profile = None
         if opt.profile:
             try:
                 self._profile = load_profile(opt.profile)
             except SourceError as exc:
                 raise pytest.UsageError(f"--profile: {exc}") from None
+        try:
+            self.target_address = target_address(self.options, self._profile)
+        except TargetSetupError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        self.target_text = str(self.target_address) if self.target_address is not None else None
+        self._embedded = None
+        self._target = None
+        try:
+            self.profile = apply_options(self.profile, self.options)
+            if self.target_address is not None:
+                self._target = external_target(self.target_address, self.options, self.profile)
+        except TargetSetupError as exc:
+            raise pytest.UsageError(str(exc)) from None
         self.strict = bool(opt.dicomconf_strict or getattr(opt, "strict", False))
         if _is_worker(config):
             info = config.workerinput
@@ -123,9 +128,6 @@ class DicomconfState:
         self.failed: set[str] = set()
         self.should_failed: set[str] = set()
         self.t0 = time.monotonic()
-        self._handle = None
-        self._tmp: str | None = None
-        self._target = None
 
     @property
     def profile(self):
@@ -159,54 +161,30 @@ class DicomconfState:
             self._target = self._start()
         return self._target
 
-    def _client_tls(self) -> ssl.SSLContext | None:
-        tls = self.profile.tls
-        if not tls.enabled:
-            return None
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False  # loopback targets rarely carry a certificate for 127.0.0.1
-        if tls.ca:
-            ctx.load_verify_locations(cafile=tls.ca)
-        else:
-            ctx.verify_mode = ssl.CERT_NONE
-        if tls.cert and tls.key:
-            ctx.load_cert_chain(tls.cert, tls.key)
-        return ctx
-
     def _start(self):
-        from dicomconf.scenario.engine import Target
+        from dicomconf.scenario.target_setup import EmbeddedTarget
 
-        opt = self.config.option
-        if self.target_address is not None:
-            host, port = self.target_address
-            return Target(host, port, self.profile.tls.port, self._client_tls(),
-                          f"{host}:{port}", opt.called_ae, opt.calling_ae)
-        from dicomconf.scp.runtime import run_in_thread
+        self._embedded = EmbeddedTarget()
+        target, self.profile = self._embedded.start(self.options, self.profile)
+        return target
 
-        cert = key = None
-        if self.profile.tls.enabled:
-            from dicomconf.scenario.certs import TLSUnavailable, self_signed
+    def tls_summary(self) -> dict[str, Any] | None:
+        """What the report says of TLS: None without it, else the port and whether the
+        target's certificate and host name were verified (``--tls-insecure`` turns that off)."""
+        from dicomconf.scenario.target_setup import tls_insecure
 
-            self._tmp = tempfile.mkdtemp(prefix="dicomconf-tls-")
-            try:
-                cert, key = self_signed(Path(self._tmp))
-                tls = dataclasses.replace(self.profile.tls, ca=cert)
-            except TLSUnavailable:
-                tls = dataclasses.replace(self.profile.tls, enabled=False)
-            self.profile = dataclasses.replace(self.profile, tls=tls)
-        self._handle = run_in_thread(self.profile.scp_config(port=0, cert=cert, key=key))
-        tls_port = self._handle.tls_port
-        if tls_port is not None:
-            self.profile = dataclasses.replace(self.profile, tls=dataclasses.replace(self.profile.tls, port=tls_port))
-        return Target("127.0.0.1", self._handle.port, tls_port, self._client_tls(),
-                      "embedded reference SCP", opt.called_ae, opt.calling_ae)
+        if not self.profile.tls.enabled:
+            return None
+        insecure = tls_insecure(self.options, self.profile)
+        return {"port": self.profile.tls.port, "verified": not insecure, "insecure": insecure}
 
     def settle(self, timeout: float = 2.0) -> None:
         """Wait until the embedded SCP has no association left (the next scenario starts clean)."""
-        if self._handle is None:
+        scp = self._embedded.scp if self._embedded is not None else None
+        if scp is None:
             return
         deadline = time.monotonic() + timeout
-        while getattr(self._handle.scp, "active", 0) and time.monotonic() < deadline:
+        while getattr(scp, "active", 0) and time.monotonic() < deadline:
             time.sleep(0.005)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -221,12 +199,9 @@ class DicomconfState:
                 self.should_failed.add(record["nodeid"])
 
     def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.stop()
-            self._handle = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -416,6 +391,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "duration_s": round(time.monotonic() - state.t0, 3),
         "strict": state.strict,
         "exit_status": int(session.exitstatus),
+        "tls": state.tls_summary(),
     }
     state.written = write_reports(state.report_dir, run, state.records, latest=session.config.option.report_dir is None or session.config.option.dicomconf_link_latest)
 

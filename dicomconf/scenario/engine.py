@@ -40,6 +40,7 @@ from dicomconf.scenario.loader import SourceError
 from dicomconf.scenario.match import get_path, match, pdu_view
 from dicomconf.scenario.model import Scenario, Step
 from dicomconf.scenario.profile import Profile
+from dicomconf.scu.target import format_hostport
 from dicomconf.ul import constants as C
 from dicomconf.ul.errors import LocalProtocolError
 
@@ -50,7 +51,8 @@ STORE_WITHIN = 30.0
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where the scenario connects: loopback host, port, optional TLS port and client context."""
+    """Where the scenario connects: host (name or address), port, optional TLS port and client
+    context, and the name the target's certificate must carry when it differs from ``host``."""
 
     host: str
     port: int
@@ -59,6 +61,7 @@ class Target:
     description: str = ""
     called_ae: str | None = None
     calling_ae: str | None = None
+    server_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,11 +267,12 @@ class Runner:
                 raise ScenarioFailure(step, "the scenario needs TLS but the target has no TLS port in its profile")
             port, context = self.target.tls_port, self.target.tls_context
         try:
-            conn = Connection.open(self.target.host, port, tls=context, timeout=within)
+            conn = Connection.open(self.target.host, port, tls=context, timeout=within,
+                                   server_name=self.target.server_name)
         except (OSError, ssl.SSLError) as exc:
             raise ScenarioFailure(
                 step,
-                f"could not connect to {self.target.host}:{port}{' (TLS)' if tls else ''}: {exc}",
+                f"could not connect to {format_hostport(self.target.host, port)}{' (TLS)' if tls else ''}: {exc}",
                 expected=f"a connection within {within:g}s",
                 came=str(exc),
             ) from None

@@ -27,8 +27,9 @@ PLUGIN = "dicomconf.pytest_plugin"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="SCENARIOS",
                         help="scenario directories or files (default: ./scenarios or the checkout's scenarios/)")
-    parser.add_argument("--target", metavar="HOST:PORT",
-                        help="the SCP under test (loopback only); default: the embedded reference SCP")
+    parser.add_argument("--target", metavar="HOST[:PORT]",
+                        help="the SCP under test: a host name, IPv4 or [IPv6] address, port 104 unless given "
+                             "(default: the profile's target, else the embedded reference SCP)")
     parser.add_argument("--called-ae", help="called AE title (default: the profile's ae_title)")
     parser.add_argument("--calling-ae", help="calling AE title (default: the profile's calling_ae)")
     parser.add_argument("--profile", metavar="FILE", help="target profile (YAML)")
@@ -38,6 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--workers", metavar="N", help="run scenarios in N processes (pytest-xdist), or 'auto'")
     parser.add_argument("-k", dest="keyword", metavar="EXPR", help="only scenarios whose id matches EXPR (pytest -k)")
     parser.add_argument("-q", "--quiet", action="store_true", help="less output")
+    tls = parser.add_argument_group("TLS (PS3.15 B.1); each overrides the profile's tls section")
+    tls.add_argument("--tls-port", type=int, metavar="N", help="the target's TLS port")
+    tls.add_argument("--tls-ca", metavar="FILE",
+                     help="CA certificates that verify the target (default: the system's trust store)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="our client certificate (PEM)")
+    tls.add_argument("--tls-key", metavar="FILE", help="the key of --tls-cert (PEM)")
+    tls.add_argument("--tls-server-name", metavar="NAME",
+                     help="the host name the target's certificate must carry (default: the target's host)")
+    tls.add_argument("--tls-insecure", action="store_true",
+                     help="do not verify the target's certificate or host name (recorded in the report)")
 
 
 def default_scenarios(cwd: Path | None = None) -> Path | None:
@@ -68,9 +79,13 @@ def pytest_args(args: argparse.Namespace) -> list[str] | str:
     out += ["-p", "no:cacheprovider", f"--junitxml={Path(report_dir) / 'junit.xml'}", "-o", "junit_family=xunit2",
             "--report-dir", report_dir]
     for flag, value in (("--target", args.target), ("--called-ae", args.called_ae),
-                        ("--calling-ae", args.calling_ae), ("--profile", args.profile)):
-        if value:
-            out += [flag, value]
+                        ("--calling-ae", args.calling_ae), ("--profile", args.profile),
+                        ("--tls-port", args.tls_port), ("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
+                        ("--tls-key", args.tls_key), ("--tls-server-name", args.tls_server_name)):
+        if value is not None:
+            out += [flag, str(value)]
+    if args.tls_insecure:
+        out.append("--tls-insecure")
     if args.strict:
         out.append("--dicomconf-strict")
     if args.workers:

@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-A :class:`Connection` is one TCP (optionally TLS) connection to a loopback
-peer, driven from one thread with blocking calls and explicit timeouts.  It has
+A :class:`Connection` is one TCP (optionally TLS) connection to the target,
+wherever it is (a host name, an IPv4 or IPv6 address), driven from one thread with blocking calls and explicit timeouts.  It has
 no state machine on purpose: a conformance harness must be able to send an
 A-RELEASE-RQ before the association exists or half a PDU and then nothing.
 
@@ -32,7 +32,6 @@ was reading is stamped when it was read.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import ssl
 import struct
@@ -41,6 +40,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from dicomconf.scu.target import check_host, check_port
 from dicomconf.ul.errors import RemoteProtocolError
 from dicomconf.ul.framing import PDUReader
 from dicomconf.ul.pdu import PDU, decode_pdu, pdu_name
@@ -49,10 +49,6 @@ from dicomconf.wire.findings import ConversationState, Finding
 
 RECV_SIZE = 256 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)
-
-
-class TargetRefused(ValueError):
-    """The target is not a loopback address: dicomconf never talks to anything else."""
 
 
 class Closed(Exception):
@@ -97,27 +93,6 @@ class Received:
         return pdu_name(self.pdu) if self.pdu is not None else "undecodable"
 
 
-def check_loopback(host: str) -> None:
-    """Raise :class:`TargetRefused` unless ``host`` is a loopback target.
-
-    Literal addresses must lie in 127.0.0.0/8 or be ::1; the only name
-    accepted is ``localhost`` (and :meth:`Connection.open` checks the address
-    it actually reached).  Any other name is refused without a lookup.
-    """
-    if not isinstance(host, str):
-        raise TargetRefused(f"target host must be a string, not {type(host).__name__}")
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is None and host.lower().rstrip(".") != "localhost":
-        raise TargetRefused(
-            f"refusing target {host!r}: dicomconf only connects to loopback (127.0.0.0/8, ::1, localhost)"
-        )
-    if literal is not None and not literal.is_loopback:
-        raise TargetRefused(f"refusing target {host!r}: not a loopback address (127.0.0.0/8, ::1)")
-
-
 def _as_bytes(data: Any) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
@@ -130,7 +105,7 @@ def _as_bytes(data: Any) -> bytes:
 
 
 class Connection:
-    """One connection to a loopback peer; see the module docstring."""
+    """One connection to the target; see the module docstring."""
 
     def __init__(self, sock: socket.socket, conversation: Conversation, timeout: float = 10.0) -> None:
         self.sock = sock
@@ -153,20 +128,32 @@ class Connection:
 
     @classmethod
     def open(
-        cls, host: str, port: int, *, tls: ssl.SSLContext | None = None, timeout: float = 10.0
+        cls,
+        host: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
+        server_name: str | None = None,
     ) -> "Connection":
-        """Connect to ``host``:``port`` (loopback only), optionally with TLS (PS3.15 B.1)."""
-        check_loopback(host)
-        if not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError(f"port {port!r} is not a TCP port number (1-65535)")
+        """Connect to ``host``:``port``, optionally with TLS (PS3.15 B.1).
+
+        ``host`` is a host name or a literal IPv4/IPv6 address; a name is
+        resolved and every address it resolves to is tried in order until
+        one accepts (``socket.create_connection``).  With TLS, the name
+        checked against the target's certificate (and sent as SNI) is
+        ``server_name`` when given, else ``host``, unless the context does not
+        check host names.
+        """
+        host = check_host(host, "target host")
+        port = check_port(port)
         sock = socket.create_connection((host, port), timeout=timeout)
         try:
             peer = sock.getpeername()
-            if not ipaddress.ip_address(peer[0]).is_loopback:
-                raise TargetRefused(f"{host!r} connected to non-loopback {peer[0]}")
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls is not None:
-                sock = tls.wrap_socket(sock, server_hostname=host if tls.check_hostname else None)
+                name = (server_name or host) if tls.check_hostname else None
+                sock = tls.wrap_socket(sock, server_hostname=name)
             local = sock.getsockname()
         except BaseException:
             sock.close()

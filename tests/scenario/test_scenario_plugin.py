@@ -271,8 +271,10 @@ def test_inert_outside_scenarios_and_clear_usage_errors(tmp_path):
     assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout
     assert not (tmp_path / "reports").exists()
 
-    result = run_pytest(tmp_path, "tests", "--target", "192.0.2.7:104")
-    assert result.returncode == 4 and "not a loopback address" in result.stderr
+    result = run_pytest(tmp_path, "tests", "--target", "pacs host:104")
+    assert result.returncode == 4 and "'pacs host' is not a host name or an IP address" in result.stderr
+    result = run_pytest(tmp_path, "tests", "--target", "127.0.0.1:104", "--tls-port", "2762", "--tls-ca", "nowhere.pem")
+    assert result.returncode == 4 and "cannot load the CA file 'nowhere.pem'" in result.stderr
 
     write(tmp_path / "bad-profile.yaml", "name: x\ntimers:\n  idle: later\n")
     result = run_pytest(tmp_path, "tests", "--profile", "bad-profile.yaml")

@@ -61,5 +61,5 @@ def test_run_usage_errors(tmp_path):
     result = _run(tmp_path, "nowhere")
     assert result.returncode == 2 and "no such file or directory: nowhere" in result.stderr
     write(tmp_path / "scenarios" / "cli.yaml", SCENARIOS)
-    result = _run(tmp_path, "--target", "198.51.100.1:104")
-    assert result.returncode == 4 and "loopback" in result.stderr
+    result = _run(tmp_path, "--target", "[198.51.100.1]:104")
+    assert result.returncode == 4 and "brackets are only for IPv6 addresses" in result.stderr
