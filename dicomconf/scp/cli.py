@@ -1,6 +1,7 @@
 """``dicomconf scp``: run the reference SCP in the foreground.
 
-Binds 127.0.0.1:11112 unless told otherwise, logs one line per association
+Binds 127.0.0.1:11112 unless told otherwise (``--host`` takes any address,
+``::`` for every IPv6 and IPv4 address), logs one line per association
 (peer, AE titles, contexts accepted, outcome, duration) and, with ``-v``, a
 PDU trace.  Ctrl-C or SIGTERM stops accepting, lets in-flight stores finish
 and answer, then exits 0.  A bad configuration exits 2 with ``file:line``.
@@ -19,7 +20,9 @@ from dicomconf.scp.config import STORAGE_KINDS, ConfigError, SCPConfig
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file (see docs/scp.md)")
-    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--host", help="address to listen on: an IPv4 or IPv6 address or a host name; "
+                                       "0.0.0.0 for every IPv4 address, :: for every address (IPv6 and, "
+                                       "where the OS allows, IPv4); default 127.0.0.1")
     parser.add_argument("--port", type=int, help="port to bind (default 11112; 0 picks a free one)")
     parser.add_argument("--ae", action="append", metavar="TITLE", help="AE title to answer to (repeatable)")
     parser.add_argument("--storage", choices=STORAGE_KINDS, help="where C-STORE data sets go")
@@ -51,7 +54,8 @@ async def _serve(config: SCPConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"dicomconf scp listening on {config.host}:{scp.port}"
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    print(f"dicomconf scp listening on {host}:{scp.port}"
           + (f" (TLS on {scp.tls_port})" if scp.tls_port else ""), file=sys.stderr, flush=True)
     try:
         await stop.wait()

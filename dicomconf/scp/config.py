@@ -28,6 +28,7 @@ from typing import Any, Callable
 import yaml
 from pydicom.uid import UID_dictionary
 
+from dicomconf.scp.tls import TLSConfig, TLSSetupError, server_context
 from dicomconf.ul import constants as C
 
 STORAGE_KINDS = ("memory", "directory", "discard")
@@ -37,21 +38,6 @@ _KEYWORDS: dict[str, str] = {v[4]: uid for uid, v in UID_dictionary.items() if v
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message starts ``file:line:``."""
-
-
-@dataclass
-class TLSConfig:
-    """The TLS listener beside the plain one (PS3.15 B.1, the seed's security layer)."""
-
-    cert: str | None = None
-    key: str | None = None
-    ca: str | None = None
-    require_client_cert: bool = False
-    port: int | None = None  # None: no TLS listener; 0: pick a free port
-
-    @property
-    def enabled(self) -> bool:
-        return self.port is not None
 
 
 @dataclass
@@ -498,9 +484,10 @@ def _tls(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
             setattr(tls, key, path)
     if not (tls.cert and tls.key):
         raise _fail(at, line, "tls needs both cert and key")
-    from dicomconf.scp.tls import server_context
-
-    server_context(tls, at(line))  # a certificate or key that does not load fails here, with this line
+    try:
+        server_context(tls)  # a certificate or key that does not load fails here, with this line
+    except TLSSetupError as exc:
+        raise _fail(at, line, str(exc)) from None
     cfg.tls = tls
 
 

@@ -53,10 +53,11 @@ import collections
 import concurrent.futures
 import logging
 import resource
+import socket
 import struct
 from typing import Any
 
-from dicomconf.scp.config import SCPConfig
+from dicomconf.scp.config import ConfigError, SCPConfig
 from dicomconf.scp.responses import response_command, response_pdata
 from dicomconf.scp.storage import (
     STATUS_OUT_OF_RESOURCES,
@@ -66,6 +67,7 @@ from dicomconf.scp.storage import (
     StoredInstance,
     make_storage,
 )
+from dicomconf.scp.tls import TLSSetupError, server_context
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse, events as ev
 from dicomconf.ul.association import Association
@@ -519,6 +521,19 @@ def _raise_nofile(wanted: int) -> None:
             pass
 
 
+def _where(host: str, port: int, backlog: int) -> dict[str, Any]:
+    """Where a listener binds, as ``create_server`` arguments (PS3.8 9.1.2: the acceptor listens).
+
+    ``::`` (every IPv6 address) is one dual-stack socket where the OS allows, so IPv4 peers
+    reach it too (asyncio's own binding of ``::`` is IPv6-only); any other host binds as given.
+    """
+    if host == "::" and socket.has_dualstack_ipv6():
+        sock = socket.create_server(("::", port), family=socket.AF_INET6, backlog=backlog,
+                                    reuse_port=False, dualstack_ipv6=True)
+        return {"sock": sock, "backlog": backlog}
+    return {"host": host, "port": port, "backlog": backlog, "reuse_address": True}
+
+
 class ReferenceSCP:
     """The reference SCP (see the module docstring); ``start()``, ``stop()``, ``.port``, ``.stored``."""
 
@@ -555,28 +570,29 @@ class ReferenceSCP:
 
     async def start(self) -> None:
         """Bind the listeners (PS3.8 9.1.2: the acceptor listens); port 0 picks a free port."""
-        from dicomconf.scp.tls import server_context
-
         self._loop = loop = asyncio.get_running_loop()
         cfg = self.config
         _raise_nofile(max(4096, cfg.backlog * 2))
         if self.storage.blocking:
             self._executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="dicomconf-store")
         server = await loop.create_server(
-            lambda: _Connection(self, False), cfg.host, cfg.port, backlog=cfg.backlog, reuse_address=True
+            lambda: _Connection(self, False), **_where(cfg.host, cfg.port, cfg.backlog)
         )
         self._servers.append(server)
         self.port = server.sockets[0].getsockname()[1]
         if cfg.tls.enabled:
-            ctx = server_context(cfg.tls, f"{cfg.source}:0")
+            try:
+                ctx = server_context(cfg.tls)
+            except TLSSetupError as exc:
+                raise ConfigError(f"{cfg.source}: {exc}") from None
             tls_server = await loop.create_server(
-                lambda: _Connection(self, True), cfg.host, cfg.tls.port, backlog=cfg.backlog,
-                reuse_address=True, ssl=ctx, ssl_handshake_timeout=cfg.artim_timeout,
+                lambda: _Connection(self, True), **_where(cfg.host, cfg.tls.port, cfg.backlog),
+                ssl=ctx, ssl_handshake_timeout=cfg.artim_timeout,
             )
             self._servers.append(tls_server)
             self.tls_port = tls_server.sockets[0].getsockname()[1]
         log.info(
-            "listening on %s:%d%s as %s (storage: %s)", cfg.host, self.port,
+            "listening on %s:%d%s as %s (storage: %s)", f"[{cfg.host}]" if ":" in cfg.host else cfg.host, self.port,
             f", TLS on {self.tls_port}" if self.tls_port else "", "/".join(cfg.ae_titles), self.storage.kind,
         )
 

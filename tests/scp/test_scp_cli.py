@@ -72,3 +72,51 @@ def test_cli_port_in_use_is_a_clear_error():
         sock.close()
     assert result.returncode == 1
     assert "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def _echo_through(host: str, port: int) -> int:
+    from dicomconf.scu.client import SCU
+    from dicomconf.scu.connection import Connection
+
+    with Connection.open(host, port, timeout=5) as conn:
+        scu = SCU(conn, calling_ae="DUALSCU", called_ae="DICOMCONF")
+        scu.associate(["verification"])
+        status = scu.echo()
+        scu.release()
+    return status
+
+
+@pytest.mark.parametrize("host, reach", [("::", ("::1", "127.0.0.1")), ("::1", ("::1",)), ("127.0.0.1", ("127.0.0.1",))])
+def test_cli_listens_on_ipv6_and_dual_stack(host, reach):
+    """``--host ::`` is one dual-stack listener (IPv6 and IPv4 peers); ``::1`` is IPv6 alone."""
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    if host == "::" and not socket.has_dualstack_ipv6():
+        pytest.skip("this OS has no dual-stack IPv6 sockets")
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError as exc:
+        pytest.skip(f"::1 is not configured here: {exc}")
+    proc = _spawn("--host", host, "--port", "0")
+    try:
+        line = proc.stderr.readline()
+        shown = f"[{host}]" if ":" in host else host
+        match = re.search(rf"listening on {re.escape(shown)}:(\d+)", line)
+        assert match, line
+        port = int(match.group(1))
+        for address in reach:
+            assert _echo_through(address, port) == 0
+        if host == "::1":
+            with pytest.raises(OSError):
+                _echo_through("127.0.0.1", port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0
