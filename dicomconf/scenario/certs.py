@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 When no ``--target`` is given and the built-in profile claims TLS, the
 plugin starts the reference SCP with a TLS listener beside the plain one.
-:func:`self_signed` writes a fresh self-signed certificate for
-``localhost`` / 127.0.0.1 / ::1 and its key (EC P-256, valid one day) into a
+:func:`self_signed` writes a fresh self-signed certificate (by default for
+``localhost`` / 127.0.0.1 / ::1) and its key (EC P-256, valid one day) into a
 temporary directory; the same certificate is the CA the scenario's TLS
 client trusts.  It needs the ``cryptography`` package; without it
 :class:`TLSUnavailable` is raised and TLS scenarios are skipped with that
@@ -23,8 +23,15 @@ class TLSUnavailable(RuntimeError):
     """No way to make a certificate here (the ``cryptography`` package is missing)."""
 
 
-def self_signed(directory: Path) -> tuple[str, str]:
-    """Write ``cert.pem`` and ``key.pem`` into ``directory``; return their paths."""
+DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def self_signed(directory: Path, names: tuple[str, ...] = DEFAULT_NAMES, stem: str = "") -> tuple[str, str]:
+    """Write ``<stem>cert.pem`` and ``<stem>key.pem`` into ``directory``; return their paths.
+
+    ``names`` become the certificate's subject alternative names: IP addresses as
+    iPAddress entries, anything else as dNSName (RFC 6125 host name checks).
+    """
     try:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
@@ -35,10 +42,13 @@ def self_signed(directory: Path) -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dicomconf reference SCP")])
     now = _dt.datetime.now(_dt.timezone.utc)
-    alt = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-         x509.IPAddress(ipaddress.ip_address("::1"))]
-    )
+    entries = []
+    for entry in names:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(entry)))
+        except ValueError:
+            entries.append(x509.DNSName(entry))
+    alt = x509.SubjectAlternativeName(entries)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -51,7 +61,7 @@ def self_signed(directory: Path) -> tuple[str, str]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path, key_path = directory / f"{stem}cert.pem", directory / f"{stem}key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(
