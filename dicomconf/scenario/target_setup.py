@@ -55,6 +55,7 @@ class TargetOptions:
     tls_key: str | None = None
     tls_insecure: bool = False
     tls_server_name: str | None = None
+    target_timeout: float | None = None
 
     @classmethod
     def from_namespace(cls, ns: Any) -> "TargetOptions":
