@@ -34,8 +34,10 @@ Association-level checks, first failing one wins
        RJ (1, 1, 3).
     7. user identity refused (PS3.7 D.3.3.7; PS3.15 B.6: "if the
        authentication fails, the association shall be rejected") ->
-       RJ (1, 1, 1): Table 9-21 has no identity-specific reason, and the
-       check is the service-user's, so source 1 with no-reason-given.
+       RJ (1, 2, 1): D.3.3.7's note has a rejection for an authorization
+       failure indicated as rejected-permanent with the source "DICOM UL
+       service-provider (ACSE related function)"; Table 9-21 gives that
+       source no identity-specific reason, so no-reason-given.
 
     The provider's own checks (1-3) come before the service-user's (4-7),
     as in AE-6 (and 7.1.2.6) the user sees only a request the provider
@@ -412,7 +414,7 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
         return _rejected(found, rejection)
     identity_ok, user, identity_reply = _user_identity(found.get(UserIdentityRQ), policy)  # type: ignore[arg-type]
     if not identity_ok:
-        return _rejected(found, (C.RJ_RESULT_PERMANENT, C.RJ_SOURCE_USER, C.RJ_USER_NO_REASON))
+        return _rejected(found, (C.RJ_RESULT_PERMANENT, C.RJ_SOURCE_ACSE, C.RJ_ACSE_NO_REASON))
 
     supported = policy.supported
     policy_roles = policy.roles
