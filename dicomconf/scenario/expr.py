@@ -13,7 +13,7 @@ Expressions are parsed with :mod:`ast` and interpreted here, never passed to
 ``eval``: only literals, names from the namespace, attribute and constant
 subscript access, arithmetic, comparisons, ``and``/``or``/``not``, the
 conditional expression and the functions ``min``, ``max``, ``abs``, ``int``,
-``float``, ``len``, ``round`` are allowed.  Attribute access refuses names
+``float``, ``len``, ``round``, ``lower``, ``upper`` (of a string) are allowed.  Attribute access refuses names
 that start with an underscore.
 
 Durations are ``500ms``, ``5s``, ``1.5s``, ``2m`` or a bare number of
@@ -52,7 +52,8 @@ _COMPARE = {
     ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
 }
-_FUNCTIONS = {"min": min, "max": max, "abs": abs, "int": int, "float": float, "len": len, "round": round}
+_FUNCTIONS = {"min": min, "max": max, "abs": abs, "int": int, "float": float, "len": len, "round": round,
+              "lower": lambda text: str(text).lower(), "upper": lambda text: str(text).upper()}
 
 
 def _get_attr(value: Any, name: str, text: str) -> Any:

@@ -80,6 +80,7 @@ def test_templates_render_values_and_strings():
     assert render("{profile.timers.idle > 3 and index == 3}", ns) is True
     assert render("{max(index, 10) if index else 0}", ns) == 10
     assert render_all({"a": ["{index}", {"b": "x{index}"}], "c": 5}, ns) == {"a": [3, {"b": "x3"}], "c": 5}
+    assert render("{lower(title)}-{upper(title)}", {"title": "Pacs-1"}) == "pacs-1-PACS-1"
 
 
 @pytest.mark.parametrize(
