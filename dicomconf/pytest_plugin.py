@@ -25,6 +25,14 @@ the records and writes ``report.json`` and ``report.html`` at session end
 JUnit properties (id, clauses, severity, area) go through
 ``item.user_properties`` into pytest's own ``--junitxml``.
 
+Disruptive scenarios (``disruptive: true``) carry the registered marker
+``disruptive``; against an external target each scenario runs inside the
+target's cross-process lock (:mod:`dicomconf.scenario.exclusive`), exclusive
+for a disruptive one, so verdicts do not depend on ``-n``.  Scenarios left out
+of the run (``-m "not disruptive"``, ``-k``) are recorded with the reason by
+``pytest_deselected``; xdist workers send theirs in ``workeroutput`` and the
+controller puts them in the reports.
+
 Severity: a failed *should* scenario is reported (outcome "failed" in every
 report, shown as ``SHOULD-FAIL`` in the terminal) but does not fail the run
 unless ``--strict`` (pytest's own flag, which also turns on pytest's other
@@ -42,8 +50,11 @@ from typing import Any
 
 import pytest
 
+from dicomconf.scenario.library import SCENARIO_SUFFIXES
+
 _STATE = pytest.StashKey["DicomconfState"]()
-SCENARIO_SUFFIXES = (".yaml", ".yml")
+_PREFLIGHT = pytest.StashKey[Any]()
+_DESELECTED = pytest.StashKey[dict]()  # nodeid -> record of a scenario left out of the run
 
 
 # ---------------------------------------------------------------------- options
@@ -63,6 +74,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dicomconf-link-latest", action="store_true", default=False, help=argparse.SUPPRESS)
     group.addoption("--dicomconf-strict", action="store_true", default=False,
                     help="should-level failures fail the run (pytest's --strict does too)")
+    group.addoption("--target-timeout", type=float, metavar="SECONDS", default=None,
+                    help="how long the target may take to accept a connection and answer the first "
+                         "A-ASSOCIATE-RQ before the run stops as unreachable (default 5)")
+    group.addoption("--scenario-timeout", type=float, metavar="SECONDS", default=None,
+                    help="time limit of each scenario (default: 120 s plus twice the profile's longest timer)")
     group.addoption("--tls-port", type=int, metavar="N", default=None,
                     help="the target's TLS port (PS3.15 B.1; default: the profile's)")
     group.addoption("--tls-ca", metavar="FILE", default=None,
@@ -73,6 +89,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="the host name the target's certificate must carry (default: the target's host)")
     group.addoption("--tls-insecure", action="store_true", default=False,
                     help="do not verify the target's certificate or host name (recorded in the report)")
+
+
+LIVENESS_TIMEOUT = 3.0  # seconds: does a target that just failed a scenario still answer?
+
+
+class TargetLost(Exception):
+    """The target stopped answering earlier in the run; this scenario was not played."""
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -109,6 +132,9 @@ class DicomconfState:
         self.target_text = str(self.target_address) if self.target_address is not None else None
         self._embedded = None
         self._target = None
+        self.preflight = config.stash.get(_PREFLIGHT, None)
+        self.lost: dict[str, Any] | None = None
+        self.options_scenario_timeout = opt.scenario_timeout
         try:
             self.profile = apply_options(self.profile, self.options)
             if self.target_address is not None:
@@ -168,6 +194,55 @@ class DicomconfState:
         target, self.profile = self._embedded.start(self.options, self.profile)
         return target
 
+    @property
+    def called_ae(self) -> str:
+        return self.options.called_ae or self.profile.ae_title
+
+    @property
+    def calling_ae(self) -> str:
+        return self.options.calling_ae or self.profile.calling_ae
+
+    # ---------------------------------------------------------------- a target that dies mid-run
+
+    def time_limit(self) -> float:
+        """Each scenario's limit: ``--scenario-timeout``, else 120 s plus twice the longest timer
+        the profile claims (scenarios that wait for ARTIM or the idle timeout must fit)."""
+        if self.options_scenario_timeout:
+            return self.options_scenario_timeout
+        timers = [t for t in (self.profile.timers.artim, self.profile.timers.idle) if t]
+        return 120.0 + 2 * max(timers, default=0.0)
+
+    def note_if_lost(self, scenario_id: str) -> dict[str, Any] | None:
+        """After a scenario that did not pass against a named target: does the target still answer?
+        If not, remember the scenario at which it stopped (the report says so)."""
+        if self.target_address is None or self.lost is not None:
+            return None
+        from dicomconf.scenario.preflight import check_target
+
+        result = check_target(self.target(), self.called_ae, self.calling_ae, LIVENESS_TIMEOUT)
+        if result.ok or result.cause in ("called-ae", "calling-ae"):
+            return None
+        self.lost = {
+            "at_scenario": scenario_id,
+            "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "cause": result.cause,
+            "message": result.message,
+        }
+        return self.lost
+
+    def check_not_lost(self, scenario_id: str) -> None:
+        """Before a scenario, once the target stopped answering: run only if it answers again."""
+        if self.lost is None:
+            return
+        from dicomconf.scenario.preflight import check_target
+
+        result = check_target(self.target(), self.called_ae, self.calling_ae, LIVENESS_TIMEOUT)
+        if result.ok:
+            self.lost = None
+            return
+        raise TargetLost(f"not run: the target stopped answering at scenario {self.lost['at_scenario']} "
+                         f"({self.lost['message']}), and still does not answer")
+
     def tls_summary(self) -> dict[str, Any] | None:
         """What the report says of TLS: None without it, else the port and whether the
         target's certificate and host name were verified (``--tls-insecure`` turns that off)."""
@@ -208,6 +283,9 @@ def pytest_configure(config: pytest.Config) -> None:
     state = DicomconfState(config)
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "dicomconf-state")
+    config.addinivalue_line(
+        "markers", "disruptive: a scenario that may disturb other users of the target; it runs alone "
+                   "against it, and dicomconf run --gentle (-m 'not disruptive') leaves it out")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -259,6 +337,7 @@ class ScenarioItem(pytest.Item):
         super().__init__(**kwargs)
         self.entry = entry
         self.failure: Any = None
+        self.target_lost: dict[str, Any] | None = None
         self.pcap: str | None = None
         self.findings: list[dict] = []
         self.duration_s = 0.0
@@ -270,12 +349,16 @@ class ScenarioItem(pytest.Item):
             "clauses": list(sc.clauses) if sc else [str(c) for c in raw.get("clauses", []) or [] if isinstance(raw.get("clauses"), list)],
             "severity": sc.severity if sc else (raw.get("severity") if raw.get("severity") in ("must", "should") else "must"),
             "area": sc.area if sc else str(raw.get("area", "")),
+            "disruptive": sc.disruptive if sc else raw.get("disruptive") is True,
         }
+        if self.meta["disruptive"]:
+            self.add_marker("disruptive")
         for key in ("id", "clauses", "severity", "area"):
             value = self.meta[key]
             self.user_properties.append((key, ", ".join(value) if isinstance(value, list) else value))
 
     def runtest(self) -> None:
+        from dicomconf.scenario import exclusive
         from dicomconf.scenario.engine import Runner
         from dicomconf.scenario.profile import unmet
 
@@ -290,16 +373,24 @@ class ScenarioItem(pytest.Item):
         reason = unmet(state.profile, scenario.requires)  # the started SCP may have filled in the profile
         if reason:
             pytest.skip(reason)
+        state.check_not_lost(scenario.id)
         pcap = state.report_dir / "pcap" / f"{_safe(scenario.id)}.pcap"
         runner = Runner(scenario, state.profile, target)
-        t0 = time.monotonic()
-        try:
-            runner.run(pcap)
-        finally:
-            self.duration_s = time.monotonic() - t0
-            self.findings = runner.findings
-            self.pcap = str(pcap) if pcap.exists() else None
-            state.settle()
+        # A disruptive scenario runs alone against an external target, whatever -n is.
+        workers = int(self.config.workerinput.get("workercount", 1)) if _is_worker(self.config) else 1
+        alone = exclusive.runs_alone(scenario.disruptive, state.profile.max_associations, workers)
+        with exclusive.hold(state.target_address, alone):
+            t0 = time.monotonic()
+            try:
+                runner.run(pcap, time_limit=state.time_limit())
+            except BaseException:
+                self.target_lost = state.note_if_lost(scenario.id)
+                raise
+            finally:
+                self.duration_s = time.monotonic() - t0
+                self.findings = runner.findings
+                self.pcap = str(pcap) if pcap.exists() else None
+                state.settle()
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         from dicomconf.scenario.engine import ScenarioFailure
@@ -310,6 +401,8 @@ class ScenarioItem(pytest.Item):
             return f"{head} failed: {excinfo.value.render(self.pcap)}"
         if isinstance(excinfo.value, SourceError):
             return f"{head}: invalid scenario\n{excinfo.value}"
+        if isinstance(excinfo.value, TargetLost):
+            return f"{head}: {excinfo.value}"
         return f"{head}: engine error\n" + str(super().repr_failure(excinfo))
 
     def reportinfo(self):
@@ -318,6 +411,42 @@ class ScenarioItem(pytest.Item):
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+# ---------------------------------------------------------------------- scenarios left out
+
+
+def _deselect_reason(item: ScenarioItem, config: pytest.Config) -> str:
+    markexpr, keyword = config.option.markexpr, config.option.keyword
+    if item.meta["disruptive"] and "disruptive" in markexpr:
+        return f"disruptive: may disturb other users of the target (-m {markexpr!r}; dicomconf run --gentle)"
+    given = [f"{flag} {expr!r}" for flag, expr in (("-k", keyword), ("-m", markexpr)) if expr]
+    return f"deselected by {' or '.join(given)}" if given else "deselected"
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Record the scenarios left out of the run; xdist workers send theirs to the controller."""
+    for item in items:
+        if not isinstance(item, ScenarioItem):
+            continue
+        config = item.config
+        left = config.stash.setdefault(_DESELECTED, {})
+        left[item.nodeid] = {
+            **item.meta,
+            "file": f"{item.entry.scenario.file if item.entry.scenario else item.path}:{item.entry.line}",
+            "reason": _deselect_reason(item, config),
+            "nodeid": item.nodeid,
+        }
+        if _is_worker(config):
+            config.workeroutput["dicomconf_deselected"] = list(left.values())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist controller: gather the scenarios each worker left out (they all collect the same)."""
+    left = node.config.stash.setdefault(_DESELECTED, {})
+    for record in getattr(node, "workeroutput", {}).get("dicomconf_deselected", ()):
+        left.setdefault(record["nodeid"], record)
 
 
 # ---------------------------------------------------------------------- results
@@ -358,6 +487,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             "file": f"{item.entry.scenario.file if item.entry.scenario else item.path}:{item.entry.line}",
             "failure": failure,
             "skip_reason": skip_reason,
+            "target_lost": item.target_lost,
             "nodeid": item.nodeid,
         }
     return report
@@ -372,39 +502,104 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     return "should-failed", "S", ("SHOULD-FAIL", {"yellow": True})
 
 
+def _names_scenarios(config: pytest.Config) -> bool:
+    """True if the run's paths hold scenario files (so checking the target is worth it)."""
+    for arg in config.args:
+        path = Path(str(arg).split("::", 1)[0])
+        if not path.is_absolute():
+            path = config.invocation_params.dir / path
+        if path.is_file() and path.suffix in SCENARIO_SUFFIXES:
+            return True
+        if path.is_dir() and any(p.suffix in SCENARIO_SUFFIXES for p in path.rglob("*.y*ml")):
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Before anything runs: does the named target answer at all? (:mod:`dicomconf.scenario.preflight`)
+
+    Runs in the controller only, before xdist starts workers, and only when a target was
+    named and the run's paths hold scenarios.  An unreachable target ends the run here with
+    one message, a report that says why, and :data:`dicomconf.exitcodes.TARGET_UNREACHABLE`
+    (an AE title the target does not recognise: :data:`~dicomconf.exitcodes.USAGE_ERROR`).
+    """
+    opt = config.option
+    if _is_worker(config) or not opt.target and not opt.profile:
+        return None
+    if any(getattr(opt, name, False) for name in ("help", "version", "collectonly", "showfixtures", "markers")):
+        return None
+    if not _names_scenarios(config):
+        return None
+    from dicomconf import exitcodes
+    from dicomconf.scenario.preflight import DEFAULT_TIMEOUT, check_target
+
+    state = DicomconfState(config)
+    if state._target is None:
+        return None
+    config.stash[_PREFLIGHT] = result = check_target(
+        state._target, state.called_ae, state.calling_ae, state.options.target_timeout or DEFAULT_TIMEOUT
+    )
+    if result.ok:
+        return None
+    state.preflight = result
+    code = exitcodes.USAGE_ERROR if result.cause in ("called-ae", "calling-ae") else exitcodes.TARGET_UNREACHABLE
+    _write_run_report(state, None, code)
+    import sys
+
+    print(f"dicomconf: no scenario was run: {result.render()}\nreports: {state.written}", file=sys.stderr, flush=True)
+    return code
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(_STATE, None)
     if state is None:
         return
     state.stop()
-    if _is_worker(session.config) or not state.records:
+    deselected = list(session.config.stash.get(_DESELECTED, {}).values())
+    if _is_worker(session.config) or not (state.records or state.preflight or deselected):
         return
     if not state.strict and session.exitstatus == pytest.ExitCode.TESTS_FAILED and state.failed <= state.should_failed:
         session.exitstatus = pytest.ExitCode.OK
+    _write_run_report(state, session, int(session.exitstatus))
+
+
+def _write_run_report(state: DicomconfState, session: pytest.Session | None, exit_status: int) -> None:
+    """report.json and report.html for the run (also when the target never answered)."""
     from dicomconf.report import write_reports
 
+    deselected = list(session.config.stash.get(_DESELECTED, {}).values()) if session is not None else []
+    lost = sorted((r["target_lost"] for r in state.records if r.get("target_lost")), key=lambda x: x["at"])
     run = {
         "target": state.target_text or "embedded reference SCP",
         "profile": {"name": state.profile.name, "source": state.profile.source},
         "start": state.started,
         "duration_s": round(time.monotonic() - state.t0, 3),
         "strict": state.strict,
-        "exit_status": int(session.exitstatus),
+        "exit_status": exit_status,
         "tls": state.tls_summary(),
+        "preflight": state.preflight.as_dict() if state.preflight else None,
+        "target_lost": lost[0] if lost else None,
     }
-    state.written = write_reports(state.report_dir, run, state.records, latest=session.config.option.report_dir is None or session.config.option.dicomconf_link_latest)
+    state.written = write_reports(state.report_dir, run, state.records, latest=state.config.option.report_dir is None or state.config.option.dicomconf_link_latest,
+                                  deselected=deselected)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
-    if state is None or _is_worker(config) or not state.records:
+    deselected = list(config.stash.get(_DESELECTED, {}).values())
+    if state is None or _is_worker(config) or not (state.records or deselected):
         return
-    from dicomconf.report import area_table
+    from dicomconf.report import area_table, left_out_lines
 
     terminalreporter.section("dicomconf conformance by area")
     for line in area_table(state.records):
         terminalreporter.write_line(line)
+    if deselected:
+        terminalreporter.section("scenarios left out (not run, no verdict)", sep="-")
+        for line in left_out_lines(deselected):
+            terminalreporter.write_line(line)
     should = [r for r in state.records if r["outcome"] == "failed" and r["severity"] == "should"]
     if should and not state.strict:
         terminalreporter.section("should-level failures (reported; they fail the run only with --strict)", sep="-")
@@ -415,3 +610,59 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         )
     if state.written:
         terminalreporter.write_line(f"reports: {state.written}")
+
+
+# ---------------------------------------------------------------------- profile gaps
+
+_GAPS_SHOWN = pytest.StashKey[bool]()
+
+
+def _show_profile_gaps(config: pytest.Config, scenarios: list[Any]) -> None:
+    """Before the first scenario runs: which scenarios the profile's missing or null fields skip."""
+    state = config.stash.get(_STATE, None)
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if state is None or terminal is None or not scenarios or config.stash.get(_GAPS_SHOWN, False):
+        return
+    config.stash[_GAPS_SHOWN] = True
+    from dicomconf.scenario.profile import skipped_by_missing_fields
+
+    lines = skipped_by_missing_fields(state.profile, scenarios)
+    if lines:
+        terminal.write_line(f"dicomconf: the profile ({state.profile.source}) leaves fields open; "
+                            "state them to run these scenarios:", yellow=True)
+        for line in lines:
+            terminal.write_line(f"  {line}")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not _is_worker(session.config):
+        scenarios = [i.entry.scenario for i in session.items if isinstance(i, ScenarioItem) and i.entry.scenario]
+        _show_profile_gaps(session.config, scenarios)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """pytest-xdist: the controller collects nothing itself; read the scenarios a worker collected."""
+    config = node.config
+    if config.stash.get(_GAPS_SHOWN, False):
+        return
+    from dicomconf.scenario.model import load_file
+
+    wanted: dict[str, set[str]] = {}
+    for nodeid in ids:
+        file, sep, name = nodeid.partition("::")
+        if sep and (not file or Path(file).suffix in SCENARIO_SUFFIXES):
+            wanted.setdefault(file, set()).add(name)
+    # A node id's file is relative to the rootdir or, outside it, to an initial path or one of its
+    # parents; it is empty for a file named on the command line.
+    bases, named = [config.rootpath], []
+    for arg in config.args:
+        start = (config.invocation_params.dir / arg.split("::", 1)[0]).resolve()
+        bases += [start, *start.parents]
+        named += [start] if start.suffix in SCENARIO_SUFFIXES and start.is_file() else []
+    scenarios = []
+    for file, names in wanted.items():
+        paths = named if not file else [next((b / file for b in bases if (b / file).is_file()), None)]
+        for path in filter(None, paths):
+            scenarios += [e.scenario for e in load_file(path) if e.scenario is not None and e.name in names]
+    _show_profile_gaps(config, scenarios)

@@ -38,6 +38,8 @@ def _scenario_row(s: dict[str, Any]) -> str:
         details.append(f"<details open><summary>failure</summary><pre>{_e(text)}</pre></details>")
     if s.get("skip_reason"):
         details.append(f"<div>skipped: {_e(s['skip_reason'])}</div>")
+    if s.get("disruptive"):
+        details.append("<div>disruptive: ran alone against the target</div>")
     findings = s.get("findings") or []
     if findings:
         items = "".join(
@@ -52,6 +54,19 @@ def _scenario_row(s: dict[str, Any]) -> str:
         f"<td>{_e('; '.join(s['clauses']))}</td><td>{_e(s['severity'])}</td><td>{_e(s['outcome'])}</td>"
         f"<td>{s.get('duration_s', 0):.3f}</td><td>{pcap}</td></tr>"
     )
+
+
+def _left_out_section(deselected: list[dict[str, Any]]) -> str:
+    """The scenarios collected but left out of the run, with the reason of each."""
+    if not deselected:
+        return ""
+    rows = "".join(
+        f"<tr class=\"skipped\"><td><code>{_e(d['id'])}</code><br>{_e(d['title'])}</td><td>{_e(d['area'])}</td>"
+        f"<td>{_e(d['severity'])}</td><td>{_e(d.get('reason'))}</td></tr>"
+        for d in deselected
+    )
+    return (f"<h2>left out ({len(deselected)})</h2><p>Collected but not run: no verdict for these.</p>"
+            f"<table><tr><th>scenario</th><th>area</th><th>severity</th><th>why</th></tr>{rows}</table>")
 
 
 def render_html(document: dict[str, Any]) -> str:
@@ -91,5 +106,6 @@ def render_html(document: dict[str, Any]) -> str:
 <h2>by area</h2>
 <table><tr><th>area</th>{''.join(f'<th>{o}</th>' for o in OUTCOMES)}</tr>{overview}</table>
 {''.join(sections)}
+{_left_out_section(document.get("deselected") or [])}
 </body></html>
 """

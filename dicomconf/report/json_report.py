@@ -55,8 +55,19 @@ def _link_latest(report_dir: Path) -> None:
         pass
 
 
-def write_reports(report_dir: Path, run: dict[str, Any], records: list[dict[str, Any]], latest: bool = False) -> Path:
-    """Write report.json and report.html into ``report_dir``; return the directory."""
+def left_out(deselected: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scenarios left out of the run (deselected), one entry per scenario, sorted like the results."""
+    unique = {d.get("nodeid") or d["id"]: d for d in deselected}
+    return [{k: v for k, v in d.items() if k != "nodeid"}
+            for d in sorted(unique.values(), key=lambda d: (d["area"], d["id"], d.get("nodeid", "")))]
+
+
+def write_reports(report_dir: Path, run: dict[str, Any], records: list[dict[str, Any]], latest: bool = False,
+                  deselected: Iterable[dict[str, Any]] = ()) -> Path:
+    """Write report.json and report.html into ``report_dir``; return the directory.
+
+    ``deselected``: the scenarios left out of the run, each with its ``reason``.
+    """
     from dicomconf.report.html_report import render_html
 
     report_dir = Path(report_dir)
@@ -66,7 +77,10 @@ def write_reports(report_dir: Path, run: dict[str, Any], records: list[dict[str,
         entry = {k: v for k, v in r.items() if k != "nodeid"}
         entry["pcap"] = _relative(r.get("pcap"), report_dir)
         scenarios.append(entry)
-    document = {"run": {**run, "versions": versions()}, "summary": summarize(records), "scenarios": scenarios}
+    deselected = left_out(deselected)
+    summary = {**summarize(records), "deselected": len(deselected)}
+    document = {"run": {**run, "versions": versions()}, "summary": summary, "scenarios": scenarios,
+                "deselected": deselected}
     tmp = report_dir / "report.json.tmp"
     tmp.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, report_dir / "report.json")

@@ -1,4 +1,4 @@
-"""The terminal summary: one line per area (``pytest_terminal_summary``)."""
+"""The terminal summary: one line per area, then the scenarios left out (``pytest_terminal_summary``)."""
 
 from __future__ import annotations
 
@@ -19,4 +19,22 @@ def area_table(records: Iterable[dict[str, Any]]) -> list[str]:
         counts = "  ".join(f"{sum(1 for r in rs if r['outcome'] == o):>7}" for o in OUTCOMES)
         bad = sorted(f"{r['id']} ({r['severity']})" for r in rs if r["outcome"] in ("failed", "error"))
         lines.append(f"{area:<{width}}  {counts}" + (f"   {', '.join(bad)}" if bad else ""))
+    return lines
+
+
+def left_out_lines(deselected: Iterable[dict[str, Any]], limit: int = 30) -> list[str]:
+    """The scenarios left out of the run, grouped under each reason: ``  id (area, severity)``;
+    a reason that leaves out more than ``limit`` (a narrow ``-k``) gets its count alone."""
+    from dicomconf.report.json_report import left_out
+
+    by_reason: dict[str, list[dict[str, Any]]] = {}
+    for d in left_out(deselected):
+        by_reason.setdefault(d.get("reason") or "deselected", []).append(d)
+    lines = []
+    for reason, ds in sorted(by_reason.items()):
+        lines.append(f"{len(ds)} left out: {reason}")
+        if len(ds) > limit:
+            lines.append("  (listed in report.json and report.html)")
+            continue
+        lines.extend(f"  {d['id']} ({d['area']}, {d['severity']})" for d in ds)
     return lines

@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import json
 import ssl
+import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from dicomconf.scenario.expr import ExpressionError, duration, render_all
-from dicomconf.scenario.loader import SourceError
 from dicomconf.scenario.match import get_path, match, pdu_view
 from dicomconf.scenario.model import Scenario, Step
 from dicomconf.scenario.profile import Profile
@@ -159,14 +159,39 @@ class Runner:
         self._checked: dict[int, int] = {}
         self.pcap_error: str | None = None
         self._lock = threading.RLock()
+        self._time_up = threading.Event()
 
     # ------------------------------------------------------------------ running
 
-    def run(self, pcap: str | Path | None = None) -> None:
-        """Play every step; raises ScenarioFailure or SourceError; writes ``pcap`` in any case."""
+    def run(self, pcap: str | Path | None = None, time_limit: float | None = None) -> None:
+        """Play every step; raises ScenarioFailure or SourceError; writes ``pcap`` in any case.
+
+        ``time_limit`` (seconds) bounds the whole scenario: when it passes, every connection
+        is shut down (which wakes any step waiting on the target) and the scenario fails
+        with that reason, whatever the interrupted step said.
+        """
+        watchdog = None
+        if time_limit is not None:
+            watchdog = threading.Timer(time_limit, self._stop_at_limit)
+            watchdog.daemon = True
+            watchdog.start()
         try:
-            self.run_steps(self.scenario.steps, {})
+            try:
+                self.run_steps(self.scenario.steps, {})
+            except (ScenarioFailure, OSError):
+                if not self._time_up.is_set():
+                    raise
+            if self._time_up.is_set():
+                raise ScenarioFailure(
+                    None,
+                    f"the scenario did not finish within its time limit of {time_limit:g}s: the target kept "
+                    "it waiting (its connections were shut down then)",
+                    expected=f"the whole scenario within {time_limit:g}s",
+                    came="no end to the conversation",
+                ) from None
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             self.close_all()
             self._check_findings(None)  # findings of PDUs read while closing are recorded, not judged
             if pcap is not None and self.all_connections:
@@ -178,8 +203,21 @@ class Runner:
                 except OSError as exc:  # the verdict stands; the missing capture is reported
                     self.pcap_error = f"cannot write {pcap}: {exc}"
 
+    def _stop_at_limit(self) -> None:
+        """The watchdog: mark the time as up and wake every step blocked on a socket or a sleep."""
+        self._time_up.set()
+        with self._lock:
+            conns = [c for _, c in self.all_connections]
+        for conn in conns:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def run_steps(self, steps: tuple[Step, ...], local: dict[str, Any]) -> None:
         for step in steps:
+            if self._time_up.is_set():
+                raise ScenarioFailure(step, "time limit reached")
             handler: Callable[[Step, Any, dict], None] = getattr(self, f"_step_{step.kind}")
             if step.kind in ("parallel", "repeat"):
                 handler(step, step.args, local)
@@ -598,7 +636,7 @@ class Runner:
 
     def _step_sleep(self, step: Step, args: Any, local: dict) -> None:
         try:
-            time.sleep(duration(args))
+            self._time_up.wait(duration(args))
         except ExpressionError as exc:
             raise step.error(str(exc)) from None
 

@@ -12,10 +12,15 @@ validators report an error's ``absolute_path``.  A schema error at path
 ``("steps", 3, "expect", "within")`` is then reported at the line of that key.
 
 Errors are :class:`SourceError` (file, line, message) and format as
-``file:line: message``; YAML syntax errors are converted to them too.
+``file:line: message``; YAML syntax errors are converted to them too.  When
+a file has several problems they travel together as :class:`SourceErrors`
+(a ``SourceError`` whose ``errors`` lists them all, ordered by line, and
+whose text is one ``file:line: message`` line per error), so that a user
+fixes a file in one pass.  :meth:`SourceErrors.merge` builds one from any
+number of errors and returns a plain ``SourceError`` when there is one.
 Booleans follow YAML 1.2 (only ``true``/``false``), so that ``on: main``
 means the string "on".  Duplicate mapping keys are an error (YAML says keys are unique; PyYAML keeps
-the last silently).
+the last silently); every duplicate of a document is reported at once.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import re
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -42,6 +47,40 @@ class SourceError(Exception):
         super().__init__(f"{where}: {message}")
 
 
+class SourceErrors(SourceError):
+    """Several problems in one user's file, ordered by line.
+
+    ``errors`` holds each :class:`SourceError`; ``file``, ``line`` and
+    ``message`` are the first one's (``message`` adds how many more there
+    are), and the text is one ``file:line: message`` line per error.
+    """
+
+    def __init__(self, errors: Iterable[SourceError]) -> None:
+        self.errors: tuple[SourceError, ...] = tuple(errors)
+        if not self.errors:
+            raise ValueError("SourceErrors needs at least one error")
+        first = self.errors[0]
+        more = len(self.errors) - 1
+        self.file, self.line = first.file, first.line
+        self.message = first.message + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
+        Exception.__init__(self, "\n".join(str(e) for e in self.errors))
+
+    @staticmethod
+    def merge(errors: Iterable[SourceError]) -> SourceError | None:
+        """One error for ``errors`` (flattened, de-duplicated, ordered by line), or None when empty."""
+        flat: list[SourceError] = []
+        seen: set[str] = set()
+        for error in errors:
+            for one in error.errors if isinstance(error, SourceErrors) else (error,):
+                if str(one) not in seen:
+                    seen.add(str(one))
+                    flat.append(one)
+        if not flat:
+            return None
+        flat.sort(key=lambda e: e.line or 0)  # stable: equal lines keep their order
+        return flat[0] if len(flat) == 1 else SourceErrors(flat)
+
+
 @dataclass(slots=True)
 class Located:
     """A loaded document and the line of every value in it (1-based)."""
@@ -50,6 +89,8 @@ class Located:
     value: Any
     lines: dict[Path_, int] = field(default_factory=dict)
     key_lines: dict[Path_, int] = field(default_factory=dict)
+    problems: list[SourceError] = field(default_factory=list, repr=False)
+    order: dict[Path_, int] = field(default_factory=dict, repr=False)
 
     def line_of(self, path: Path_) -> int | None:
         """The line of the key naming the value at ``path`` (or of the value
@@ -64,6 +105,15 @@ class Located:
                 return None
             path = path[:-1]
 
+    def position(self, path: Path_) -> tuple[int, int]:
+        """``(line, place in the document)`` of ``path`` (or its nearest known ancestor):
+        a sort key that keeps document order among values on one line (``[a, b, c]``)."""
+        path = tuple(path)
+        line = self.line_of(path) or 0
+        while path and path not in self.order:
+            path = path[:-1]
+        return line, self.order.get(path, 0)
+
     def sub(self, prefix: Path_) -> "Located":
         """The document rooted at ``prefix`` (paths re-based, lines kept)."""
         prefix = tuple(prefix)
@@ -76,6 +126,7 @@ class Located:
             value,
             {p[n:]: ln for p, ln in self.lines.items() if p[:n] == prefix},
             {p[n:]: ln for p, ln in self.key_lines.items() if p[:n] == prefix},
+            order={p[n:]: i for p, i in self.order.items() if p[:n] == prefix},
         )
 
     def error(self, path: Path_, message: str) -> SourceError:
@@ -105,6 +156,7 @@ _Loader.add_implicit_resolver(
 
 def _convert(node: yaml.Node, path: Path_, out: Located, ctor: _Constructor) -> Any:
     out.lines[path] = node.start_mark.line + 1
+    out.order[path] = len(out.order)
     if isinstance(node, yaml.MappingNode):
         ctor.flatten_mapping(node)
         result: dict[Any, Any] = {}
@@ -113,7 +165,8 @@ def _convert(node: yaml.Node, path: Path_, out: Located, ctor: _Constructor) -> 
             if isinstance(key, list):
                 raise SourceError(out.file, key_node.start_mark.line + 1, "a mapping key cannot be a list")
             if key in result:
-                raise SourceError(out.file, key_node.start_mark.line + 1, f"duplicate key {key!r}")
+                out.problems.append(SourceError(out.file, key_node.start_mark.line + 1, f"duplicate key {key!r}"))
+                continue
             out.key_lines[path + (key,)] = key_node.start_mark.line + 1
             result[key] = _convert(value_node, path + (key,), out, ctor)
         return result
@@ -142,6 +195,9 @@ def load_yaml_text(text: str, file: str | Path = "<string>") -> Located:
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         raise SourceError(file, mark.line + 1 if mark else None, f"YAML error: {exc.problem}") from None
+    error = SourceErrors.merge(out.problems)
+    if error is not None:
+        raise error
     return out
 
 

@@ -12,8 +12,11 @@ failing entry.
 Validation has two layers: the JSON Schema shipped as
 ``scenario.schema.json`` (structure, types, durations), then the checks a
 schema cannot express (``requires`` names profile fields, an expectation's
-fields exist on the PDU it names).  Both report ``file:line``, the offending
-key and what was expected.
+fields exist on the PDU it names, SOP class and transfer syntax names in
+``requires`` are known).  Both report ``file:line``, the offending key, what
+is wrong and what is allowed, and both report *every* problem of a scenario
+at once (a :class:`~dicomconf.scenario.loader.SourceErrors`, ordered by
+line); the second layer checks the parts of the file the first accepted.
 
 A :class:`Step` keeps its kind, its arguments, the file and line it came
 from, its path in the file (for errors found only when it runs, such as a
@@ -27,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dicomconf.scenario.loader import Located, SourceError, load_yaml
-from dicomconf.scenario.validation import dotted, validate
+from dicomconf.scenario.loader import Located, SourceError, SourceErrors, load_yaml
+from dicomconf.scenario.validation import dotted, schema_errors
 
 STEP_KINDS = (
     "connect",
@@ -94,6 +97,7 @@ class Scenario:
     requires: dict = field(default_factory=dict)
     allow_findings: tuple[str, ...] = ()
     description: str = ""
+    disruptive: bool = False  # may disturb other users of the target (docs/scenarios.md, Disruptive scenarios)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,21 +111,30 @@ class Entry:
     raw: dict = field(default_factory=dict, compare=False)
 
 
-def _steps(doc: Located, path: tuple[Any, ...]) -> tuple[Step, ...]:
+def _steps(
+    doc: Located, path: tuple[Any, ...], errors: list[SourceError], broken: tuple[tuple[Any, ...], ...] = ()
+) -> tuple[Step, ...]:
+    """The steps at ``path``.  Each step whose part of the file has no schema error
+    (``broken`` holds those errors' paths) is checked too; problems go to ``errors``."""
     out = []
     for i, raw in enumerate(_at(doc.value, path)):
         step_path = path + (i,)
+        if not (isinstance(raw, dict) and len(raw) == 1 and next(iter(raw)) in STEP_KINDS):
+            continue  # the schema has said what is wrong with it
         kind = next(iter(raw))
         args = raw[kind]
         prefix = step_path + (kind,)
         key_lines = {p[len(prefix) :]: ln for p, ln in doc.key_lines.items() if p[: len(prefix)] == prefix}
         branches: tuple[tuple[Step, ...], ...] = ()
-        if kind == "parallel":
-            branches = tuple(_steps(doc, step_path + (kind, b)) for b in range(len(args)))
-        elif kind == "repeat":
-            branches = (_steps(doc, step_path + (kind, "steps")),)
-        step = Step(kind, args, doc.file, doc.line_of(step_path + (kind,)) or 0, step_path, key_lines, branches)
-        _check_step(step)
+        if kind == "parallel" and isinstance(args, list):
+            branches = tuple(
+                _steps(doc, prefix + (b,), errors, broken) for b in range(len(args)) if isinstance(args[b], list)
+            )
+        elif kind == "repeat" and isinstance(args, dict) and isinstance(args.get("steps"), list):
+            branches = (_steps(doc, prefix + ("steps",), errors, broken),)
+        step = Step(kind, args, doc.file, doc.line_of(prefix) or 0, step_path, key_lines, branches)
+        if not any(p[: len(step_path)] == step_path for p in broken):
+            errors.extend(_step_errors(step))
         out.append(step)
     return tuple(out)
 
@@ -132,64 +145,80 @@ def _at(value: Any, path: tuple[Any, ...]) -> Any:
     return value
 
 
-def _check_expectation(step: Step, spec: Any, sub: tuple[Any, ...]) -> None:
+def _expectation_errors(step: Step, spec: Any, sub: tuple[Any, ...]) -> list[SourceError]:
     from dicomconf.scenario.match import field_names
+    from dicomconf.scenario.validation import suggest
 
     if not isinstance(spec, dict):
-        return
+        return []
+    errors: list[SourceError] = []
     for i, alt in enumerate(spec.get("any") or ()):
-        _check_expectation(step, alt, sub + ("any", i))
+        errors += _expectation_errors(step, alt, sub + ("any", i))
     kinds = [k for k in ("pdu", "any", "closed", "reset", "aborted", "silence") if k in spec]
     if len(kinds) != 1:
         what = ", ".join(kinds) if kinds else "none"
-        raise step.error(
+        errors.append(step.error(
             f"an expectation needs exactly one of pdu, any, closed, reset, aborted, silence (found: {what})", *sub
-        )
+        ))
     name = spec.get("pdu")
     fields = {k for k in spec if k not in _EXPECT_CONTROL}
+    where: tuple[Any, ...] = sub
     if "aborted" in spec and isinstance(spec["aborted"], dict):
-        name, fields = "A-ABORT", set(spec["aborted"])
+        name, fields, where = "A-ABORT", set(spec["aborted"]), sub + ("aborted",)
     elif fields and not isinstance(name, str):
-        raise step.error(f"field(s) {', '.join(sorted(map(str, fields)))} need a pdu name to match against", *sub)
+        names = ", ".join(sorted(map(str, fields)))
+        errors.append(step.error(f"field(s) {names} need a pdu name to match against", *sub))
     if isinstance(name, str):
         known = field_names(name)
-        unknown = sorted(str(f) for f in fields if f not in known)
-        if unknown:
-            raise step.error(
-                f"{name} has no field {unknown[0]!r} (fields: {', '.join(sorted(known - {'pdu_type'}))})",
-                *sub,
-                unknown[0],
-            )
+        allowed = sorted(known - {"pdu_type"})
+        for unknown in sorted(str(f) for f in fields if f not in known):
+            errors.append(step.error(
+                f"{name} has no field {unknown!r}{suggest(unknown, allowed)}; fields: {', '.join(allowed)}",
+                *where,
+                unknown,
+            ))
+    return errors
 
 
-def _check_step(step: Step) -> None:
+def _step_errors(step: Step) -> list[SourceError]:
     if step.kind == "expect":
-        _check_expectation(step, step.args, ())
-    elif step.kind == "associate" and isinstance(step.args, dict) and "reply" in step.args:
-        _check_expectation(step, step.args["reply"], ("reply",))
+        return _expectation_errors(step, step.args, ())
+    if step.kind == "associate" and isinstance(step.args, dict) and "reply" in step.args:
+        return _expectation_errors(step, step.args["reply"], ("reply",))
+    return []
 
 
 def _scenario(doc: Located) -> Scenario:
-    from dicomconf.scenario.profile import check_requires_keys
+    """The scenario in ``doc``, or every problem of it at once: the schema's
+    errors and the checks after the schema, on the parts the schema accepted."""
+    from dicomconf.scenario.profile import requires_problems
 
-    validate(doc, "scenario.schema.json", definition="scenario")
-    value = doc.value
+    problems = schema_errors(doc, "scenario.schema.json", definition="scenario")
+    errors = [error for _, error in problems]
+    value = doc.value if isinstance(doc.value, dict) else {}
     requires = value.get("requires") or {}
-    bad = check_requires_keys(requires)
-    if bad is not None:
-        raise doc.error(("requires", bad), f"requires.{bad}: not a profile field (see docs/scenarios.md, Profiles)")
+    if isinstance(requires, dict):
+        for sub, message in requires_problems(requires):
+            errors.append(doc.error(("requires",) + sub, f"{dotted(('requires',) + sub)}: {message}"))
+    steps: tuple[Step, ...] = ()
+    if isinstance(value.get("steps"), list):
+        steps = _steps(doc, ("steps",), errors, tuple(p for p, _ in problems))
+    error = SourceErrors.merge(errors)
+    if error is not None:
+        raise error
     return Scenario(
         id=value["id"],
         title=value["title"],
         clauses=tuple(value["clauses"]),
         severity=value["severity"],
         area=value["area"],
-        steps=_steps(doc, ("steps",)),
+        steps=steps,
         file=doc.file,
         line=doc.line_of(()) or 1,
         requires=dict(requires),
         allow_findings=tuple(value.get("allow_findings") or ()),
         description=value.get("description", ""),
+        disruptive=bool(value.get("disruptive", False)),
     )
 
 

@@ -2,13 +2,26 @@
 
 Theory of operation
 -------------------
-A profile is a YAML file describing the target SCP: its AE title, an AE
-title it accepts as calling AE, whether it checks the called / calling AE
-titles, its timers (ARTIM, idle), the SOP classes, transfer syntaxes and
-roles it supports, its association limit, the largest PDU it receives, user
-identity, and TLS.  :func:`load_profile` validates it against
-``profile.schema.json`` with ``file:line`` errors and returns a frozen
-:class:`Profile`.
+A profile is a YAML file describing the target SCP: where it listens
+(``target``), its AE title, an AE title it accepts as calling AE, whether it
+checks the called / calling AE titles, its timers (ARTIM, idle), the SOP
+classes, transfer syntaxes and roles it supports, its association limit, the
+largest PDU it receives, user identity, and TLS.  :func:`load_profile`
+validates it against ``profile.schema.json``, then checks what a schema
+cannot (SOP class and transfer syntax names resolve through
+:func:`dicomconf.scu.client.resolve_uid`, with the nearest name suggested; a
+host is a host; the TLS port is said once), reports *every* problem at once
+(``file:line: key: what is wrong; what is allowed``, ordered by line) and
+returns a frozen :class:`Profile`.  Timers are durations written as
+scenarios write them (``30s``, ``500ms``, ``2m``, a number of seconds),
+read by the scenarios' own parser (:func:`dicomconf.scenario.expr.duration`).
+
+The TLS port has two spellings, ``target.tls_port`` and the older
+``tls.port``; the profile exposes one value in both places (an error when a
+file gives two different ones), and a TLS port given means a TLS listener
+unless ``tls.enabled`` says otherwise.  :attr:`Profile.given` remembers which
+fields the file stated, so that :func:`skipped_by_missing_fields` can tell a
+user which scenarios a field left out (or null, unknown) skips.
 
 Scenarios use a profile in two ways: ``requires`` conditions
 (:func:`unmet`) that skip a scenario the target does not claim to meet, with
@@ -24,15 +37,23 @@ as the profile says, so the two cannot disagree.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from dicomconf.scenario.loader import Located, SourceError, load_yaml, load_yaml_text
-from dicomconf.scenario.validation import dotted, validate
+from dicomconf.scenario.expr import ExpressionError, duration
+from dicomconf.scenario.loader import Located, SourceError, SourceErrors, load_yaml, load_yaml_text
+from dicomconf.scenario.validation import dotted, schema_errors, suggest
+
+if TYPE_CHECKING:
+    from dicomconf.scenario.model import Scenario
 
 REFERENCE_PROFILE = "reference-profile.yaml"
+SOP_CLASS = "SOP class"
+TRANSFER_SYNTAX = "transfer syntax"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +65,28 @@ class Timers:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetSettings:
+    """Where the target listens (PS3.8 9.1.1: the port is configured; 104 is DICOM's registered one).
+
+    ``host`` is a host name or an IPv4/IPv6 address (IPv6 without brackets);
+    ``tls_port`` is its DICOM-over-TLS port (PS3.15 B.1; 2762 is registered), None when it has none
+    or it is not known.
+    """
+
+    host: str
+    port: int = 104
+    tls_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TLSSettings:
-    """The target's TLS listener (PS3.15 B.1); files are paths, relative to the profile."""
+    """The target's TLS listener (PS3.15 B.1); files are paths, relative to the profile.
+
+    ``port`` is the same value as ``target.tls_port`` (the older spelling);
+    ``insecure`` turns off verification of the target's certificate (chain and
+    host name), which a run's report records; ``server_name`` is the host name
+    the certificate must be for when it differs from ``target.host``.
+    """
 
     enabled: bool = False
     port: int | None = None
@@ -53,11 +94,17 @@ class TLSSettings:
     cert: str | None = None
     key: str | None = None
     client_cert_required: bool = False
+    insecure: bool = False
+    server_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """A target profile (see ``docs/scenarios.md`` for every field)."""
+    """A target profile (see ``docs/scenarios.md`` for every field).
+
+    ``given`` holds the dotted names of the fields its file stated
+    (``timers.artim``, ``tls.port`` ...); a field not in it has its default.
+    """
 
     name: str = "unnamed target"
     ae_title: str = "ANY-SCP"
@@ -75,7 +122,9 @@ class Profile:
     users: Mapping[str, str | None] = field(default_factory=dict)
     async_window: tuple[int, int] | None = None
     tls: TLSSettings = field(default_factory=TLSSettings)
+    target: TargetSettings | None = None
     source: str = "<defaults>"
+    given: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def artim(self) -> float | None:
@@ -120,6 +169,7 @@ _PHRASES: dict[str, tuple[str, str]] = {
     "checks_called_ae": ("target does not check the called AE title", "target checks the called AE title"),
     "checks_calling_ae": ("target does not check the calling AE title", "target checks the calling AE title"),
     "user_identity": ("target does not negotiate user identity", "target negotiates user identity"),
+    "users": ("the profile names no user the target accepts (users)", "the profile names users"),
     "tls": ("target has no TLS listener", "target has a TLS listener"),
     "tls.enabled": ("target has no TLS listener", "target has a TLS listener"),
     "tls.client_cert_required": ("target does not require client certificates", "target requires client certificates"),
@@ -153,16 +203,103 @@ def _field(profile: Profile, key: str) -> Any:
     return value
 
 
-def check_requires_keys(requires: Mapping[str, Any]) -> str | None:
-    """The first key of ``requires`` that names no profile field, or None."""
-    probe = Profile()
-    for key in requires:
-        try:
-            _field(probe, key)
-        except KeyError:
-            if not key.startswith("roles."):
-                return key
+# ---------------------------------------------------------------- names
+
+
+_UID_KINDS = {SOP_CLASS: ("SOP Class", "Meta SOP Class"), TRANSFER_SYNTAX: ("Transfer Syntax",)}
+_NOT_REQUIRABLE = ("source", "given", "target")
+
+
+@lru_cache(maxsize=None)
+def _keywords(what: str) -> tuple[str, ...]:
+    """pydicom's UID keywords of SOP classes or of transfer syntaxes (PS3.6 Table A-1)."""
+    from pydicom.uid import UID_dictionary
+
+    kinds = _UID_KINDS[what]
+    return tuple(entry[4] for entry in UID_dictionary.values() if entry[1] in kinds and entry[4])
+
+
+def transfer_syntax_keywords() -> tuple[str, ...]:
+    """Every transfer syntax keyword pydicom knows (``ImplicitVRLittleEndian`` ...)."""
+    return _keywords(TRANSFER_SYNTAX)
+
+
+def allowed_names(what: str) -> str:
+    """What a SOP class or transfer syntax entry may be, in words (for error messages)."""
+    from dicomconf.scu.client import CONTEXT_ALIASES
+
+    if what == SOP_CLASS:
+        return (f"a short name ({', '.join(CONTEXT_ALIASES)}), a pydicom UID keyword such as "
+                "CTImageStorage, or a dotted UID")
+    return ("a transfer syntax keyword such as ImplicitVRLittleEndian, ExplicitVRLittleEndian or "
+            "JPEGBaseline8Bit (docs/scenarios.md lists them all), or a dotted UID")
+
+
+def name_problem(name: Any, what: str = SOP_CLASS) -> str | None:
+    """Why ``name`` is not a SOP class (``what`` = ``"SOP class"``) or a transfer syntax
+    (``"transfer syntax"``) the target could list, or None when it is one.
+
+    A name resolves through :func:`dicomconf.scu.client.resolve_uid` (short
+    name, pydicom keyword, dotted UID); a known UID of another kind (a
+    transfer syntax given as a SOP class ...) is refused too.
+    """
+    from pydicom.uid import UID_dictionary
+
+    from dicomconf.scu.client import CONTEXT_ALIASES, resolve_uid
+
+    if not isinstance(name, str):
+        return f"got {name!r}; expected {allowed_names(what)}"
+    try:
+        uid = resolve_uid(name, what=what)
+    except ValueError:
+        choices = (*CONTEXT_ALIASES, *_keywords(what)) if what == SOP_CLASS else _keywords(what)
+        return f"unknown {what} {name!r}{suggest(name, choices)}; allowed: {allowed_names(what)}"
+    entry = UID_dictionary.get(uid)
+    if entry is not None and entry[1] not in _UID_KINDS[what]:
+        return f"{name!r} is {entry[0]} (a {entry[1]}), not a {what}; allowed: {allowed_names(what)}"
     return None
+
+
+def _field_names() -> list[str]:
+    """Every profile field a ``requires`` key may name (dotted)."""
+    names: list[str] = []
+    for f in dataclasses.fields(Profile):
+        if f.name in _NOT_REQUIRABLE:
+            continue
+        if f.name in ("timers", "tls"):
+            names += [f"{f.name}.{sub.name}" for sub in dataclasses.fields(f.default_factory())]
+        names.append(f.name)
+    return names + ["artim", "idle"]
+
+
+def requires_problems(requires: Mapping[Any, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """``(path inside requires, message)`` for every key of a scenario's ``requires``
+    that names no profile field, and every SOP class or transfer syntax name in it
+    that is not one."""
+    probe = Profile()
+    out: list[tuple[tuple[Any, ...], str]] = []
+    for key, want in requires.items():
+        if isinstance(key, str) and key.startswith("roles."):
+            problem = name_problem(key.split(".", 1)[1], SOP_CLASS)
+            if problem:
+                out.append(((key,), problem))
+            continue
+        try:
+            if str(key).split(".", 1)[0] in _NOT_REQUIRABLE:
+                raise KeyError(key)
+            _field(probe, str(key))
+        except KeyError:
+            fields = _field_names()
+            out.append(((key,), f"not a profile field{suggest(key, fields)}; allowed: "
+                                f"{', '.join(fields)}, roles.<SOP class> (docs/scenarios.md, Profiles)"))
+            continue
+        if key in ("sop_classes", "transfer_syntaxes") and isinstance(want, list):
+            what = SOP_CLASS if key == "sop_classes" else TRANSFER_SYNTAX
+            for i, name in enumerate(want):
+                problem = name_problem(name, what)
+                if problem:
+                    out.append(((key, i), problem))
+    return out
 
 
 def _same_uid(a: str, b: str) -> bool:
@@ -214,14 +351,97 @@ def unmet(profile: Profile, requires: Mapping[str, Any]) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------- loading
+
+_SECTIONS = ("timers", "tls", "target")
+
+
+def _given(data: Mapping[str, Any]) -> set[str]:
+    given = set(map(str, data))
+    for section in _SECTIONS:
+        if isinstance(data.get(section), Mapping):
+            given |= {f"{section}.{key}" for key in data[section]}
+    return given
+
+
+def _checks(doc: Located, broken: tuple[tuple[Any, ...], ...]) -> list[tuple[tuple[Any, ...], SourceError]]:
+    """What the schema cannot say, checked on the parts of the profile the schema accepted."""
+    data = doc.value if isinstance(doc.value, Mapping) else {}
+    errors: list[tuple[tuple[Any, ...], SourceError]] = []
+
+    def ok(path: tuple[Any, ...]) -> bool:
+        return not any(b[: len(path)] == path for b in broken)
+
+    def error(path: tuple[Any, ...], message: str) -> None:
+        errors.append((path, doc.error(path, f"{dotted(path)}: {message}")))
+
+    for key in ("artim", "idle"):
+        path = ("timers", key)
+        value = (data.get("timers") or {}).get(key) if isinstance(data.get("timers"), Mapping) else None
+        if value is not None and ok(path):
+            try:
+                duration(value)
+            except ExpressionError as exc:
+                error(path, f"{exc}; allowed: a duration (30s, 500ms, 2m, a number of seconds) or null")
+    for key, what in (("sop_classes", SOP_CLASS), ("transfer_syntaxes", TRANSFER_SYNTAX)):
+        names = data.get(key) if isinstance(data.get(key), list) else []
+        for i, name in enumerate(names):
+            problem = name_problem(name, what) if ok((key, i)) else None
+            if problem:
+                error((key, i), problem)
+    if isinstance(data.get("roles"), Mapping):
+        for name in data["roles"]:
+            problem = name_problem(name, SOP_CLASS)
+            if problem:
+                error(("roles", name), problem)
+    target = data.get("target")
+    if isinstance(target, Mapping) and isinstance(target.get("host"), str) and ok(("target", "host")):
+        from dicomconf.scu.target import check_host
+
+        try:
+            check_host(_unbracket(target["host"]), "host")
+        except ValueError as exc:
+            error(("target", "host"), f"{exc}; allowed: a host name, an IPv4 address or an IPv6 address "
+                                      "(the port goes in target.port)")
+    tls = data.get("tls") if isinstance(data.get("tls"), Mapping) else {}
+    new, old = (target or {}).get("tls_port") if isinstance(target, Mapping) else None, tls.get("port")
+    if new is not None and old is not None and new != old and ok(("target", "tls_port")) and ok(("tls", "port")):
+        error(("target", "tls_port"), f"{new} differs from tls.port {old} (line {doc.line_of(('tls', 'port'))}); "
+                                      "give the TLS port once, in target.tls_port")
+    return errors
+
+
+def _unbracket(host: str) -> str:
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def _profile_from(doc: Located, base: Path | None) -> Profile:
-    validate(doc, "profile.schema.json")
+    problems = schema_errors(doc, "profile.schema.json")
+    problems += _checks(doc, tuple(p for p, _ in problems))
+    problems.sort(key=lambda item: doc.position(item[0]))
+    error = SourceErrors.merge(e for _, e in problems)
+    if error is not None:
+        raise error
     data = dict(doc.value or {})
-    timers = Timers(**(data.pop("timers", None) or {}))
+    given = _given(data)
+    timers = {k: None if v is None else duration(v) for k, v in (data.pop("timers", None) or {}).items()}
     tls_data = dict(data.pop("tls", None) or {})
     for key in ("ca", "cert", "key"):
         if tls_data.get(key) and base is not None:
             tls_data[key] = str((base / tls_data[key]).resolve())
+    target_data = data.pop("target", None)
+    target = None
+    if target_data is not None:
+        tls_port = target_data.get("tls_port")
+        tls_port = tls_port if tls_port is not None else tls_data.get("port")
+        port = {"port": target_data["port"]} if "port" in target_data else {}
+        target = TargetSettings(_unbracket(target_data["host"]), tls_port=tls_port, **port)
+        if tls_port is not None:
+            tls_data["port"] = tls_port
+            given.add("tls.port")
+    if tls_data.get("port") is not None and "enabled" not in tls_data:
+        tls_data["enabled"] = True  # a TLS port given is a TLS listener claimed
+        given.add("tls.enabled")
     tls = TLSSettings(**tls_data)
     roles = {str(k): tuple(v) for k, v in (data.pop("roles", None) or {}).items()}
     for key in ("sop_classes", "transfer_syntaxes"):
@@ -231,9 +451,8 @@ def _profile_from(doc: Located, base: Path | None) -> Profile:
         data["async_window"] = tuple(data["async_window"])
     if data.get("users") is None:
         data.pop("users", None)
-    if "max_associations" in data and data["max_associations"] == 0:
-        raise doc.error(("max_associations",), "max_associations: 0 would refuse everything; use null for no limit")
-    return Profile(timers=timers, tls=tls, roles=roles, source=doc.file, **data)
+    return Profile(timers=Timers(**timers), tls=tls, target=target, roles=roles, source=doc.file,
+                   given=frozenset(given), **data)
 
 
 def load_profile(path: str | Path) -> Profile:
@@ -248,4 +467,79 @@ def reference_profile() -> Profile:
     return _profile_from(load_yaml_text(text, f"<built-in {REFERENCE_PROFILE}>"), None)
 
 
-__all__ = ["Profile", "Timers", "TLSSettings", "load_profile", "reference_profile", "unmet", "SourceError", "dotted"]
+# ---------------------------------------------------------------- what a missing field skips
+
+
+def _requirement_field(key: str) -> str:
+    """The profile field a ``requires`` key reads (``tls`` -> ``tls.enabled``, ``roles.mr`` -> ``roles``)."""
+    if key == "tls":
+        return "tls.enabled"
+    if key.startswith("roles."):
+        return "roles"
+    return {"artim": "timers.artim", "idle": "timers.idle"}.get(key, key)
+
+
+def _left_open(profile: Profile, name: str) -> str | None:
+    """How ``profile`` leaves field ``name`` open ("is not given", "is null (unknown)"), or None."""
+    try:
+        value = _field(profile, name)
+    except KeyError:
+        return None
+    if name in profile.given:
+        return "is null (unknown)" if value is None else None
+    default = _field(Profile(), name)
+    if value != default:
+        return None  # set in code rather than in a file: a claim all the same
+    if value is None or value == {}:
+        return "is not given"
+    shown = ", ".join(map(str, value)) if isinstance(value, tuple) else str(value).lower()
+    return f"is not given (taken as {shown})"
+
+
+def skipped_by_missing_fields(profile: Profile, scenarios: Iterable["Scenario"]) -> list[str]:
+    """One line per profile field that is not given or null (unknown) and skips scenarios:
+    ``profile timers.artim is not given: 3 scenarios skipped, 2 must-level (a, b, c)``.
+
+    A scenario counts under a field when a ``requires`` condition on that field
+    is not met; a scenario skipped by a field the profile does state is a
+    claim of the target, not a gap, and is not listed.
+    """
+    skipped: dict[str, list[Any]] = {}
+    how: dict[str, str] = {}
+    for scenario in scenarios:
+        if not scenario.requires or unmet(profile, scenario.requires) is None:
+            continue
+        counted: set[str] = set()
+        for key, want in scenario.requires.items():
+            name = _requirement_field(key)
+            state = _left_open(profile, name)
+            if state is None or name in counted or unmet(profile, {key: want}) is None:
+                continue
+            counted.add(name)
+            how[name] = state
+            skipped.setdefault(name, []).append(scenario)
+    lines = []
+    for name in sorted(skipped):
+        found = skipped[name]
+        must = sum(1 for sc in found if sc.severity == "must")
+        count = f"{len(found)} scenario{'s' if len(found) != 1 else ''} skipped"
+        count += f", {must} must-level" if must else ""
+        lines.append(f"profile {name} {how[name]}: {count} ({', '.join(sc.id for sc in found)})")
+    return lines
+
+
+__all__ = [
+    "Profile",
+    "Timers",
+    "TLSSettings",
+    "TargetSettings",
+    "load_profile",
+    "reference_profile",
+    "unmet",
+    "name_problem",
+    "requires_problems",
+    "skipped_by_missing_fields",
+    "transfer_syntax_keywords",
+    "SourceError",
+    "dotted",
+]

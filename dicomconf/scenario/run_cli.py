@@ -4,15 +4,21 @@ Theory of operation
 -------------------
 The sub-command takes the plugin's options, finds the scenarios, and runs
 pytest in-process over them with the dicomconf plugin, JUnit XML written to
-``<report dir>/junit.xml``, and returns pytest's exit code (0: every must
-scenario passed; 1: a must scenario failed, or a should scenario with
-``--strict``; 2-4: usage or internal errors).
+``<report dir>/junit.xml``, and returns pytest's exit code, with the
+plugin's additions (:mod:`dicomconf.exitcodes`: 0 conforms, 1 conformance
+failures, 4 usage or configuration error, 6 target unreachable, ...); its own
+usage errors (a mistyped option, a missing path) are 4 as well.
 
-Which scenarios: the directories or files given as arguments; otherwise
-``./scenarios`` when the current directory has one; otherwise the
-``scenarios/`` directory next to the installed package, which exists in a
-source checkout installed editable (``pip install -e .``).  A regular
-(non-editable) install does not ship the scenario files: pass a directory.
+Which scenarios: the directories or files given as arguments replace the
+default library, which is ``./scenarios`` when the current directory has one
+(a checkout, or a library exported with ``dicomconf scenarios export``), else
+the library installed with the package (:mod:`dicomconf.scenario.library`).
+Each ``--scenarios DIR`` adds a directory of the user's own beside them; a
+scenario id defined in two of those sources is a usage error, never a
+scenario run twice.  Directories are expanded into their scenario files on
+pytest's command line, so a directory of any name is collected.
+``--gentle`` leaves out the scenarios marked ``disruptive`` (pytest
+``-m "not disruptive"``); the reports list them as left out.
 """
 
 from __future__ import annotations
@@ -21,12 +27,16 @@ import argparse
 import datetime as _dt
 from pathlib import Path
 
+from dicomconf import exitcodes
+
 PLUGIN = "dicomconf.pytest_plugin"
+USAGE_EXIT = exitcodes.USAGE_ERROR  # a bad option or path: the same code as pytest's usage error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="SCENARIOS",
-                        help="scenario directories or files (default: ./scenarios or the checkout's scenarios/)")
+                        help="scenario directories or files to run instead of the default library "
+                             "(./scenarios if there is one, else the library installed with dicomconf)")
     parser.add_argument("--target", metavar="HOST[:PORT]",
                         help="the SCP under test: a host name, IPv4 or [IPv6] address, port 104 unless given "
                              "(default: the profile's target, else the embedded reference SCP)")
@@ -38,7 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="should-level failures fail the run too")
     parser.add_argument("-n", "--workers", metavar="N", help="run scenarios in N processes (pytest-xdist), or 'auto'")
     parser.add_argument("-k", dest="keyword", metavar="EXPR", help="only scenarios whose id matches EXPR (pytest -k)")
+    parser.add_argument("--scenarios", dest="extra_scenarios", action="append", default=[], metavar="DIR",
+                        help="a directory (or file) of your own scenarios, run beside the library; repeatable")
+    parser.add_argument("--gentle", action="store_true",
+                        help="leave out the disruptive scenarios (for a target other people use)")
     parser.add_argument("-q", "--quiet", action="store_true", help="less output")
+    parser.add_argument("--scenario-timeout", type=float, metavar="SECONDS",
+                        help="time limit of each scenario (default: 120 s plus twice the profile's longest timer)")
+    parser.add_argument("--target-timeout", type=float, metavar="SECONDS",
+                        help="how long the target may take to accept a connection and answer the first "
+                             "A-ASSOCIATE-RQ before the run stops as unreachable (default 5)")
     tls = parser.add_argument_group("TLS (PS3.15 B.1); each overrides the profile's tls section")
     tls.add_argument("--tls-port", type=int, metavar="N", help="the target's TLS port")
     tls.add_argument("--tls-ca", metavar="FILE",
@@ -52,27 +71,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_scenarios(cwd: Path | None = None) -> Path | None:
-    """``./scenarios``, else the checkout's ``scenarios/`` beside the package, else None."""
+    """``./scenarios``, else the library installed with the package, else None."""
+    from dicomconf.scenario.library import shipped
+
     cwd = cwd or Path.cwd()
     here = cwd / "scenarios"
     if here.is_dir():
         return here
-    beside = Path(__file__).resolve().parents[2] / "scenarios"
-    return beside if beside.is_dir() else None
+    return shipped()
+
+
+def scenario_files(args: argparse.Namespace) -> list[Path] | str:
+    """The scenario files to run (see the module docstring), or a usage message."""
+    from dicomconf.scenario.library import catalogue, duplicate_ids
+    from dicomconf.scenario.library import scenario_files as files_under
+
+    sources = [Path(p) for p in args.paths]
+    if not sources:
+        found = default_scenarios()
+        if found is None:
+            return "no scenarios found: the scenario library is not installed; give a scenarios directory"
+        sources = [found]
+    sources += [Path(p) for p in getattr(args, "extra_scenarios", None) or ()]
+    missing = [str(p) for p in sources if not p.exists()]
+    if missing:
+        return f"no such file or directory: {', '.join(missing)}"
+    files: dict[Path, Path] = {}
+    for source in sources:
+        found_here = files_under(source)
+        if not found_here:
+            return f"no scenario files (*.yaml, *.yml) in {source}"
+        for file in found_here:
+            files.setdefault(file.resolve(), file)
+    if len(sources) > 1:
+        twice = duplicate_ids(catalogue(files.values()))
+        if twice:
+            first = min(twice)
+            where = " and ".join(i.where for i in twice[first])
+            more = f" ({len(twice) - 1} more id(s) defined twice)" if len(twice) > 1 else ""
+            return f"scenario id {first!r} is defined twice: {where}{more}; give your scenario another id"
+    return list(files.values())
 
 
 def pytest_args(args: argparse.Namespace) -> list[str] | str:
     """The pytest command line for ``args``, or a usage message."""
-    paths = [Path(p) for p in args.paths] if args.paths else []
-    if not paths:
-        found = default_scenarios()
-        if found is None:
-            return ("no scenarios found: give a scenarios directory (a non-editable install does not ship "
-                    "the scenario files)")
-        paths = [found]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        return f"no such file or directory: {', '.join(missing)}"
+    paths = scenario_files(args)
+    if isinstance(paths, str):
+        return paths
     report_dir = args.report_dir or str(Path("reports") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     # The pytest11 entry point has the module's own name, so this is a no-op where it is installed.
     out = [*(str(p) for p in paths), "-p", PLUGIN]
@@ -81,7 +126,8 @@ def pytest_args(args: argparse.Namespace) -> list[str] | str:
     for flag, value in (("--target", args.target), ("--called-ae", args.called_ae),
                         ("--calling-ae", args.calling_ae), ("--profile", args.profile),
                         ("--tls-port", args.tls_port), ("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
-                        ("--tls-key", args.tls_key), ("--tls-server-name", args.tls_server_name)):
+                        ("--tls-key", args.tls_key), ("--tls-server-name", args.tls_server_name),
+                        ("--target-timeout", args.target_timeout), ("--scenario-timeout", args.scenario_timeout)):
         if value is not None:
             out += [flag, str(value)]
     if args.tls_insecure:
@@ -92,6 +138,8 @@ def pytest_args(args: argparse.Namespace) -> list[str] | str:
         out += ["-n", str(args.workers)]
     if args.keyword:
         out += ["-k", args.keyword]
+    if getattr(args, "gentle", False):
+        out += ["-m", "not disruptive"]
     out.append("-q" if args.quiet else "-rfEs")
     if args.report_dir is None:
         out.append("--dicomconf-link-latest")
@@ -106,5 +154,5 @@ def run(args: argparse.Namespace) -> int:
     argv = pytest_args(args)
     if isinstance(argv, str):
         print(f"dicomconf run: {argv}", file=sys.stderr)
-        return 2
+        return USAGE_EXIT
     return int(pytest.main(argv))

@@ -59,7 +59,17 @@ def test_run_default_report_dir_links_latest(tmp_path):
 
 def test_run_usage_errors(tmp_path):
     result = _run(tmp_path, "nowhere")
-    assert result.returncode == 2 and "no such file or directory: nowhere" in result.stderr
+    assert result.returncode == 4 and "no such file or directory: nowhere" in result.stderr
     write(tmp_path / "scenarios" / "cli.yaml", SCENARIOS)
     result = _run(tmp_path, "--target", "[198.51.100.1]:104")
     assert result.returncode == 4 and "brackets are only for IPv6 addresses" in result.stderr
+
+
+def test_mistyped_option_shows_runs_usage_and_the_nearest_option(tmp_path):
+    result = _run(tmp_path, "--targt", "127.0.0.1:104")
+    assert result.returncode == 4
+    assert result.stderr.startswith("usage: dicomconf run ")
+    assert "dicomconf run: error: unrecognized arguments: --targt" in result.stderr
+    assert "--targt: did you mean --target?" in result.stderr
+    result = _run(tmp_path, "--gentel")
+    assert result.returncode == 4 and "did you mean --gentle?" in result.stderr
