@@ -69,6 +69,37 @@ def _left_out_section(deselected: list[dict[str, Any]]) -> str:
             f"<table><tr><th>scenario</th><th>area</th><th>severity</th><th>why</th></tr>{rows}</table>")
 
 
+def _target_rows(run: dict[str, Any]) -> str:
+    """What the run found of the target itself: unreachable, lost mid-run, TLS verification."""
+    rows = []
+    pre = run.get("preflight")
+    if pre and not pre.get("ok"):
+        hint = f"; {pre['hint']}" if pre.get("hint") else ""
+        rows.append(f'<tr class="error"><th>target</th><td>not reached, no scenario run: '
+                    f"{_e(pre.get('message'))}{_e(hint)} ({_e(pre.get('cause'))})</td></tr>")
+    lost = run.get("target_lost")
+    if lost:
+        rows.append(f'<tr class="error"><th>target lost</th><td>stopped answering at scenario '
+                    f"<code>{_e(lost.get('at_scenario'))}</code> ({_e(lost.get('at'))}): {_e(lost.get('message'))}; "
+                    "later scenarios were not played while it did not answer</td></tr>")
+    tls = run.get("tls")
+    if tls:
+        how = ("certificate and host name NOT verified (--tls-insecure)" if tls.get("insecure")
+               else "certificate chain and host name verified")
+        rows.append(f"<tr><th>TLS</th><td>port {_e(tls.get('port'))}: {how}</td></tr>")
+    return "".join(rows)
+
+
+def _verdict(run: dict[str, Any], summary: dict[str, Any]) -> str:
+    pre = run.get("preflight")
+    if pre and not pre.get("ok"):
+        return "NOT RUN (target unreachable)"
+    verdict = "FAIL" if summary.get("must_failed") or summary.get("error") else "PASS"
+    if run.get("strict") and summary.get("should_failed"):
+        verdict = "FAIL"
+    return verdict
+
+
 def render_html(document: dict[str, Any]) -> str:
     run, summary, scenarios = document["run"], document["summary"], document["scenarios"]
     areas: dict[str, list[dict[str, Any]]] = {}
@@ -88,9 +119,7 @@ def render_html(document: dict[str, Any]) -> str:
             f"<th>outcome</th><th>s</th><th>capture</th></tr>{rows}</table>"
         )
     versions = ", ".join(f"{k} {v}" for k, v in run.get("versions", {}).items() if v)
-    verdict = "FAIL" if summary.get("must_failed") or summary.get("error") else "PASS"
-    if run.get("strict") and summary.get("should_failed"):
-        verdict = "FAIL"
+    verdict = _verdict(run, summary)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>dicomconf report: {_e(run.get('target'))}</title>
 <style>{_STYLE}</style></head><body>
@@ -102,6 +131,7 @@ def render_html(document: dict[str, Any]) -> str:
 <tr><th>duration</th><td>{_e(run.get('duration_s'))} s</td></tr>
 <tr><th>versions</th><td>{_e(versions)}</td></tr>
 <tr><th>summary</th><td>{_e(', '.join(f'{v} {k}' for k, v in summary.items()))}</td></tr>
+{_target_rows(run)}
 </table>
 <h2>by area</h2>
 <table><tr><th>area</th>{''.join(f'<th>{o}</th>' for o in OUTCOMES)}</tr>{overview}</table>

@@ -86,6 +86,8 @@ def test_closed_port(tmp_path):
     assert "refused the connection" in _one_message(result)
     assert _preflight(tmp_path / "r")["cause"] == "refused"
     assert json.loads((tmp_path / "r" / "report.json").read_text())["scenarios"] == []
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "NOT RUN (target unreachable)" in html and "refused the connection" in html
 
 
 def test_unresolvable_name(tmp_path):
@@ -167,3 +169,21 @@ def test_tls_certificate_for_another_name(tmp_path, tls_scp):
     assert result.returncode == 0, result.stdout + result.stderr
     assert outcomes(tmp_path / "insecure")["pre.tls-echo"] == "passed"
     assert json.loads((tmp_path / "insecure" / "report.json").read_text())["run"]["tls"]["insecure"] is True
+    assert "NOT verified (--tls-insecure)" in (tmp_path / "insecure" / "report.html").read_text()
+    assert "certificate chain and host name verified" in (tmp_path / "named" / "report.html").read_text()
+
+
+def test_the_target_may_live_in_the_profile_and_the_option_overrides_it(tmp_path, checking_scp):
+    """``target: {host, port}`` in the profile is the target; ``--target`` wins over it."""
+    _setup(tmp_path)
+    write(tmp_path / "pacs.yaml", PROFILE + f"target: {{host: 127.0.0.1, port: {checking_scp.port}}}\n")
+    result, _ = _run(tmp_path, "--profile", "pacs.yaml", "--report-dir", "from-profile", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads((tmp_path / "from-profile" / "report.json").read_text())
+    assert doc["run"]["target"] == f"127.0.0.1:{checking_scp.port}"
+    assert outcomes(tmp_path / "from-profile")["pre.echo"] == "passed"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    result, _ = _run(tmp_path, "--profile", "pacs.yaml", "--target", f"127.0.0.1:{closed}", "--report-dir", "flag")
+    assert result.returncode == exitcodes.TARGET_UNREACHABLE and f"127.0.0.1:{closed} refused" in result.stderr

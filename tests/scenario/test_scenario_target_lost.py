@@ -98,6 +98,7 @@ def test_target_that_dies_mid_run(tmp_path):
     assert lost["at_scenario"] == "lost.2-second" and lost["cause"] == "refused"
     third = {s["id"]: s for s in doc["scenarios"]}["lost.3-third"]
     assert "not run: the target stopped answering at scenario lost.2-second" in third["failure"]["message"]
+    assert "stopped answering at scenario <code>lost.2-second</code>" in (tmp_path / "rep" / "report.html").read_text()
 
 
 def test_a_scenario_the_target_keeps_waiting_meets_its_time_limit(tmp_path):
