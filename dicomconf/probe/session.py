@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from dicomconf.scu.client import SCU, Aborted, Rejected, UnexpectedReply
 from dicomconf.scu.connection import Closed, Connection, Silence
-from dicomconf.scu.target import format_hostport
+from dicomconf.scu.target import format_hostport, resolve_within
 from dicomconf.ul import constants as C
 from dicomconf.ul.errors import RemoteProtocolError
 from dicomconf.ul.pdu import AAbort, AAssociateAC, AAssociateRJ, AReleaseRP, AReleaseRQ
@@ -221,21 +220,9 @@ def connection_failure(exc: BaseException, timeout: float) -> str:
 
 def resolve(host: str, port: int, timeout: float) -> None:
     """Raise :class:`Unreachable` when ``host`` does not resolve within ``timeout`` seconds."""
-    box: dict[str, BaseException] = {}
-
-    def lookup() -> None:
-        try:
-            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller
-            box["error"] = exc
-
-    worker = threading.Thread(target=lookup, name="dicomconf-probe-resolve", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise Unreachable(f"{host}: the name did not resolve within {timeout:g} s")
-    if "error" in box:
-        raise Unreachable(f"{host}: {connection_failure(box['error'], timeout)}")
+    why = resolve_within(host, port, timeout)
+    if why is not None:
+        raise Unreachable(f"{host}: {why}")
 
 
 def reachable(session: Session) -> None:

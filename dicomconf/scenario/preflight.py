@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 import time
 from dataclasses import dataclass
 
 from dicomconf.scenario.engine import Target
 from dicomconf.scu.client import SCU, Aborted, Rejected, UnexpectedReply
 from dicomconf.scu.connection import Closed, Connection, Silence
-from dicomconf.scu.target import format_hostport
+from dicomconf.scu.target import format_hostport, resolve_within
 from dicomconf.ul import constants as C
 
 DEFAULT_TIMEOUT = 5.0
@@ -67,28 +66,6 @@ class Reachability:
     def as_dict(self) -> dict[str, object]:
         return {"ok": self.ok, "cause": self.cause, "message": self.message, "hint": self.hint,
                 "seconds": round(self.seconds, 3)}
-
-
-def _resolve(host: str, port: int, timeout: float) -> str | None:
-    """None when ``host`` resolves within ``timeout``; else why not."""
-    box: list[BaseException | None] = []
-
-    def lookup() -> None:
-        try:
-            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            box.append(None)
-        except (OSError, UnicodeError) as exc:
-            box.append(exc)
-
-    thread = threading.Thread(target=lookup, name="dicomconf-resolve", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not box:
-        return f"the name {host!r} did not resolve within {timeout:g}s"
-    if box[0] is not None:
-        exc = box[0]
-        return f"the name {host!r} does not resolve: {getattr(exc, 'strerror', None) or exc}"
-    return None
 
 
 def _connect_failure(where: str, exc: BaseException, timeout: float) -> Reachability:
@@ -174,7 +151,7 @@ def check_target(target: Target, called_ae: str, calling_ae: str, timeout: float
     def done(result: Reachability) -> Reachability:
         return Reachability(result.ok, result.cause, result.message, result.hint, time.monotonic() - t0)
 
-    why = _resolve(target.host, target.port, timeout)
+    why = resolve_within(target.host, target.port, timeout)
     if why is not None:
         return done(Reachability(False, "resolve", why, "check the host name (or give its address)"))
     result = _associate(target, called_ae, calling_ae, timeout)

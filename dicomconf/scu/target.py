@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+import threading
 from dataclasses import dataclass
 
 DEFAULT_PORT = 104  # the well-known DICOM port (PS3.8 9.1.1)
@@ -111,4 +113,30 @@ def parse_target(text: str, default_port: int = DEFAULT_PORT) -> Address:
         raise ValueError(f"target {text!r}: {exc}; {forms}") from None
 
 
-__all__ = ["Address", "DEFAULT_PORT", "TLS_DEFAULT_PORT", "parse_target", "format_hostport", "check_host", "check_port"]
+def resolve_within(host: str, port: int, timeout: float) -> str | None:
+    """None when ``host`` resolves within ``timeout`` seconds, else why not (one phrase).
+
+    ``getaddrinfo`` has no timeout of its own and a resolver that cannot reach its server
+    can hang for long: the lookup runs in a daemon thread and is abandoned at the deadline.
+    """
+    box: list[BaseException | None] = []
+
+    def lookup() -> None:
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            box.append(None)
+        except (OSError, UnicodeError) as exc:
+            box.append(exc)
+
+    worker = threading.Thread(target=lookup, name="dicomconf-resolve", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not box:
+        return f"the name {host!r} did not resolve within {timeout:g}s"
+    if box[0] is not None:
+        return f"the name {host!r} does not resolve: {getattr(box[0], 'strerror', None) or box[0]}"
+    return None
+
+
+__all__ = ["Address", "DEFAULT_PORT", "TLS_DEFAULT_PORT", "parse_target", "format_hostport", "check_host", "check_port",
+           "resolve_within"]

@@ -143,3 +143,25 @@ def test_ipv6_bracket_form_connects():
             assert conn.conversation.server[0] == "::1"
     finally:
         listener.close()
+
+
+def test_a_lookup_is_bounded_by_its_timeout(monkeypatch):
+    """A resolver that hangs (no DNS server reachable) costs the timeout, not the resolver's minutes."""
+    import time
+
+    from dicomconf.scu.target import resolve_within
+
+    real = socket.getaddrinfo
+
+    def slow(host, *args, **kwargs):
+        if host == "hangs.example.test":
+            time.sleep(5)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    t0 = time.monotonic()
+    why = resolve_within("hangs.example.test", 104, 0.3)
+    assert time.monotonic() - t0 < 2
+    assert why == "the name 'hangs.example.test' did not resolve within 0.3s"
+    assert resolve_within("127.0.0.1", 104, 2) is None
+    assert "does not resolve" in resolve_within("no-such-host.invalid", 104, 5)
