@@ -33,6 +33,14 @@ of the run (``-m "not disruptive"``, ``-k``) are recorded with the reason by
 ``pytest_deselected``; xdist workers send theirs in ``workeroutput`` and the
 controller puts them in the reports.
 
+Before anything runs, a named target is checked once (``pytest_cmdline_main``,
+in the controller, before xdist starts workers: :mod:`dicomconf.scenario.preflight`);
+an unreachable one ends the run with one message, a report that says so and
+exit code 6 (:mod:`dicomconf.exitcodes`).  During the run each process keeps a
+:class:`~dicomconf.scenario.liveness.TargetWatch`: after a scenario that did
+not pass it asks whether the target still answers, and the report says at
+which scenario it stopped; every scenario has a time limit.
+
 Severity: a failed *should* scenario is reported (outcome "failed" in every
 report, shown as ``SHOULD-FAIL`` in the terminal) but does not fail the run
 unless ``--strict`` (pytest's own flag, which also turns on pytest's other
@@ -91,13 +99,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="do not verify the target's certificate or host name (recorded in the report)")
 
 
-LIVENESS_TIMEOUT = 3.0  # seconds: does a target that just failed a scenario still answer?
-
-
-class TargetLost(Exception):
-    """The target stopped answering earlier in the run; this scenario was not played."""
-
-
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
@@ -133,8 +134,7 @@ class DicomconfState:
         self._embedded = None
         self._target = None
         self.preflight = config.stash.get(_PREFLIGHT, None)
-        self.lost: dict[str, Any] | None = None
-        self.options_scenario_timeout = opt.scenario_timeout
+        self._watch = None
         try:
             self.profile = apply_options(self.profile, self.options)
             if self.target_address is not None:
@@ -202,46 +202,14 @@ class DicomconfState:
     def calling_ae(self) -> str:
         return self.options.calling_ae or self.profile.calling_ae
 
-    # ---------------------------------------------------------------- a target that dies mid-run
+    @property
+    def watch(self):
+        """The :class:`~dicomconf.scenario.liveness.TargetWatch` of a named target (None for the embedded SCP)."""
+        if self._watch is None and self.target_address is not None:
+            from dicomconf.scenario.liveness import TargetWatch
 
-    def time_limit(self) -> float:
-        """Each scenario's limit: ``--scenario-timeout``, else 120 s plus twice the longest timer
-        the profile claims (scenarios that wait for ARTIM or the idle timeout must fit)."""
-        if self.options_scenario_timeout:
-            return self.options_scenario_timeout
-        timers = [t for t in (self.profile.timers.artim, self.profile.timers.idle) if t]
-        return 120.0 + 2 * max(timers, default=0.0)
-
-    def note_if_lost(self, scenario_id: str) -> dict[str, Any] | None:
-        """After a scenario that did not pass against a named target: does the target still answer?
-        If not, remember the scenario at which it stopped (the report says so)."""
-        if self.target_address is None or self.lost is not None:
-            return None
-        from dicomconf.scenario.preflight import check_target
-
-        result = check_target(self.target(), self.called_ae, self.calling_ae, LIVENESS_TIMEOUT)
-        if result.ok or result.cause in ("called-ae", "calling-ae"):
-            return None
-        self.lost = {
-            "at_scenario": scenario_id,
-            "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
-            "cause": result.cause,
-            "message": result.message,
-        }
-        return self.lost
-
-    def check_not_lost(self, scenario_id: str) -> None:
-        """Before a scenario, once the target stopped answering: run only if it answers again."""
-        if self.lost is None:
-            return
-        from dicomconf.scenario.preflight import check_target
-
-        result = check_target(self.target(), self.called_ae, self.calling_ae, LIVENESS_TIMEOUT)
-        if result.ok:
-            self.lost = None
-            return
-        raise TargetLost(f"not run: the target stopped answering at scenario {self.lost['at_scenario']} "
-                         f"({self.lost['message']}), and still does not answer")
+            self._watch = TargetWatch(self.target, self.called_ae, self.calling_ae)
+        return self._watch
 
     def tls_summary(self) -> dict[str, Any] | None:
         """What the report says of TLS: None without it, else the port and whether the
@@ -360,6 +328,7 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         from dicomconf.scenario import exclusive
         from dicomconf.scenario.engine import Runner
+        from dicomconf.scenario.liveness import time_limit
         from dicomconf.scenario.profile import unmet
 
         if self.entry.error is not None:
@@ -373,7 +342,9 @@ class ScenarioItem(pytest.Item):
         reason = unmet(state.profile, scenario.requires)  # the started SCP may have filled in the profile
         if reason:
             pytest.skip(reason)
-        state.check_not_lost(scenario.id)
+        watch = state.watch
+        if watch is not None:
+            watch.before(scenario.id)
         pcap = state.report_dir / "pcap" / f"{_safe(scenario.id)}.pcap"
         runner = Runner(scenario, state.profile, target)
         # A disruptive scenario runs alone against an external target, whatever -n is.
@@ -382,9 +353,10 @@ class ScenarioItem(pytest.Item):
         with exclusive.hold(state.target_address, alone):
             t0 = time.monotonic()
             try:
-                runner.run(pcap, time_limit=state.time_limit())
-            except BaseException:
-                self.target_lost = state.note_if_lost(scenario.id)
+                runner.run(pcap, time_limit=time_limit(state.profile, self.config.option.scenario_timeout))
+            except Exception:
+                if watch is not None:
+                    self.target_lost = watch.after_failure(scenario.id)
                 raise
             finally:
                 self.duration_s = time.monotonic() - t0
@@ -401,6 +373,8 @@ class ScenarioItem(pytest.Item):
             return f"{head} failed: {excinfo.value.render(self.pcap)}"
         if isinstance(excinfo.value, SourceError):
             return f"{head}: invalid scenario\n{excinfo.value}"
+        from dicomconf.scenario.liveness import TargetLost
+
         if isinstance(excinfo.value, TargetLost):
             return f"{head}: {excinfo.value}"
         return f"{head}: engine error\n" + str(super().repr_failure(excinfo))

@@ -1,0 +1,90 @@
+"""A target that dies mid-run: bounded scenarios, and where it stopped answering.
+
+Theory of operation
+-------------------
+A verdict is *passed* only when the target was seen alive at the point
+tested, and a dead target must not cost a timeout per step of every scenario
+left.  :class:`TargetWatch` keeps, for one process of the run, whether the
+named target still answers:
+
+* after a scenario that did not pass, it asks (the same gentle check as the
+  run's preflight, :func:`dicomconf.scenario.preflight.check_target`, bounded
+  by :data:`LIVENESS_TIMEOUT`).  If nobody answers, the scenario at which the
+  target stopped answering is recorded (the report's ``run.target_lost``);
+* before each later scenario it asks again: while the target does not answer,
+  the scenario is not played (:class:`TargetLost`, an *error* verdict naming
+  that scenario); once it answers again, scenarios run as before.
+
+A rejection for our AE titles is an answer: the target is alive.
+
+:func:`time_limit` is the bound of a whole scenario (the engine's watchdog,
+:meth:`dicomconf.scenario.engine.Runner.run`): ``--scenario-timeout``, else
+120 s plus twice the longest timer the profile claims, so that scenarios
+which wait for ARTIM or the idle timeout (PS3.8 9.1.5) fit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Callable
+
+from dicomconf.scenario.preflight import check_target
+from dicomconf.scenario.profile import Profile
+
+LIVENESS_TIMEOUT = 3.0  # seconds: does a target that just failed a scenario still answer?
+BASE_TIME_LIMIT = 120.0
+
+
+class TargetLost(Exception):
+    """The target stopped answering earlier in the run; this scenario was not played."""
+
+
+def time_limit(profile: Profile, override: float | None = None) -> float:
+    """The time limit of one scenario against a target described by ``profile``."""
+    if override:
+        return override
+    timers = [t for t in (profile.timers.artim, profile.timers.idle) if t]
+    return BASE_TIME_LIMIT + 2 * max(timers, default=0.0)
+
+
+class TargetWatch:
+    """Whether the named target still answers (see the module docstring)."""
+
+    def __init__(self, target: Callable[[], Any], called_ae: str, calling_ae: str,
+                 timeout: float = LIVENESS_TIMEOUT) -> None:
+        self._target = target
+        self.called_ae, self.calling_ae, self.timeout = called_ae, calling_ae, timeout
+        self.lost: dict[str, Any] | None = None
+
+    def _answers(self) -> Any:
+        result = check_target(self._target(), self.called_ae, self.calling_ae, self.timeout)
+        return result, result.ok or result.cause in ("called-ae", "calling-ae")
+
+    def after_failure(self, scenario_id: str) -> dict[str, Any] | None:
+        """After a scenario that did not pass: the record of where the target stopped, if it did."""
+        if self.lost is not None:
+            return None
+        result, alive = self._answers()
+        if alive:
+            return None
+        self.lost = {
+            "at_scenario": scenario_id,
+            "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "cause": result.cause,
+            "message": result.message,
+        }
+        return self.lost
+
+    def before(self, scenario_id: str) -> None:
+        """Before a scenario: raise :class:`TargetLost` while a target that stopped still does not answer."""
+        if self.lost is None:
+            return
+        _result, alive = self._answers()
+        if alive:
+            self.lost = None
+            return
+        raise TargetLost(f"not run: the target stopped answering at scenario {self.lost['at_scenario']} "
+                         f"({self.lost['message']}), and still does not answer")
+
+
+__all__ = ["LIVENESS_TIMEOUT", "TargetLost", "TargetWatch", "time_limit"]
