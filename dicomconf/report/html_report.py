@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from dicomconf.report.json_report import OUTCOMES
+from dicomconf.report.outcomes import OUTCOMES
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}

@@ -9,7 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-OUTCOMES = ("passed", "failed", "skipped", "error")
+from dicomconf.report.outcomes import OUTCOMES
+
 _PACKAGES = ("dicomconf", "pydicom", "scapy", "pytest", "pytest-xdist")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from dicomconf.report.json_report import OUTCOMES
+from dicomconf.report.outcomes import OUTCOMES
 
 
 def area_table(records: Iterable[dict[str, Any]]) -> list[str]:

@@ -42,14 +42,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from dicomconf.scenario.expr import ExpressionError, duration
 from dicomconf.scenario.loader import Located, SourceError, SourceErrors, load_yaml, load_yaml_text
 from dicomconf.scenario.validation import dotted, schema_errors, suggest
-
-if TYPE_CHECKING:
-    from dicomconf.scenario.model import Scenario
 
 REFERENCE_PROFILE = "reference-profile.yaml"
 SOP_CLASS = "SOP class"
@@ -496,8 +493,9 @@ def _left_open(profile: Profile, name: str) -> str | None:
     return f"is not given (taken as {shown})"
 
 
-def skipped_by_missing_fields(profile: Profile, scenarios: Iterable["Scenario"]) -> list[str]:
-    """One line per profile field that is not given or null (unknown) and skips scenarios:
+def skipped_by_missing_fields(profile: Profile, scenarios: Iterable[Any]) -> list[str]:
+    """One line per profile field that is not given or null (unknown) and skips ``scenarios``
+    (:class:`~dicomconf.scenario.model.Scenario` objects):
     ``profile timers.artim is not given: 3 scenarios skipped, 2 must-level (a, b, c)``.
 
     A scenario counts under a field when a ``requires`` condition on that field

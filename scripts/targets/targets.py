@@ -21,7 +21,9 @@ Targets (the profile of each says what it claims):
   to 127.0.0.1.
 
 Timers are shortened (``--acse-timeout`` / ``--dimse-timeout``) so that the
-scenarios that wait for ARTIM finish quickly; the profiles say the same.
+scenarios that wait for ARTIM finish quickly; the profiles say the same, except
+that DCMTK's profile claims no idle timer: ``storescp -td`` does not end an idle
+association (its 60 s socket timeout does, without an A-ABORT).
 """
 
 from __future__ import annotations
