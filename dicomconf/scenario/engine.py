@@ -9,9 +9,10 @@ use), one :class:`~dicomconf.scu.client.SCU` per connection for the
 high-level steps, and the values saved by earlier steps.  Step arguments are
 templates rendered when the step runs (``{profile.artim + 5}s``).
 
-Everything that comes back is an :class:`Event`: a whole PDU, the peer's
-close or reset, or silence until a deadline.  Expectations are matched
-against events (:mod:`dicomconf.scenario.match`).  After every step the
+Everything that comes back is an :class:`~dicomconf.scenario.expectations.Event`:
+a whole PDU, a whole DIMSE message (however many PDUs carried it), the peer's
+close or reset, or silence until a deadline; expectations are matched against
+events (:mod:`dicomconf.scenario.expectations`, :mod:`dicomconf.scenario.match`).  After every step the
 findings of every PDU received so far (``Connection.findings``, computed by
 ``dicomconf.wire.findings``) are examined: a must-level finding that the
 scenario does not list in ``allow_findings`` fails the scenario with its
@@ -37,7 +38,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dicomconf.scenario.expr import ExpressionError, duration, render_all
-from dicomconf.scenario.match import get_path, match, pdu_view
+from dicomconf.scenario.expectations import (
+    Event,
+    check,
+    describe_received,
+    next_event,
+    next_message,
+    view_of,
+    wants_message,
+)
+from dicomconf.scenario.match import get_path, match
 from dicomconf.scenario.model import Scenario, Step
 from dicomconf.scenario.profile import Profile
 from dicomconf.scu.target import format_hostport
@@ -62,36 +72,6 @@ class Target:
     called_ae: str | None = None
     calling_ae: str | None = None
     server_name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """What came from the peer: ``kind`` is "pdu", "closed", "reset" or "silence"."""
-
-    kind: str
-    received: Any = None
-    waited: float = 0.0
-
-    def describe(self) -> str:
-        if self.kind == "pdu":
-            return describe_received(self.received)
-        if self.kind == "silence":
-            return f"nothing within {self.waited:g}s"
-        return f"connection {self.kind} by the peer"
-
-
-def describe_received(received: Any) -> str:
-    """One line for a received PDU (the wire layer's summary when it has one) and its hex."""
-    try:
-        from dicomconf.wire.dissect import summary
-
-        text = summary(received.raw)
-    except Exception:
-        text = received.name if received.pdu is not None else f"undecodable: {received.error}"
-    raw = received.raw
-    shown = raw[:64].hex(" ")
-    more = f" ... ({len(raw)} bytes)" if len(raw) > 64 else ""
-    return f"{text}\n  hex: {shown}{more}"
 
 
 class ScenarioFailure(AssertionError):
@@ -160,6 +140,7 @@ class Runner:
         self.pcap_error: str | None = None
         self._lock = threading.RLock()
         self._time_up = threading.Event()
+        self._assemblers: dict[str, Any] = {}  # connection name -> DIMSE message assembler (expect)
 
     # ------------------------------------------------------------------ running
 
@@ -344,65 +325,12 @@ class Runner:
 
     # ---------------------------------------------------------------- events
 
-    def next_event(self, conn: Any, timeout: float, skip: tuple[str, ...] = ()) -> Event:
-        """The next PDU, close/reset, or silence within ``timeout`` (PDUs named in ``skip`` are passed over)."""
-        from dicomconf.scu.connection import Closed, Silence
-
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = max(deadline - time.monotonic(), 0.0)
-            try:
-                received = conn.receive_pdu(remaining)
-            except Closed as exc:
-                return Event(exc.kind)
-            except Silence:
-                return Event("silence", waited=timeout)
-            except OSError as exc:
-                return Event("closed", waited=timeout, received=str(exc))
-            if received.name in skip:
-                continue
-            return Event("pdu", received)
-
-    def check(self, spec: dict, event: Event) -> list[str]:
-        """Why ``event`` does not satisfy the expectation ``spec`` (empty: it does)."""
-        if "any" in spec:
-            problems: list[str] = []
-            for i, alt in enumerate(spec["any"]):
-                p = self.check(alt, event)
-                if not p:
-                    return []
-                problems.append(f"alternative {i + 1}: " + "; ".join(p))
-            return problems
-        if spec.get("closed"):
-            return [] if event.kind in ("closed", "reset") else [f"expected the connection to close, got {event.kind}"]
-        if spec.get("reset"):
-            return [] if event.kind == "reset" else [f"expected a reset (RST), got {event.kind}"]
-        if "silence" in spec:
-            return [] if event.kind == "silence" else ["expected silence"]
-        if event.kind != "pdu":
-            return [f"expected a PDU, got {event.describe()}"]
-        received = event.received
-        if "aborted" in spec:
-            name, fields = "A-ABORT", spec["aborted"] if isinstance(spec["aborted"], dict) else {}
-        else:
-            name = spec["pdu"]
-            fields = {k: v for k, v in spec.items() if k not in ("pdu", "on", "within", "save", "skip")}
-        if isinstance(name, int):
-            got = received.raw[0] if received.raw else None
-            return [] if got == name and not fields else [f"expected PDU type {name:#04x}, got {got!r}"]
-        if received.pdu is None:
-            return [f"expected {name}, got bytes that do not decode ({received.error})"]
-        view = pdu_view(received.pdu)
-        if view["pdu"] != name:
-            return [f"expected {name}, got {view['pdu']}"]
-        return match(fields, view)
-
     def _save(self, step: Step, save: dict | None, event: Event) -> None:
         if not save:
             return
-        if event.kind != "pdu" or event.received.pdu is None:
+        if event.kind not in ("pdu", "message") or event.received.pdu is None:
             raise ScenarioFailure(step, f"nothing to save from: {event.describe()}")
-        view = pdu_view(event.received.pdu)
+        view = view_of(event)
         for var, path in save.items():
             try:
                 value = get_path(view, path)
@@ -466,7 +394,7 @@ class Runner:
         except (ValueError, TypeError, LocalProtocolError) as exc:
             raise step.error(f"cannot build the A-ASSOCIATE-RQ: {exc}") from None
         reply = args.get("reply") or {"pdu": "A-ASSOCIATE-AC"}
-        problems = self.check(reply, event)
+        problems = check(reply, event)
         if problems:
             raise ScenarioFailure(
                 step,
@@ -516,8 +444,15 @@ class Runner:
             within = self._duration(step, args["silence"], 0.0, "silence")
         else:
             within = self._duration(step, args.get("within"), DEFAULT_WITHIN)
-        event = self.next_event(conn, within, skip)
-        problems = self.check(args, event)
+        if wants_message(args):
+            from dicomconf.ul import dimse
+
+            event = next_message(conn, self._assemblers.setdefault(name, dimse.MessageAssembler()), within, skip)
+            if event.message is not None and event.kind != "message":
+                self._assemblers.pop(name, None)  # the sequence broke Annex E: start afresh
+        else:
+            event = next_event(conn, within, skip)
+        problems = check(args, event)
         if problems:
             raise ScenarioFailure(
                 step,

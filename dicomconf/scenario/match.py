@@ -10,6 +10,10 @@ name (``maximum_length``, ``implementation_class_uid``, ``role_selections``
 ...), for a P-DATA-TF the decoded DIMSE command set of each command PDV
 (``command: {CommandField: 0x8030, Status: 0}``, ``command_name``, ``status``)
 decoded by the core's :func:`dicomconf.ul.dimse.decode_command`.
+:func:`message_view` is the view of a whole DIMSE message, which may have
+come in any number of P-DATA-TF PDUs and PDVs (PS3.8 9.3.5, Annex E): an
+expectation that names a message key (:data:`MESSAGE_KEYS`) is matched
+against it, the per-PDU keys against the first PDU of the message.
 
 :func:`match` compares an expectation (from YAML) with a view and returns the
 differences (empty: it matched).  Rules, for each expected key:
@@ -33,6 +37,9 @@ from typing import Any
 from dicomconf.ul import constants as C
 
 OPERATORS = frozenset({"min", "max", "not", "any", "present", "exactly"})
+# Keys of a P-DATA-TF expectation that are about the DIMSE message, not the one PDU: they are
+# matched against the message reassembled from all its PDVs (PS3.8 9.3.5, Annex E).
+MESSAGE_KEYS = frozenset({"command", "command_name", "status"})
 _USER_INFO_PROPERTIES = (
     "maximum_length",
     "implementation_class_uid",
@@ -63,6 +70,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _dataset_view(ds: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for element in ds:
+        if element.keyword:
+            value = element.value
+            out[element.keyword] = str(value) if hasattr(value, "is_valid") else value
+    return out
+
+
 def _command_view(pdv: Any) -> dict[str, Any] | None:
     from dicomconf.ul import dimse
 
@@ -70,12 +86,33 @@ def _command_view(pdv: Any) -> dict[str, Any] | None:
         ds = dimse.decode_command(pdv.data)
     except Exception:  # a command that does not decode is a finding, not a view
         return None
-    out: dict[str, Any] = {}
-    for element in ds:
-        if element.keyword:
-            value = element.value
-            out[element.keyword] = str(value) if hasattr(value, "is_valid") else value
-    return out
+    return _dataset_view(ds)
+
+
+def _name_and_status(view: dict[str, Any], command: dict[str, Any]) -> None:
+    from dicomconf.ul import dimse
+
+    field = command.get("CommandField")
+    view["command_name"] = dimse.COMMAND_FIELDS.get(field, f"{field:#06x}" if isinstance(field, int) else None)
+    view["status"] = command.get("Status")
+
+
+def message_view(first_pdu: Any, message: Any, pdus: int) -> dict[str, Any]:
+    """A whole DIMSE message (PS3.7 6.3, PS3.8 E) as plain data: the view of the first
+    P-DATA-TF PDU it came in (per-PDU keys), with ``command``, ``command_name`` and
+    ``status`` taken from the command set reassembled from *all* its PDVs, ``pdus``
+    (how many P-DATA-TF PDUs carried it) and ``data_set_length``."""
+    view = pdu_view(first_pdu)
+    try:
+        command = _dataset_view(message.command)
+    except Exception:  # a command set that does not decode: the message keys stay unset
+        command = None
+    if command is not None:
+        view["command"] = command
+        _name_and_status(view, command)
+    view["pdus"] = pdus
+    view["data_set_length"] = message.data_length
+    return view
 
 
 def pdu_view(pdu: Any) -> dict[str, Any]:
@@ -104,11 +141,7 @@ def pdu_view(pdu: Any) -> dict[str, Any]:
         view["pdvs"] = pdvs
         command = view.get("command")
         if command is not None:
-            from dicomconf.ul import dimse
-
-            field = command.get("CommandField")
-            view["command_name"] = dimse.COMMAND_FIELDS.get(field, f"{field:#06x}" if isinstance(field, int) else None)
-            view["status"] = command.get("Status")
+            _name_and_status(view, command)
     return view
 
 
@@ -123,7 +156,7 @@ def field_names(pdu_name: str) -> set[str]:
     if "user_information" in names:
         names |= set(_USER_INFO_PROPERTIES)
     if cls is P.PDataTF:
-        names |= {"command", "command_name", "status"}
+        names |= MESSAGE_KEYS | {"pdus", "data_set_length"}
     return names
 
 

@@ -98,6 +98,7 @@ class Scenario:
     allow_findings: tuple[str, ...] = ()
     description: str = ""
     disruptive: bool = False  # may disturb other users of the target (docs/scenarios.md, Disruptive scenarios)
+    requirement: str = ""  # the normative sentence enforced, quoted from the standard (must-level scenarios)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +220,7 @@ def _scenario(doc: Located) -> Scenario:
         allow_findings=tuple(value.get("allow_findings") or ()),
         description=value.get("description", ""),
         disruptive=bool(value.get("disruptive", False)),
+        requirement=str(value.get("requirement") or ""),
     )
 
 
