@@ -120,11 +120,12 @@ def event_loop_factory(kind: str = "auto") -> Callable[[], asyncio.AbstractEvent
     return uvloop.new_event_loop
 
 
-def run_in_thread(config: SCPConfig, event_loop: str = "asyncio") -> SCPHandle:
+def run_in_thread(config: SCPConfig, event_loop: str = "asyncio", hooks: Any = None) -> SCPHandle:
     """Start a :class:`ReferenceSCP` on a new event-loop thread; return once it listens.
 
     ``event_loop`` is as for :func:`event_loop_factory`; embedded servers use
-    asyncio's own loop unless asked.
+    asyncio's own loop unless asked.  ``hooks`` (:class:`dicomconf.scp.hooks.Hooks`)
+    makes a variant of the SCP.
     """
     box: dict[str, Any] = {}
     ready = threading.Event()
@@ -134,7 +135,7 @@ def run_in_thread(config: SCPConfig, event_loop: str = "asyncio") -> SCPHandle:
         loop = new_loop()
         asyncio.set_event_loop(loop)
         try:
-            scp = ReferenceSCP(config)
+            scp = ReferenceSCP(config, hooks)
             loop.run_until_complete(scp.start())
         except BaseException as exc:
             box["error"] = exc

@@ -58,6 +58,7 @@ import struct
 from typing import Any
 
 from dicomconf.scp.config import ConfigError, SCPConfig
+from dicomconf.scp.hooks import Hooks
 from dicomconf.scp.responses import response_command, response_pdata
 from dicomconf.scp.storage import (
     STATUS_OUT_OF_RESOURCES,
@@ -201,6 +202,22 @@ class _Connection(asyncio.Protocol):
     def _send(self, primitive: Any) -> None:
         if self.closed:
             return
+        hooks = self.server.hooks
+        if hooks is not None and hooks.answer is not None:
+            self._send_hooked(hooks.answer(primitive, self))
+            return
+        self._send_one(primitive)
+
+    def _send_hooked(self, replacement: Any) -> None:
+        """What an ``answer`` hook returned (:mod:`dicomconf.scp.hooks`): a PDU, several, or None."""
+        if replacement is None:
+            return
+        for primitive in replacement if isinstance(replacement, (list, tuple)) else (replacement,):
+            self._send_one(primitive)
+
+    def _send_one(self, primitive: Any) -> None:
+        if self.closed:
+            return
         try:
             out = self.assoc.send(primitive)
         except LocalProtocolError as exc:
@@ -217,6 +234,8 @@ class _Connection(asyncio.Protocol):
             return
         assoc = self.assoc
         out = assoc.data_to_send()
+        if out and self.server.hooks is not None and self.server.hooks.wire is not None:
+            out = self.server.hooks.wire(out, self)
         if out:
             if self.server.tracing:
                 trace.debug("%s -> %d byte(s) from the state machine (%s)", self.peer, len(out), assoc.state)
@@ -537,9 +556,10 @@ def _where(host: str, port: int, backlog: int) -> dict[str, Any]:
 class ReferenceSCP:
     """The reference SCP (see the module docstring); ``start()``, ``stop()``, ``.port``, ``.stored``."""
 
-    def __init__(self, config: SCPConfig) -> None:
+    def __init__(self, config: SCPConfig, hooks: Hooks | None = None) -> None:
         config.validate()
         self.config = config
+        self.hooks = hooks  # variants (dicomconf.scp.hooks); None on the default path
         self.policy = config.policy()
         self.storage = make_storage(config)
         self.stored: list[StoredInstance] = (
