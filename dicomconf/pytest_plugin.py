@@ -80,6 +80,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report-dir", metavar="DIR", default=None,
                     help="where reports and pcaps go (default: reports/<timestamp>, with reports/latest)")
     group.addoption("--dicomconf-link-latest", action="store_true", default=False, help=argparse.SUPPRESS)
+    group.addoption("--dicomconf-no-preflight", action="store_true", default=False, help=argparse.SUPPRESS)
     group.addoption("--dicomconf-strict", action="store_true", default=False,
                     help="should-level failures fail the run (pytest's --strict does too)")
     group.addoption("--target-timeout", type=float, metavar="SECONDS", default=None,
@@ -318,12 +319,15 @@ class ScenarioItem(pytest.Item):
             "severity": sc.severity if sc else (raw.get("severity") if raw.get("severity") in ("must", "should") else "must"),
             "area": sc.area if sc else str(raw.get("area", "")),
             "disruptive": sc.disruptive if sc else raw.get("disruptive") is True,
+            "requirement": sc.requirement if sc else str(raw.get("requirement") or ""),
         }
         if self.meta["disruptive"]:
             self.add_marker("disruptive")
         for key in ("id", "clauses", "severity", "area"):
             value = self.meta[key]
             self.user_properties.append((key, ", ".join(value) if isinstance(value, list) else value))
+        if self.meta["requirement"]:  # the "shall" the scenario enforces, quoted (docs/scenarios.md)
+            self.user_properties.append(("requirement", self.meta["requirement"]))
 
     def runtest(self) -> None:
         from dicomconf.scenario import exclusive
@@ -358,11 +362,24 @@ class ScenarioItem(pytest.Item):
                 if watch is not None:
                     self.target_lost = watch.after_failure(scenario.id)
                 raise
+            else:
+                if watch is not None and not runner.heard_dicom:
+                    self._check_silent_pass(watch)
             finally:
                 self.duration_s = time.monotonic() - t0
                 self.findings = runner.findings
                 self.pcap = str(pcap) if pcap.exists() else None
                 state.settle()
+
+    def _check_silent_pass(self, watch: Any) -> None:
+        """A pass without one DICOM PDU from the target stands only if the target is alive."""
+        from dicomconf.scenario.engine import Inconclusive
+
+        result = watch.alive_after_silent_pass()
+        if not result.ok and result.cause not in ("called-ae", "calling-ae"):
+            raise Inconclusive(None, "the target sent no DICOM PDU during this scenario and does not answer a "
+                                     f"Verification association now ({result.message}): what the scenario "
+                                     "expected (a close, or silence) proves nothing about it")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         from dicomconf.scenario.engine import ScenarioFailure
@@ -370,12 +387,14 @@ class ScenarioItem(pytest.Item):
 
         head = f"{self.meta['severity'].upper()} scenario {self.meta['id']} ({'; '.join(self.meta['clauses'])})"
         if isinstance(excinfo.value, ScenarioFailure):
-            return f"{head} failed: {excinfo.value.render(self.pcap)}"
+            shall = f"\nrequirement: {self.meta['requirement']}" if self.meta["requirement"] else ""
+            return f"{head} failed: {excinfo.value.render(self.pcap)}{shall}"
         if isinstance(excinfo.value, SourceError):
             return f"{head}: invalid scenario\n{excinfo.value}"
+        from dicomconf.scenario.engine import Inconclusive
         from dicomconf.scenario.liveness import TargetLost
 
-        if isinstance(excinfo.value, TargetLost):
+        if isinstance(excinfo.value, (TargetLost, Inconclusive)):
             return f"{head}: {excinfo.value}"
         return f"{head}: engine error\n" + str(super().repr_failure(excinfo))
 
@@ -499,7 +518,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     (an AE title the target does not recognise: :data:`~dicomconf.exitcodes.USAGE_ERROR`).
     """
     opt = config.option
-    if _is_worker(config) or not opt.target and not opt.profile:
+    if _is_worker(config) or not opt.target and not opt.profile or opt.dicomconf_no_preflight:
         return None
     if any(getattr(opt, name, False) for name in ("help", "version", "collectonly", "showfixtures", "markers")):
         return None

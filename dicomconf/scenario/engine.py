@@ -124,6 +124,16 @@ def _brief(spec: Any) -> str:
     return json.dumps(spec, default=str)
 
 
+class Inconclusive(Exception):
+    """The target did not stay alive and speaking DICOM up to the point the scenario tests,
+    so no verdict on it is possible (reported as *error*, never *passed*)."""
+
+    def __init__(self, step: Step | None, message: str) -> None:
+        where = f"{step.where} ({step.kind}): " if step is not None else ""
+        super().__init__(f"inconclusive: {where}{message}")
+        self.step = step
+
+
 class Runner:
     """Plays one scenario; see the module docstring."""
 
@@ -183,6 +193,12 @@ class Runner:
                     write_pcap(pcap, [conn.conversation for _, conn in self.all_connections])
                 except OSError as exc:  # the verdict stands; the missing capture is reported
                     self.pcap_error = f"cannot write {pcap}: {exc}"
+
+    @property
+    def heard_dicom(self) -> bool:
+        """True if the target sent at least one PDU that decoded, on any connection of the scenario."""
+        with self._lock:
+            return any(conn.pdus_received for _, conn in self.all_connections)
 
     def _stop_at_limit(self) -> None:
         """The watchdog: mark the time as up and wake every step blocked on a socket or a sleep."""
@@ -428,6 +444,13 @@ class Runner:
             data = build_pdu(spec)
         except CraftError as exc:
             raise step.error(exc.message, *[p for p in exc.key.replace("[", ".").replace("]", "").split(".") if p]) from None
+        ended = conn.peer_ended()
+        if ended is not None:
+            raise Inconclusive(
+                step,
+                f"the target had {'reset' if ended == 'reset' else 'closed'} connection {name} before this step "
+                "sent its PDU, so how it answers that PDU cannot be seen",
+            )
         try:
             if "chunks" in args:
                 delay = self._duration(step, args.get("delay"), 0.0, "delay")

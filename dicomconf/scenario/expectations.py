@@ -44,6 +44,7 @@ class Event:
     waited: float = 0.0
     parts: tuple = ()
     message: Any = None
+    pending: bytes = b""  # silence: the bytes of an incomplete PDU that did arrive
 
     def describe(self) -> str:
         if self.kind == "message":
@@ -53,6 +54,13 @@ class Event:
             return head + "".join(f"\n  #{i + 1} {describe_received(r)}" for i, r in enumerate(self.parts))
         if self.kind == "pdu":
             text = describe_received(self.received)
+        elif self.kind == "silence" and self.pending:
+            head = self.pending
+            what = (f"type {head[0]:#04x}, length {int.from_bytes(head[2:6], 'big')}" if len(head) >= 6
+                    else "header incomplete")
+            more = f" ... ({len(head)} bytes)" if len(head) > 64 else ""
+            text = (f"no whole PDU within {self.waited:g}s: {len(head)} byte(s) of an incomplete PDU arrived "
+                    f"({what})\n  hex: {head[:64].hex(' ')}{more}")
         elif self.kind == "silence":
             text = f"nothing within {self.waited:g}s"
         else:
@@ -90,7 +98,7 @@ def next_event(conn: Any, timeout: float, skip: tuple[str, ...] = ()) -> Event:
         except Closed as exc:
             return Event(exc.kind)
         except Silence:
-            return Event("silence", waited=timeout)
+            return Event("silence", waited=timeout, pending=getattr(conn, "pending", b""))
         except OSError as exc:
             return Event("closed", waited=timeout, received=str(exc))
         if received.name in skip:
@@ -135,7 +143,9 @@ def check(spec: dict, event: Event) -> list[str]:
     if spec.get("reset"):
         return [] if event.kind == "reset" else [f"expected a reset (RST), got {event.kind}"]
     if "silence" in spec:
-        return [] if event.kind == "silence" else ["expected silence"]
+        if event.kind == "silence" and not event.pending:
+            return []
+        return [f"expected silence, got {event.describe()}"]
     if event.kind not in ("pdu", "message"):
         return [f"expected a PDU, got {event.describe()}"]
     received = event.received

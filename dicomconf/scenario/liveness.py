@@ -11,9 +11,14 @@ named target still answers:
   run's preflight, :func:`dicomconf.scenario.preflight.check_target`, bounded
   by :data:`LIVENESS_TIMEOUT`).  If nobody answers, the scenario at which the
   target stopped answering is recorded (the report's ``run.target_lost``);
-* before each later scenario it asks again: while the target does not answer,
-  the scenario is not played (:class:`TargetLost`, an *error* verdict naming
-  that scenario); once it answers again, scenarios run as before.
+* before each later scenario it asks again (at most every
+  :data:`RECHECK_INTERVAL` seconds): while the target does not answer, the
+  scenario is not played (:class:`TargetLost`, an *error* verdict naming that
+  scenario); once it answers again, scenarios run as before;
+* a scenario that passed without a single DICOM PDU from the target (it
+  expected only a close, or silence) stands only if the target then answers
+  a Verification association: a listener that closes every connection at
+  once, or never answers, passes nothing.
 
 A rejection for our AE titles is an answer: the target is alive.
 
@@ -26,12 +31,14 @@ which wait for ARTIM or the idle timeout (PS3.8 9.1.5) fit.
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from typing import Any, Callable
 
 from dicomconf.scenario.preflight import check_target
 from dicomconf.scenario.profile import Profile
 
 LIVENESS_TIMEOUT = 3.0  # seconds: does a target that just failed a scenario still answer?
+RECHECK_INTERVAL = 10.0  # seconds between two checks of a target that stopped answering
 BASE_TIME_LIMIT = 120.0
 
 
@@ -55,6 +62,13 @@ class TargetWatch:
         self._target = target
         self.called_ae, self.calling_ae, self.timeout = called_ae, calling_ae, timeout
         self.lost: dict[str, Any] | None = None
+        self._checked_at = 0.0
+
+    def alive_after_silent_pass(self) -> Any:
+        """A scenario passed without one DICOM PDU from the target: is it alive at all?  The
+        result of the check (``ok`` False: the pass cannot stand)."""
+        result, _alive = self._answers()
+        return result
 
     def _answers(self) -> Any:
         result = check_target(self._target(), self.called_ae, self.calling_ae, self.timeout)
@@ -67,6 +81,7 @@ class TargetWatch:
         result, alive = self._answers()
         if alive:
             return None
+        self._checked_at = time.monotonic()
         self.lost = {
             "at_scenario": scenario_id,
             "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
@@ -76,13 +91,17 @@ class TargetWatch:
         return self.lost
 
     def before(self, scenario_id: str) -> None:
-        """Before a scenario: raise :class:`TargetLost` while a target that stopped still does not answer."""
+        """Before a scenario: raise :class:`TargetLost` while a target that stopped still does not answer
+        (asked again at most every :data:`RECHECK_INTERVAL` seconds, so a hung target costs little)."""
         if self.lost is None:
             return
-        _result, alive = self._answers()
-        if alive:
-            self.lost = None
-            return
+        now = time.monotonic()
+        if now - self._checked_at >= RECHECK_INTERVAL:
+            self._checked_at = now
+            _result, alive = self._answers()
+            if alive:
+                self.lost = None
+                return
         raise TargetLost(f"not run: the target stopped answering at scenario {self.lost['at_scenario']} "
                          f"({self.lost['message']}), and still does not answer")
 

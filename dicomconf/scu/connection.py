@@ -93,6 +93,29 @@ class Received:
         return pdu_name(self.pdu) if self.pdu is not None else "undecodable"
 
 
+_KNOWN_PDU_TYPES = frozenset(range(0x01, 0x08))  # A-ASSOCIATE-RQ (01H) to A-ABORT (07H): PS3.8 9.3.1
+_LARGEST_NON_DATA_PDU = 1 << 20  # an association/release/abort PDU this long is not one
+
+
+def _impossible_header(tail: bytes | bytearray) -> str | None:
+    """Why the unframed bytes at the head of the stream cannot start a PDU, or None.
+
+    An unknown PDU type cannot be framed at all; a PDU other than P-DATA-TF of a
+    megabyte or more, or any PDU longer than 2**31 bytes, would be waited for
+    forever by a framer that trusts the length.
+    """
+    if not tail:
+        return None
+    if tail[0] not in _KNOWN_PDU_TYPES:
+        return f"not a DICOM PDU: unknown PDU type {tail[0]:#04x}"
+    if len(tail) < 6:
+        return None
+    length = struct.unpack_from(">I", tail, 2)[0]
+    if length >= 1 << 31 or (tail[0] != 0x04 and length >= _LARGEST_NON_DATA_PDU):
+        return f"not a DICOM PDU: PDU type {tail[0]:#04x} with an impossible length of {length} bytes"
+    return None
+
+
 def _as_bytes(data: Any) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
@@ -120,6 +143,9 @@ class Connection:
         self._reader = PDUReader()
         self._out_reader = PDUReader()
         self._tail = bytearray()
+        self.pdus_received = 0  # PDUs from the peer that decoded: it spoke DICOM on this connection
+        self._offset = 0  # bytes of the peer's stream handed out so far
+        self._garbage = False  # the stream stopped being PDUs (see _not_a_pdu)
         self._ready: deque[Received] = deque()
         self._end: Closed | None = None
         self._local_end: str | None = None
@@ -161,6 +187,21 @@ class Connection:
         conversation = Conversation(client=(local[0], local[1]), server=(peer[0], peer[1]))
         conversation.opened()
         return cls(sock, conversation, timeout)
+
+    def peer_ended(self) -> str | None:
+        """Read what has already arrived (without waiting) and say whether the peer has
+        ended the connection: "closed" (FIN), "reset" (RST), or None."""
+        if self._end is None and self._local_end is None:
+            try:
+                self._drain()
+            except OSError:
+                pass
+        return self._end.kind if self._end is not None else None
+
+    @property
+    def pending(self) -> bytes:
+        """The bytes of an incomplete PDU received so far (PS3.8 9.3.1), for reports."""
+        return bytes(self._tail)
 
     @property
     def is_open(self) -> bool:
@@ -295,11 +336,32 @@ class Connection:
 
     def _take(self, data: bytes) -> None:
         at = time.monotonic()
+        if self._garbage:
+            self._not_a_pdu(bytes(data), at, "more bytes after what was not a DICOM PDU")
+            return
         self._tail += data
         for raw in self._reader.feed(data):
             raw = bytes(raw)
             del self._tail[: len(raw)]
+            self._offset += len(raw)
             self._ready.append(self._received(raw, at))
+        why = _impossible_header(self._tail)
+        if why is not None:
+            raw = bytes(self._tail)
+            self._tail.clear()
+            self._garbage = True
+            self._not_a_pdu(raw, at, why)
+
+    def _not_a_pdu(self, raw: bytes, at: float, why: str) -> None:
+        """Bytes that cannot be (the start of) a PDU (PS3.8 9.3.1): handed out at once as an
+        undecodable Received, so a caller sees them now rather than as silence at its deadline;
+        the stream cannot be framed after them, so every later chunk comes out the same way."""
+        error = RemoteProtocolError(f"{why} (at byte {self._offset} of the stream)", "PS3.8 9.3.1",
+                                    offset=self._offset)
+        self._offset += len(raw)
+        findings = tuple(self._state.observe(raw, False)) if raw else ()
+        self.findings.extend(findings)
+        self._ready.append(Received(raw, None, error, findings, at))
 
     def _received(self, raw: bytes, at: float) -> Received:
         pdu: PDU | None = None
@@ -310,6 +372,8 @@ class Connection:
             error = exc
         findings = tuple(self._state.observe(raw, False))
         self.findings.extend(findings)
+        if pdu is not None:
+            self.pdus_received += 1
         return Received(raw, pdu, error, findings, at)
 
     def _peer_ended(self, kind: str) -> None:

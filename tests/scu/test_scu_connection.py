@@ -319,3 +319,35 @@ def test_any_bytes_from_the_peer_come_back_as_received_pdus(chunks):
     assert all((r.pdu is None) == (r.error is not None) for r in got)
     assert conn.conversation.sent("server") == b"".join(chunks)
     conn.close()
+
+
+@pytest.mark.parametrize(
+    "garbage, says",
+    [
+        (bytes.fromhex("09 00 00010000 01020304"), "unknown PDU type 0x09"),  # would wait for 64 KiB
+        (bytes.fromhex("05 00 7fffffff 00000000"), "impossible length of 2147483647"),
+        (bytes.fromhex("02 00 00200000 00"), "impossible length of 2097152"),
+    ],
+)
+def test_bytes_that_cannot_be_a_pdu_come_out_at_once(tiny_server, garbage, says):
+    """PS3.8 9.3.1: such bytes are reported when they arrive, with their offset, not as silence."""
+    server = tiny_server(lambda peer: (peer.send(RELEASE_RP + garbage), hold(peer)))
+    with Connection.open("127.0.0.1", server.port, timeout=2) as conn:
+        first = conn.receive_pdu(2)
+        assert first.pdu == AReleaseRP()
+        t0 = time.monotonic()
+        bad = conn.receive_pdu(5)
+        assert time.monotonic() - t0 < 1
+        assert bad.pdu is None and says in str(bad.error)
+        assert f"at byte {len(RELEASE_RP)} of the stream" in str(bad.error)
+        assert bad.raw == garbage
+    server.join()
+
+
+def test_an_incomplete_pdu_is_pending_while_silent(tiny_server):
+    server = tiny_server(lambda peer: (peer.send(RELEASE_RP[:3]), hold(peer, 1.0)))
+    with Connection.open("127.0.0.1", server.port, timeout=2) as conn:
+        with pytest.raises(Silence):
+            conn.receive_pdu(0.3)
+        assert conn.pending == RELEASE_RP[:3]
+    server.join()
