@@ -22,7 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("dicomconf.probe.cli", "ask a target SCP what it does and write its profile"),
     "scp": ("dicomconf.scp.cli", "run the reference SCP"),
     "decode": ("dicomconf.wire.decode_cli", "decode the DICOM PDUs in a pcap / pcapng capture"),
-    "table": ("dicomconf.ul.table_cli", "print the PS3.8 Table 9-10 state transition table"),
+    "table": ("dicomconf.table_cli", "print the PS3.8 Table 9-10 state transition table, or its coverage"),
 }
 
 

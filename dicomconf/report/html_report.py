@@ -20,6 +20,7 @@ th{background:#f3f3f3}
 .passed{background:#e6f4e6}.failed{background:#fbe3e3}.skipped{background:#f4f4f4}.error{background:#fdf0d5}
 pre{white-space:pre-wrap;margin:.3em 0;font-size:90%}
 code{font-size:95%}
+.requirement{font-size:90%;color:#444;margin:.2em 0}
 """
 
 
@@ -49,8 +50,10 @@ def _scenario_row(s: dict[str, Any]) -> str:
         )
         details.append(f"<details><summary>{len(findings)} finding(s)</summary><ul>{items}</ul></details>")
     pcap = f'<a href="{_e(s["pcap"])}">pcap</a>' if s.get("pcap") else ""
+    # the normative sentence the scenario enforces, quoted from its clause (docs/scenarios.md)
+    shall = f'<div class="requirement">requirement: <q>{_e(s["requirement"])}</q></div>' if s.get("requirement") else ""
     return (
-        f'<tr class="{_e(s["outcome"])}"><td><code>{_e(s["id"])}</code><br>{_e(s["title"])}{"".join(details)}</td>'
+        f'<tr class="{_e(s["outcome"])}"><td><code>{_e(s["id"])}</code><br>{_e(s["title"])}{shall}{"".join(details)}</td>'
         f"<td>{_e('; '.join(s['clauses']))}</td><td>{_e(s['severity'])}</td><td>{_e(s['outcome'])}</td>"
         f"<td>{s.get('duration_s', 0):.3f}</td><td>{pcap}</td></tr>"
     )

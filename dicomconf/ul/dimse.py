@@ -553,11 +553,14 @@ def _limit(max_pdu_length: int) -> int:
         raise LocalProtocolError(f"maximum PDU length {max_pdu_length} is negative")
     if max_pdu_length == 0:
         return _MAX_FRAGMENT
-    if max_pdu_length <= _PDATA_OVERHEAD:
+    # PS3.8 E.1: "Each fragment of a message shall consist of an even number of bytes".
+    limit = min(max_pdu_length - _PDATA_OVERHEAD, _MAX_FRAGMENT) & ~1
+    if limit <= 0:
         raise LocalProtocolError(
-            f"a maximum PDU length of {max_pdu_length} leaves no room for a PDV's data (PS3.8 D.1.1)"
+            f"a maximum PDU length of {max_pdu_length} leaves no room for an even-length PDV fragment "
+            "(PS3.8 D.1.1, E.1)"
         )
-    return min(max_pdu_length - _PDATA_OVERHEAD, _MAX_FRAGMENT)
+    return limit
 
 
 def _check_data(message: Message) -> None:

@@ -461,6 +461,10 @@ class _Walk:
                 self.add("pdv.length-overrun", clause, MUST, pos,
                          f"PDV item length {length} overruns the PDU by {stop - end} byte(s)")
                 return
+            if length % 2:
+                self.add("pdv.odd-fragment", "PS3.8 E.1", MUST, pos,
+                         f"a message fragment of {length - 2} bytes: each fragment shall consist of an even "
+                         "number of bytes")
             self.info.pdv_contexts.append(cid)
             pos = stop
 

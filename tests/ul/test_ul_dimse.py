@@ -190,7 +190,7 @@ def test_status_meaning(field, status, category, words):
 # fragmentation and assembly
 
 
-@pytest.mark.parametrize("max_len", [0, 7, 8, 100, 1024, 16384])
+@pytest.mark.parametrize("max_len", [0, 8, 9, 100, 1024, 16384])
 def test_fragment_respects_max_length_and_flags(max_len):
     data = bytes(range(256)) * 40
     msg = D.c_store_rq(1, CT, "1.2.3.4", context_id=3, data=data)
@@ -358,3 +358,22 @@ def test_message_repr_is_short():
     text = repr(D.c_store_rq(4, CT, "1.2", context_id=3, data=bytes(1 << 20)))
     assert text == "Message(C-STORE-RQ, context_id=3, id=4, data=1048576 bytes)"
     assert repr(D.c_echo_rsp(9, 0x0110)) == "Message(C-ECHO-RSP, context_id=1, id=9, status=0x0110, no data set)"
+
+
+@pytest.mark.parametrize("max_pdu_length", [8, 9, 21, 33, 101, 16383])
+def test_fragments_have_an_even_length_whatever_the_maximum(max_pdu_length):
+    """PS3.8 E.1: "Each fragment of a message shall consist of an even number of bytes" (also for
+    an odd Maximum Length, where the room left is odd)."""
+    from dicomconf.ul import dimse
+
+    message = dimse.c_echo_rsp(7)
+    pdvs = list(dimse.message_pdvs(message, max_pdu_length))
+    assert len(pdvs) >= 1
+    assert all(len(p.data) % 2 == 0 and len(p.data) + 6 <= max_pdu_length for p in pdvs)
+
+
+def test_a_maximum_length_with_no_room_for_an_even_fragment_is_refused():
+    from dicomconf.ul import dimse
+
+    with pytest.raises(LocalProtocolError, match="even-length"):
+        list(dimse.message_pdvs(dimse.c_echo_rsp(7), 7))

@@ -37,7 +37,7 @@ from dicomconf.ul.items import (
     UserInformation,
 )
 from dicomconf.ul.pdu import AAbort, AAssociateAC, AAssociateRJ, AAssociateRQ, AReleaseRP, AReleaseRQ, decode_pdu
-from dicomconf.ul.table_cli import grid, render
+from dicomconf.table_cli import grid, render
 
 STATE_NAMES = [f"Sta{i}" for i in range(1, 14)]
 EVENT_NAMES = [f"Evt{i}" for i in range(1, 20)]
@@ -260,7 +260,7 @@ def test_table_cli_grid_round_trips(events_as_rows):
 def test_table_cli_run(capsys):
     import argparse
 
-    from dicomconf.ul import table_cli
+    from dicomconf import table_cli
 
     parser = argparse.ArgumentParser()
     table_cli.add_arguments(parser)

@@ -152,6 +152,7 @@ MALFORMED = [
                               "length": 9}, "pdv.truncated-header", MUST, 13),
     ("PDV even context", {"pdu": "P-DATA-TF", "pdvs": [{"context_id": 4, "data": "00"}]}, "pdv.context-id-even",
      MUST, 10),
+    ("PDV odd fragment", {"pdu": "P-DATA-TF", "pdvs": [{"data": "000000"}]}, "pdv.odd-fragment", MUST, 6),
 ]
 
 
@@ -200,7 +201,7 @@ LEGAL = [
                                      {"item": "user-identity-ac", "server_response": "ok"}]},
     {"pdu": "P-DATA-TF", "pdvs": [{"command": ECHO_CMD}]},
     {"pdu": "P-DATA-TF", "pdvs": [{"message_control_header": 0, "data": "00" * 10},
-                                  {"message_control_header": 2, "data": "11"}]},
+                                  {"message_control_header": 2, "data": "1122"}]},
     {"pdu": "A-ASSOCIATE-RJ", "result": 2, "source": 3, "reason": 2},
     {"pdu": "A-RELEASE-RQ", "reserved_1": 0xFFFFFFFF},  # reserved: not tested on receipt
     {"pdu": "A-RELEASE-RP"},
