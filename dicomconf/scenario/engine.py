@@ -589,6 +589,8 @@ class Runner:
         name, conn = self._conn(step, args)
         if args.get("reset"):
             conn.reset()
+        elif args.get("half"):
+            conn.shutdown_write()
         else:
             conn.close()
 

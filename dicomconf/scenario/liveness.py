@@ -20,7 +20,11 @@ named target still answers:
   a Verification association: a listener that closes every connection at
   once, or never answers, passes nothing.
 
-A rejection for our AE titles is an answer: the target is alive.
+A rejection for our AE titles is an answer: the target is alive.  After a
+disruptive scenario, :meth:`TargetWatch.settle` waits (bounded by the
+profile's ARTIM plus 2 s) until the target accepts an association again, so
+that connections the scenario left for the target's timers do not reject the
+next scenario: verdicts do not depend on the order scenarios run in.
 
 :func:`time_limit` is the bound of a whole scenario (the engine's watchdog,
 :meth:`dicomconf.scenario.engine.Runner.run`): ``--scenario-timeout``, else
@@ -63,6 +67,18 @@ class TargetWatch:
         self.called_ae, self.calling_ae, self.timeout = called_ae, calling_ae, timeout
         self.lost: dict[str, Any] | None = None
         self._checked_at = 0.0
+
+    def settle(self, bound: float) -> None:
+        """After a disruptive scenario: wait (at most ``bound`` seconds) until the target accepts a
+        Verification association again, so that the connections the scenario left behind (still
+        counted by the target until its ARTIM fires, PS3.8 9.1.5) do not reject the next scenario.
+        A target that keeps rejecting is left to the next scenario to judge."""
+        deadline = time.monotonic() + bound
+        while True:
+            result = check_target(self._target(), self.called_ae, self.calling_ae, self.timeout)
+            if result.cause == "accepted" or not result.ok or time.monotonic() >= deadline:
+                return
+            time.sleep(0.2)
 
     def alive_after_silent_pass(self) -> Any:
         """A scenario passed without one DICOM PDU from the target: is it alive at all?  The

@@ -146,6 +146,7 @@ class Connection:
         self.pdus_received = 0  # PDUs from the peer that decoded: it spoke DICOM on this connection
         self._offset = 0  # bytes of the peer's stream handed out so far
         self._garbage = False  # the stream stopped being PDUs (see _not_a_pdu)
+        self._write_shut = False  # shutdown_write() was called
         self._ready: deque[Received] = deque()
         self._end: Closed | None = None
         self._local_end: str | None = None
@@ -187,6 +188,18 @@ class Connection:
         conversation = Conversation(client=(local[0], local[1]), server=(peer[0], peer[1]))
         conversation.opened()
         return cls(sock, conversation, timeout)
+
+    def shutdown_write(self) -> None:
+        """End our sending side only (a FIN, TCP half-close); what the peer sends is still read
+        (PS3.8 9.1.1 relies on RFC 793, where a half-closed connection still carries the other
+        direction).  Later sends raise OSError."""
+        if self._local_end is not None:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self._write_shut = True
 
     def peer_ended(self) -> str | None:
         """Read what has already arrived (without waiting) and say whether the peer has
@@ -251,6 +264,8 @@ class Connection:
     def _write(self, data: bytes) -> None:
         if self._local_end is not None:
             raise OSError(f"this connection was already {self._local_end} locally")
+        if self._write_shut:
+            raise OSError("our sending side of this connection was already shut down (half-close)")
         self._drain()
         if self._end is not None and self._end.kind == "reset":
             raise self._end

@@ -351,3 +351,19 @@ def test_an_incomplete_pdu_is_pending_while_silent(tiny_server):
             conn.receive_pdu(0.3)
         assert conn.pending == RELEASE_RP[:3]
     server.join()
+
+
+def test_half_close_ends_our_side_and_still_reads(tiny_server):
+    def peer(p):
+        assert p.recv_pdu() == AReleaseRQ().encode()
+        assert p.sock.recv(10) == b""  # our FIN
+        p.send(RELEASE_RP)
+
+    server = tiny_server(peer)
+    with Connection.open("127.0.0.1", server.port, timeout=2) as conn:
+        conn.send(AReleaseRQ())
+        conn.shutdown_write()
+        assert conn.receive_pdu(2).pdu == AReleaseRP()
+        with pytest.raises(OSError):
+            conn.send(AReleaseRQ())
+    server.join()
