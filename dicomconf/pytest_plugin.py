@@ -371,7 +371,7 @@ class ScenarioItem(pytest.Item):
                 self.pcap = str(pcap) if pcap.exists() else None
                 state.settle()
                 if alone and watch is not None and watch.lost is None:
-                    watch.settle(2.0 + (state.profile.timers.artim or 0))
+                    watch.settle(state.profile.timers.artim)
 
     def _check_silent_pass(self, watch: Any) -> None:
         """A pass without one DICOM PDU from the target stands only if the target is alive."""

@@ -21,10 +21,11 @@ named target still answers:
   once, or never answers, passes nothing.
 
 A rejection for our AE titles is an answer: the target is alive.  After a
-disruptive scenario, :meth:`TargetWatch.settle` waits (bounded by the
-profile's ARTIM plus 2 s) until the target accepts an association again, so
-that connections the scenario left for the target's timers do not reject the
-next scenario: verdicts do not depend on the order scenarios run in.
+disruptive scenario, :meth:`TargetWatch.settle` waits out the profile's ARTIM
+and then until the target accepts an association again (at most
+:data:`MAX_SETTLE` seconds), so that connections the scenario left for the
+target's timers do not reject the next scenario: verdicts do not depend on
+the order scenarios run in.
 
 :func:`time_limit` is the bound of a whole scenario (the engine's watchdog,
 :meth:`dicomconf.scenario.engine.Runner.run`): ``--scenario-timeout``, else
@@ -43,6 +44,7 @@ from dicomconf.scenario.profile import Profile
 
 LIVENESS_TIMEOUT = 3.0  # seconds: does a target that just failed a scenario still answer?
 RECHECK_INTERVAL = 10.0  # seconds between two checks of a target that stopped answering
+MAX_SETTLE = 12.0  # seconds at most after a disruptive scenario
 BASE_TIME_LIMIT = 120.0
 
 
@@ -68,12 +70,15 @@ class TargetWatch:
         self.lost: dict[str, Any] | None = None
         self._checked_at = 0.0
 
-    def settle(self, bound: float) -> None:
-        """After a disruptive scenario: wait (at most ``bound`` seconds) until the target accepts a
-        Verification association again, so that the connections the scenario left behind (still
-        counted by the target until its ARTIM fires, PS3.8 9.1.5) do not reject the next scenario.
-        A target that keeps rejecting is left to the next scenario to judge."""
+    def settle(self, artim: float | None, bound: float = MAX_SETTLE) -> None:
+        """After a disruptive scenario: let the connections it left behind go (a target counts
+        them against its limits until its ARTIM fires, PS3.8 9.1.5), then wait (at most ``bound``
+        seconds in all) until the target accepts a Verification association again.  Accepting
+        one association does not prove the leftovers are gone, hence the ARTIM wait when the
+        profile knows the timer.  A target that keeps rejecting is left to the next scenario."""
         deadline = time.monotonic() + bound
+        if artim:
+            time.sleep(min(artim + 0.5, bound))
         while True:
             result = check_target(self._target(), self.called_ae, self.calling_ae, self.timeout)
             if result.cause == "accepted" or not result.ok or time.monotonic() >= deadline:

@@ -219,6 +219,8 @@ def match(want: Any, have: Any, where: str = "") -> list[str]:
     """The differences between expectation ``want`` and actual ``have`` (empty: match)."""
     label = where or "value"
     if isinstance(want, Mapping):
+        if want and set(want) <= OPERATORS:  # an operator set, also against a mapping ({present: false})
+            return _operators(want, have, label)
         if isinstance(have, Mapping):
             problems: list[str] = []
             for key, sub in want.items():
@@ -230,8 +232,6 @@ def match(want: Any, have: Any, where: str = "") -> list[str]:
                     continue
                 problems += match(sub, have[key], path)
             return problems
-        if set(want) <= OPERATORS:
-            return _operators(want, have, label)
         return [f"{label}: expected {want!r}, got {have!r}"]
     if isinstance(want, list):
         if isinstance(have, list):

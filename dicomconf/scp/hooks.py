@@ -11,7 +11,7 @@ optional sub-item), so that a scenario which fails them is known to be wrong,
 and *broken variants* that break one rule each, so that a scenario which
 passes them is known to be blind.
 
-:class:`Hooks` holds two optional callables, both called on the event loop's
+:class:`Hooks` holds three optional callables, all called on the event loop's
 thread and never on the default path (the SCP checks one attribute):
 
 * ``answer(primitive, connection)``: every PDU the SCP is about to send
@@ -22,6 +22,11 @@ thread and never on the default path (the SCP checks one attribute):
 * ``wire(data, connection)``: the bytes the state machine produced by itself
   (the A-ABORT of AA-1/AA-8, the A-RELEASE-RP path ...), returning the bytes
   to write instead (``b""``: nothing).
+* ``inbound(data, connection)``: the bytes just read from the peer, before
+  the state machine sees them (PS3.8 9.2.3: the events of Table 9-10 are
+  made from them), returning the bytes to feed it instead (``b""``:
+  nothing).  A variant sees every A-ASSOCIATE-RQ, A-ABORT or P-DATA-TF as
+  it arrives, in the pieces TCP gave it, and may drop or rewrite it.
 
 ``connection`` is the SCP's per-connection object; hooks may read its
 ``assoc`` (the :class:`~dicomconf.ul.association.Association`, e.g. its
@@ -40,6 +45,7 @@ class Hooks:
 
     answer: Callable[[Any, Any], Any] | None = None
     wire: Callable[[bytes, Any], bytes] | None = None
+    inbound: Callable[[bytes, Any], bytes] | None = None
 
 
 __all__ = ["Hooks"]

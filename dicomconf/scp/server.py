@@ -131,6 +131,11 @@ class _Connection(asyncio.Protocol):
         self._handle(self.assoc.connection_made())
 
     def data_received(self, data: bytes) -> None:
+        hooks = self.server.hooks
+        if hooks is not None and hooks.inbound is not None:
+            data = hooks.inbound(data, self)  # a variant's view of what arrived (dicomconf.scp.hooks)
+            if not data:
+                return
         self._handle(self.assoc.receive_data(data))
 
     def eof_received(self) -> bool:

@@ -3,7 +3,7 @@
 Each variant is the reference SCP with a hook (:mod:`dicomconf.scp.hooks`) that answers
 differently but legally:
 
-* ``fragmented``: every DIMSE message it sends is cut into PDVs of a few bytes, two PDVs per
+* ``fragmented``: every DIMSE message it sends is cut into 4-byte PDVs (even, PS3.8 E.1), two per
   P-DATA-TF, so a command set spans many PDUs and its fragments cut elements apart (PS3.8 9.3.5,
   9.3.5.1 and Annex E: any number of PDVs and PDUs within the peer's maximum length);
 * ``ac-oddities``: the A-ASSOCIATE-AC lists the presentation contexts in reverse order (PS3.8
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.network
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "dicomconf" / "scenario" / "reference-profile.yaml"
-FRAGMENT = 5  # bytes of each PDV: cuts every element of a command set apart
+FRAGMENT = 4  # bytes of each PDV (even, PS3.8 E.1): cuts every element of a command set apart
 
 
 def fragmented(primitive, connection):
