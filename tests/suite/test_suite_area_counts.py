@@ -25,10 +25,7 @@ from dicomconf.scenario.model import AREAS
 MINIMUM = 10
 
 # Areas the coverage rule of the suite does not reach, each with its reason.
-NOT_COUNTED: dict[str, str] = {
-    "tls": "TLS (PS3.15 B.1) is a transport option; its scenarios check the handshake, not a "
-    "protocol area, and the ten-per-area rule names the PS3.8/PS3.7 areas only",
-}
+NOT_COUNTED: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

@@ -456,6 +456,7 @@ VARIANTS: dict[str, Variant] = {
         "fsm.pdata-in-association-indicated", "negotiation.nonzero-reserved-in-pdata-accepted",
         "roles.scu-proposal-store-served", "connection.parallel-associations",
         "connection.three-parallel-associations-each-served", "tls.echo", "tls.store-and-release",
+        "tls.fragmented-command-reassembled",
     ), tls=True),
     "max-length-ignored": Variant(max_length_ignored, (
         "negotiation.our-small-max-length-honoured-echo", "negotiation.our-small-max-length-honoured-store",
@@ -516,6 +517,22 @@ VARIANTS: dict[str, Variant] = {
         "connection.parallel-associations", "connection.three-parallel-associations-each-served",
     ), config={"max_associations": 1}),
     "single-connection": Variant(single_connection, ("connection.queued-connections-served-in-order",)),
+    # TLS twins: the same broken rules behind the TLS listener (PS3.15 B.1), caught by the tls area.
+    "abort-dropped-tls": Variant(abort_dropped, (
+        "tls.unknown-pdu-in-association-aborted", "tls.pdata-before-association-aborted",
+        "tls.pdata-exceeds-acceptor-max-length",
+    ), tls=True),
+    "abort-source-swapped-tls": Variant(abort_source_swapped, (
+        "tls.unknown-pdu-in-association-aborted", "tls.pdata-before-association-aborted",
+        "tls.pdata-exceeds-acceptor-max-length",
+    ), tls=True),
+    "peer-abort-ignored-tls": Variant(peer_abort_ignored, (
+        "tls.a-abort-closes-transport", "tls.abort-before-association-closes",
+    ), config=_NO_TIMERS, tls=True),
+    "release-rp-dropped-tls": Variant(release_rp_dropped, ("tls.release-answered",), config=_NO_TIMERS, tls=True),
+    "called-ae-unchecked-tls": Variant(None, ("tls.called-ae-not-recognized",),
+                                       config={"require_called_ae": False}, tls=True),
+    "oversized-pdata-taken-tls": Variant(oversized_pdata_taken, ("tls.pdata-exceeds-acceptor-max-length",), tls=True),
 }
 
 # Must-level scenarios of the shipped library that no variant above catches yet.
