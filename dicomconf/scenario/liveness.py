@@ -22,7 +22,9 @@ named target still answers:
 
 A rejection for our AE titles is an answer: the target is alive.  After a
 disruptive scenario, :meth:`TargetWatch.settle` waits out the profile's ARTIM
-and then until the target accepts an association again (at most
+(when the scenario opened several connections, which a target may count
+against its limits until then) and then until the target accepts an
+association again (at most
 :data:`MAX_SETTLE` seconds), so that connections the scenario left for the
 target's timers do not reject the next scenario: verdicts do not depend on
 the order scenarios run in.
