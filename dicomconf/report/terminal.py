@@ -24,7 +24,8 @@ def area_table(records: Iterable[dict[str, Any]]) -> list[str]:
 
 def left_out_lines(deselected: Iterable[dict[str, Any]], limit: int = 30) -> list[str]:
     """The scenarios left out of the run, grouped under each reason: ``  id (area, severity)``;
-    a reason that leaves out more than ``limit`` (a narrow ``-k``) gets its count alone."""
+    a reason that leaves out more than ``limit`` (a narrow ``-k``) gets its count alone, except the
+    disruptive scenarios ``--gentle`` leaves out, which a user wants to see by name."""
     from dicomconf.report.json_report import left_out
 
     by_reason: dict[str, list[dict[str, Any]]] = {}
@@ -33,7 +34,7 @@ def left_out_lines(deselected: Iterable[dict[str, Any]], limit: int = 30) -> lis
     lines = []
     for reason, ds in sorted(by_reason.items()):
         lines.append(f"{len(ds)} left out: {reason}")
-        if len(ds) > limit:
+        if len(ds) > limit and not reason.startswith("disruptive:"):  # --gentle's list is always shown
             lines.append("  (listed in report.json and report.html)")
             continue
         lines.extend(f"  {d['id']} ({d['area']}, {d['severity']})" for d in ds)
