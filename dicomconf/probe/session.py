@@ -25,14 +25,13 @@ target that does not answer is found by the first association.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from dicomconf.scu.client import SCU, Aborted, Rejected, UnexpectedReply
-from dicomconf.scu.connection import Closed, Connection, Silence
+from dicomconf.scu.connection import Closed, Connection, Silence, connect_failure
 from dicomconf.scu.target import format_hostport, resolve_within
 from dicomconf.ul import constants as C
 from dicomconf.ul.errors import RemoteProtocolError
@@ -204,18 +203,8 @@ class Session:
 
 
 def connection_failure(exc: BaseException, timeout: float) -> str:
-    """Why a connection could not be made, in a few words."""
-    if isinstance(exc, socket.gaierror):
-        return f"the name does not resolve ({exc.strerror or exc})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "the connection was refused (nothing listens on that port)"
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return f"no answer to the TCP connection within {timeout:g} s"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed: {exc.reason or exc}"
-    return f"the connection failed: {getattr(exc, 'strerror', None) or exc}"
+    """Why a connection could not be made, in a few words (:func:`dicomconf.scu.connection.connect_failure`)."""
+    return f"the target {connect_failure(exc, timeout)[1]}"
 
 
 def resolve(host: str, port: int, timeout: float) -> None:

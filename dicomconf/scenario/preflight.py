@@ -29,14 +29,13 @@ not recognised (1, 1, 3).  Reporting 42 scenario rejections for a mistyped
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 from dataclasses import dataclass
 
 from dicomconf.scenario.engine import Target
 from dicomconf.scu.client import SCU, Aborted, Rejected, UnexpectedReply
-from dicomconf.scu.connection import Closed, Connection, Silence
+from dicomconf.scu.connection import Closed, Connection, Silence, connect_failure
 from dicomconf.scu.target import format_hostport, resolve_within
 from dicomconf.ul import constants as C
 
@@ -68,14 +67,15 @@ class Reachability:
                 "seconds": round(self.seconds, 3)}
 
 
+_CONNECT_HINTS = {
+    "refused": "check the port, or that the target is running",
+    "connect": "check the address, the port and any firewall between us",
+}
+
+
 def _connect_failure(where: str, exc: BaseException, timeout: float) -> Reachability:
-    if isinstance(exc, ConnectionRefusedError):
-        return Reachability(False, "refused", f"{where} refused the connection: nothing listens on that port",
-                            "check the port, or that the target is running")
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return Reachability(False, "connect", f"{where} did not accept a TCP connection within {timeout:g}s",
-                            "check the address, the port and any firewall between us")
-    return Reachability(False, "connect", f"cannot connect to {where}: {getattr(exc, 'strerror', None) or exc}")
+    cause, why = connect_failure(exc, timeout)
+    return Reachability(False, cause, f"{where} {why}", _CONNECT_HINTS.get(cause))
 
 
 def _associate(target: Target, called: str, calling: str, timeout: float) -> Reachability:

@@ -116,6 +116,22 @@ def _impossible_header(tail: bytes | bytearray) -> str | None:
     return None
 
 
+def connect_failure(exc: BaseException, timeout: float) -> tuple[str, str]:
+    """Why :meth:`Connection.open` failed: a cause keyword (``resolve``, ``refused``,
+    ``connect``, ``tls``) and a phrase that follows the target's address in a message."""
+    if isinstance(exc, socket.gaierror):
+        return "resolve", f"does not resolve ({exc.strerror or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused", "refused the connection: nothing listens on that port"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "connect", f"did not accept a TCP connection within {timeout:g}s"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "tls", f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return "tls", f"TLS handshake failed: {exc.reason or exc}"
+    return "connect", f"could not be connected to: {getattr(exc, 'strerror', None) or exc}"
+
+
 def _as_bytes(data: Any) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)

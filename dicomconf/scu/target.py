@@ -26,7 +26,6 @@ import threading
 from dataclasses import dataclass
 
 DEFAULT_PORT = 104  # the well-known DICOM port (PS3.8 9.1.1)
-TLS_DEFAULT_PORT = 2762  # the registered DICOM-over-TLS port (PS3.15 B.1)
 
 # RFC 1123 host names: letters, digits and hyphens in dot-separated labels; an
 # underscore is tolerated (some LANs use it) and a trailing dot is allowed.
@@ -40,10 +39,6 @@ class Address:
 
     host: str
     port: int
-
-    @property
-    def is_ipv6(self) -> bool:
-        return ":" in self.host
 
     def __str__(self) -> str:
         return format_hostport(self.host, self.port)
@@ -138,5 +133,5 @@ def resolve_within(host: str, port: int, timeout: float) -> str | None:
     return None
 
 
-__all__ = ["Address", "DEFAULT_PORT", "TLS_DEFAULT_PORT", "parse_target", "format_hostport", "check_host", "check_port",
+__all__ = ["Address", "DEFAULT_PORT", "parse_target", "format_hostport", "check_host", "check_port",
            "resolve_within"]
