@@ -331,7 +331,7 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         from dicomconf.scenario import exclusive
-        from dicomconf.scenario.engine import Runner
+        from dicomconf.scenario.requestor import Runner
         from dicomconf.scenario.liveness import time_limit
         from dicomconf.scenario.profile import unmet
 

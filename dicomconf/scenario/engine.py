@@ -1,29 +1,38 @@
-"""The step interpreter: plays a scenario against a target (PS3.8, PS3.7).
+"""The step interpreter's shared half: what both roles of a scenario do alike (PS3.8, PS3.7).
 
 Theory of operation
 -------------------
-A :class:`Runner` plays one :class:`~dicomconf.scenario.model.Scenario`
-against one :class:`Target` with the scriptable SCU (``dicomconf.scu``).  It
-keeps named connections (``connect: {as: name}``; ``main`` is opened on first
-use), one :class:`~dicomconf.scu.client.SCU` per connection for the
-high-level steps, and the values saved by earlier steps.  Step arguments are
-templates rendered when the step runs (``{profile.artim + 5}s``).
+A scenario is played by a :class:`Player` for the role dicomconf takes in it:
+:class:`~dicomconf.scenario.requestor.Runner` when dicomconf is the
+association-requestor (the SCU; the system under test is an SCP) and
+:class:`~dicomconf.scenario.acceptor.AcceptorRunner` when dicomconf is the
+acceptor (a scripted fake SCP; the system under test is an SCU).  Each role
+driver adds its own steps (``connect``/``associate``/``echo``/``store``/
+``release`` for the requestor; ``accept``/``associate``/``serve``/``release``
+for the acceptor); this module holds what both share: named connections
+(``main`` is opened by the role's own first step), the values saved by
+earlier steps, templates rendered when a step runs (``{profile.artim + 5}s``),
+the steps that say the same on either side (``send``, ``expect``, ``abort``,
+``close``, ``sleep``, ``parallel``, ``repeat``), findings, the time limit and
+the pcap.
 
 Everything that comes back is an :class:`~dicomconf.scenario.expectations.Event`:
 a whole PDU, a whole DIMSE message (however many PDUs carried it), the peer's
 close or reset, or silence until a deadline; expectations are matched against
-events (:mod:`dicomconf.scenario.expectations`, :mod:`dicomconf.scenario.match`).  After every step the
-findings of every PDU received so far (``Connection.findings``, computed by
-``dicomconf.wire.findings``) are examined: a must-level finding that the
+events (:mod:`dicomconf.scenario.expectations`, :mod:`dicomconf.scenario.match`).
+After every step the findings of every PDU received so far
+(``Connection.findings``, computed by ``dicomconf.wire.findings`` with the
+rules of the peer's role) are examined: a must-level finding that the
 scenario does not list in ``allow_findings`` fails the scenario with its
 clause, even when the step's own expectation matched.
 
-Two exceptions end a run early: :class:`ScenarioFailure` (the target did not
+Two exceptions end a run early: :class:`ScenarioFailure` (the peer did not
 do what the scenario expects: the verdict is *failed*) and
 :class:`~dicomconf.scenario.loader.SourceError` (the scenario itself cannot
 be played, e.g. a template naming an unknown variable: the verdict is
-*error*).  Whatever happens, every connection is closed and every
-conversation written to the scenario's pcap.
+*error*); :class:`Inconclusive` says no verdict is possible.  Whatever
+happens, every connection is closed and every conversation written to the
+scenario's pcap.
 """
 
 from __future__ import annotations
@@ -32,7 +41,6 @@ import json
 import ssl
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -41,18 +49,14 @@ from dicomconf.scenario.expr import ExpressionError, duration, render_all
 from dicomconf.scenario.expectations import (
     Event,
     check,
-    describe_received,
     next_event,
     next_message,
     view_of,
     wants_message,
 )
-from dicomconf.scenario.match import get_path, match
+from dicomconf.scenario.match import get_path
 from dicomconf.scenario.model import Scenario, Step
-from dicomconf.scenario.profile import Profile
-from dicomconf.scu.target import format_hostport
 from dicomconf.ul import constants as C
-from dicomconf.ul.errors import LocalProtocolError
 
 DEFAULT_WITHIN = 5.0
 CONNECT_WITHIN = 5.0
@@ -118,7 +122,7 @@ class ScenarioFailure(AssertionError):
         return "\n".join(lines)
 
 
-def _brief(spec: Any) -> str:
+def brief(spec: Any) -> str:
     if isinstance(spec, dict):
         spec = {k: v for k, v in spec.items() if k not in ("on", "save", "skip", "within")}
     return json.dumps(spec, default=str)
@@ -134,16 +138,18 @@ class Inconclusive(Exception):
         self.step = step
 
 
-class Runner:
-    """Plays one scenario; see the module docstring."""
+class Player:
+    """Plays one scenario in one role; see the module docstring.  ``profile`` is what the
+    system under test claims (its profile, the SCP's or the SCU's)."""
 
-    def __init__(self, scenario: Scenario, profile: Profile, target: Target) -> None:
+    role = ""
+    peer_word = "target"  # what the system under test is called in messages
+
+    def __init__(self, scenario: Scenario, profile: Any) -> None:
         self.scenario = scenario
         self.profile = profile
-        self.target = target
         self.connections: dict[str, Any] = {}
         self.all_connections: list[tuple[str, Any]] = []
-        self.scus: dict[str, Any] = {}
         self.saved: dict[str, Any] = {}
         self.findings: list[dict[str, Any]] = []
         self._checked: dict[int, int] = {}
@@ -169,6 +175,8 @@ class Runner:
         try:
             try:
                 self.run_steps(self.scenario.steps, {})
+                self.finish()
+                self._check_findings(None, judge=True)
             except (ScenarioFailure, OSError):
                 if not self._time_up.is_set():
                     raise
@@ -203,6 +211,7 @@ class Runner:
     def _stop_at_limit(self) -> None:
         """The watchdog: mark the time as up and wake every step blocked on a socket or a sleep."""
         self._time_up.set()
+        self.interrupt()
         with self._lock:
             conns = [c for _, c in self.all_connections]
         for conn in conns:
@@ -210,6 +219,13 @@ class Runner:
                 conn.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def interrupt(self) -> None:
+        """What else a role driver must wake when the time is up (a listening socket ...)."""
+
+    def finish(self) -> None:
+        """What a role driver does after the last step, before every connection is closed
+        (the acceptor serves what the script left unscripted); judged like a step."""
 
     def run_steps(self, steps: tuple[Step, ...], local: dict[str, Any]) -> None:
         for step in steps:
@@ -227,22 +243,12 @@ class Runner:
             ns = dict(self.saved)
         ns.update(local)
         ns["profile"] = self.profile
-        ns["target"] = {
-            "host": self.target.host,
-            "port": self.target.port,
-            "tls_port": self.target.tls_port,
-            "called_ae": self.called_ae,
-            "calling_ae": self.calling_ae,
-        }
+        ns.update(self.names())
         return ns
 
-    @property
-    def called_ae(self) -> str:
-        return self.target.called_ae or self.profile.ae_title
-
-    @property
-    def calling_ae(self) -> str:
-        return self.target.calling_ae or self.profile.calling_ae
+    def names(self) -> dict[str, Any]:
+        """The role's own template names (``target`` for the requestor, ``listen`` for the acceptor)."""
+        return {}
 
     def _render(self, step: Step, args: Any, local: dict[str, Any]) -> Any:
         try:
@@ -260,7 +266,7 @@ class Runner:
 
     # ---------------------------------------------------------------- findings
 
-    def _check_findings(self, step: Step | None) -> None:
+    def _check_findings(self, step: Step | None, judge: bool | None = None) -> None:
         """Record new findings; fail on a must-level one not allowed (see the module docstring)."""
         failure = None
         with self._lock:
@@ -280,55 +286,43 @@ class Runner:
                         "allowed": allowed,
                     }
                     self.findings.append(record)
-                    if step is not None and failure is None and f.severity == "must" and not allowed:
+                    judged = step is not None if judge is None else judge
+                    if judged and failure is None and f.severity == "must" and not allowed:
                         failure = record
         if failure is not None:
             raise ScenarioFailure(
                 step,
-                f"the target broke {failure['clause']}: {failure['message']}",
+                f"the {self.peer_word} broke {failure['clause']}: {failure['message']}",
                 finding=failure,
             )
 
     # ---------------------------------------------------------------- connections
 
-    def _open(self, step: Step, name: str, tls: bool, within: float) -> Any:
-        from dicomconf.scu.client import SCU
-        from dicomconf.scu.connection import Connection
+    def _conn(self, step: Step, args: Any) -> tuple[str, Any]:
+        """The connection a step names (``on``, default ``main``); a role driver opens ``main``
+        on first use (:meth:`_open_main`)."""
+        name = (args or {}).get("on", "main") if isinstance(args, dict) else "main"
+        with self._lock:
+            conn = self.connections.get(name)
+        if conn is None:
+            if name != "main":
+                raise step.error(f"no connection named {name!r} ({self.how_to_open(name)})", "on")
+            conn = self._open_main(step)
+        return name, conn
 
-        port = self.target.port
-        context = None
-        if tls:
-            if self.target.tls_port is None or self.target.tls_context is None:
-                raise ScenarioFailure(step, "the scenario needs TLS but the target has no TLS port in its profile")
-            port, context = self.target.tls_port, self.target.tls_context
-        try:
-            conn = Connection.open(self.target.host, port, tls=context, timeout=within,
-                                   server_name=self.target.server_name)
-        except (OSError, ssl.SSLError) as exc:
-            raise ScenarioFailure(
-                step,
-                f"could not connect to {format_hostport(self.target.host, port)}{' (TLS)' if tls else ''}: {exc}",
-                expected=f"a connection within {within:g}s",
-                came=str(exc),
-            ) from None
+    def how_to_open(self, name: str) -> str:
+        return f"open it first with connect: {{as: {name}}}"
+
+    def _open_main(self, step: Step) -> Any:
+        raise NotImplementedError
+
+    def _register(self, name: str, conn: Any) -> None:
         with self._lock:
             old = self.connections.get(name)
             if old is not None:
                 old.close()
             self.connections[name] = conn
             self.all_connections.append((name, conn))
-            self.scus[name] = SCU(conn, calling_ae=self.calling_ae, called_ae=self.called_ae)
-        return conn
-
-    def _conn(self, step: Step, args: Any) -> tuple[str, Any]:
-        name = (args or {}).get("on", "main") if isinstance(args, dict) else "main"
-        with self._lock:
-            conn = self.connections.get(name)
-        if conn is None:
-            if name != "main":
-                raise step.error(f"no connection named {name!r} (open it first with connect: {{as: {name}}})", "on")
-            conn = self._open(step, name, False, CONNECT_WITHIN)
-        return name, conn
 
     def close_all(self) -> None:
         with self._lock:
@@ -358,81 +352,6 @@ class Runner:
                 self.saved[var] = value
 
     # ---------------------------------------------------------------- steps
-
-    def _step_connect(self, step: Step, args: Any, local: dict) -> None:
-        args = args or {}
-        names = args.get("as", "main")
-        names = [names] if isinstance(names, str) else list(names)
-        within = self._duration(step, args.get("within"), CONNECT_WITHIN)
-        for name in names:
-            self._open(step, str(name), bool(args.get("tls")), within)
-
-    def _step_associate(self, step: Step, args: Any, local: dict) -> None:
-        from dicomconf.scu.client import Aborted, Rejected, UnexpectedReply, resolve_uid
-        from dicomconf.scu.connection import Closed, Silence
-
-        args = args or {}
-        name, conn = self._conn(step, args)
-        scu = self.scus[name]
-        scu.calling_ae = args.get("calling_ae", self.calling_ae)
-        scu.called_ae = args.get("called_ae", self.called_ae)
-        if "max_pdu_length" in args:
-            scu.max_pdu_length = int(args["max_pdu_length"])
-        within = self._duration(step, args.get("within"), DEFAULT_WITHIN)
-        contexts = [
-            (c["abstract_syntax"], c.get("transfer_syntaxes") or args.get("transfer_syntaxes") or None)
-            if isinstance(c, dict)
-            else c
-            for c in args.get("contexts", ["verification"])
-        ]
-        contexts = [c if isinstance(c, str) or c[1] else c[0] for c in contexts]
-        roles = {sop: (int(r.get("scu", 0)), int(r.get("scp", 0))) for sop, r in (args.get("roles") or {}).items()}
-        event: Event
-        try:
-            scu.associate(
-                contexts,
-                transfer_syntaxes=args.get("transfer_syntaxes"),
-                roles=roles or None,
-                user_identity=args.get("user_identity"),
-                async_window=tuple(args["async_window"]) if args.get("async_window") else None,
-                overrides=_overrides(args.get("overrides") or {}),
-                timeout=within,
-            )
-            event = Event("pdu", _as_received(scu.last_received, scu.ac))
-        except (Rejected, Aborted) as exc:
-            event = Event("pdu", _as_received(exc.received, exc.pdu))
-        except UnexpectedReply as exc:
-            event = Event("pdu", exc.received)
-        except Closed as exc:
-            event = Event(exc.kind)
-        except Silence:
-            event = Event("silence", waited=within)
-        except (ValueError, TypeError, LocalProtocolError) as exc:
-            raise step.error(f"cannot build the A-ASSOCIATE-RQ: {exc}") from None
-        reply = args.get("reply") or {"pdu": "A-ASSOCIATE-AC"}
-        problems = check(reply, event)
-        if problems:
-            raise ScenarioFailure(
-                step,
-                "the association did not go as expected: " + "; ".join(problems),
-                expected=f"{_brief(reply)} within {within:g}s",
-                came=event.describe(),
-            )
-        for key, want_accepted in (("accepted", True), ("rejected", False)):
-            for sop in args.get(key) or ():
-                try:
-                    uid = resolve_uid(sop)
-                except ValueError as exc:
-                    raise step.error(str(exc), key) from None
-                is_accepted = any(a == uid for a, _ in scu.accepted.values())
-                if is_accepted != want_accepted:
-                    raise ScenarioFailure(
-                        step,
-                        f"presentation context {sop} was {'rejected' if want_accepted else 'accepted'}",
-                        expected=f"{sop} {key}",
-                        came=event.describe(),
-                    )
-        self._save(step, args.get("save"), event)
 
     def _step_send(self, step: Step, args: Any, local: dict) -> None:
         from dicomconf.scu.connection import Closed
@@ -480,109 +399,24 @@ class Runner:
             raise ScenarioFailure(
                 step,
                 "; ".join(problems),
-                expected=f"{_brief(args)} within {within:g}s on {name}",
+                expected=f"{brief(args)} within {within:g}s on {name}",
                 came=event.describe(),
             )
         self._save(step, args.get("save"), event)
-
-    def _dimse(self, step: Step, args: Any, call: Callable[[Any, float], int], default_within: float, what: str) -> None:
-        from dicomconf.scu.client import Aborted, NotNegotiated, Rejected, UnexpectedReply
-        from dicomconf.scu.connection import Closed, Silence
-
-        name, conn = self._conn(step, args)
-        within = self._duration(step, args.get("within"), default_within)
-        want = args.get("status", 0)
-        try:
-            status = call(self.scus[name], within)
-        except NotNegotiated as exc:
-            raise ScenarioFailure(step, f"{what}: {exc}", expected="an accepted presentation context") from None
-        except (Aborted, Rejected) as exc:
-            raise ScenarioFailure(step, f"{what}: {exc}", expected=f"a {what}-RSP within {within:g}s",
-                                  came=describe_received(_as_received(exc.received, exc.pdu))) from None
-        except UnexpectedReply as exc:
-            came = describe_received(exc.received) if hasattr(exc.received, "raw") else str(exc)
-            raise ScenarioFailure(step, f"{what}: {exc}", expected=f"a {what}-RSP", came=came) from None
-        except (Closed, Silence, OSError) as exc:
-            raise ScenarioFailure(step, f"{what}: {exc}", expected=f"a {what}-RSP within {within:g}s", came=str(exc)) from None
-        if want == "any":
-            return
-        if match(want, status):
-            from dicomconf.ul import dimse
-
-            meaning = dimse.status_meaning(dimse.COMMAND_CODES[f"{what}-RSP"], status)
-            raise ScenarioFailure(
-                step,
-                f"{what} status {status:#06x} ({meaning[1]})",
-                expected=f"status {want}",
-                came=f"status {status:#06x}",
-            )
-
-    def _step_echo(self, step: Step, args: Any, local: dict) -> None:
-        self._dimse(step, args or {}, lambda scu, t: scu.echo(timeout=t), DEFAULT_WITHIN, "C-ECHO")
-
-    def _step_store(self, step: Step, args: Any, local: dict) -> None:
-        args = args or {}
-        dataset = self._dataset(step, args)
-        self._dimse(step, args, lambda scu, t: scu.store(dataset, timeout=t), STORE_WITHIN, "C-STORE")
-
-    def _dataset(self, step: Step, args: dict) -> Any:
-        import pydicom
-        from pydicom.uid import generate_uid
-
-        from dicomconf.scu.client import resolve_uid
-
-        if "file" in args:
-            path = Path(step.file).parent / args["file"]
-            if not path.is_file():
-                raise step.error(f"no such file {path}", "file")
-            return str(path)
-        ds = pydicom.Dataset()
-        try:
-            ds.SOPClassUID = resolve_uid(args.get("sop_class", "ct"))
-        except ValueError as exc:
-            raise step.error(str(exc), "sop_class") from None
-        ds.SOPInstanceUID = generate_uid()
-        ds.StudyInstanceUID = generate_uid()
-        ds.SeriesInstanceUID = generate_uid()
-        ds.PatientName = "DICOMCONF^TEST"
-        ds.PatientID = "DICOMCONF"
-        ds.Modality = "OT"
-        for keyword, value in (args.get("attributes") or {}).items():
-            try:
-                setattr(ds, keyword, value)
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise step.error(f"attribute {keyword}: {exc}", "attributes", keyword) from None
-            if keyword not in ds:
-                raise step.error(f"{keyword!r} is not a DICOM keyword", "attributes", keyword)
-        return ds
-
-    def _step_release(self, step: Step, args: Any, local: dict) -> None:
-        from dicomconf.scu.client import Aborted, UnexpectedReply
-        from dicomconf.scu.connection import Closed, Silence
-
-        args = args or {}
-        name, conn = self._conn(step, args)
-        within = self._duration(step, args.get("within"), DEFAULT_WITHIN)
-        try:
-            self.scus[name].release(timeout=within)
-        except Aborted as exc:
-            raise ScenarioFailure(step, f"release: {exc}", expected="A-RELEASE-RP",
-                                  came=describe_received(_as_received(exc.received, exc.pdu))) from None
-        except UnexpectedReply as exc:
-            raise ScenarioFailure(step, f"release: {exc}", expected="A-RELEASE-RP",
-                                  came=describe_received(exc.received)) from None
-        except (Closed, Silence, OSError) as exc:
-            raise ScenarioFailure(step, f"release: {exc}", expected=f"A-RELEASE-RP within {within:g}s", came=str(exc)) from None
 
     def _step_abort(self, step: Step, args: Any, local: dict) -> None:
         args = args or {}
         name, conn = self._conn(step, args)
         from dicomconf.scu.connection import Closed
 
+        from dicomconf.ul.pdu import AAbort
+
         try:
-            self.scus[name].abort(args.get("source", C.ABORT_SOURCE_USER), args.get("reason", C.ABORT_REASON_NOT_SPECIFIED))
+            conn.send(AAbort(args.get("source", C.ABORT_SOURCE_USER), args.get("reason", C.ABORT_REASON_NOT_SPECIFIED)))
         except (Closed, OSError):
-            pass  # the peer is already gone: aborting a dead connection is not the target's fault
+            pass  # the peer is already gone: aborting a dead connection is not the peer's fault
+        finally:
+            conn.close()
 
     def _step_close(self, step: Step, args: Any, local: dict) -> None:
         args = args or {}
@@ -629,19 +463,3 @@ class Runner:
             self.run_steps(step.branches[0], {**local, "index": i})
 
 
-def _overrides(values: dict) -> dict:
-    """YAML values for A-ASSOCIATE-RQ fields: ``reserved`` may be given as hex."""
-    out = dict(values)
-    if isinstance(out.get("reserved"), str):
-        out["reserved"] = bytes.fromhex(out["reserved"].replace(" ", ""))
-    return out
-
-
-def _as_received(received: Any, pdu: Any) -> Any:
-    """The Received the SCU consumed, as it came; else a record with the PDU re-encoded."""
-    if received is not None and getattr(received, "raw", None) is not None:
-        return received
-    from dicomconf.scu.connection import Received
-
-    raw = pdu.encode() if pdu is not None else b""
-    return Received(raw, pdu, None, (), time.monotonic())

@@ -30,7 +30,7 @@ target's timers do not reject the next scenario: verdicts do not depend on
 the order scenarios run in.
 
 :func:`time_limit` is the bound of a whole scenario (the engine's watchdog,
-:meth:`dicomconf.scenario.engine.Runner.run`): ``--scenario-timeout``, else
+:meth:`dicomconf.scenario.engine.Player.run`): ``--scenario-timeout``, else
 120 s plus twice the longest timer the profile claims, so that scenarios
 which wait for ARTIM or the idle timeout (PS3.8 9.1.5) fit.
 """

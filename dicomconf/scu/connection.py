@@ -146,8 +146,14 @@ def _as_bytes(data: Any) -> bytes:
 class Connection:
     """One connection to the target; see the module docstring."""
 
-    def __init__(self, sock: socket.socket, conversation: Conversation, timeout: float = 10.0) -> None:
+    def __init__(
+        self, sock: socket.socket, conversation: Conversation, timeout: float = 10.0, *, peer_requests: bool = False
+    ) -> None:
         self.sock = sock
+        # Which side we are: the requestor that connected (the default), or the acceptor of a
+        # connection the peer opened (:meth:`accepted`); findings and the capture follow it.
+        self.peer_requests = peer_requests
+        self._us, self._them = ("server", "client") if peer_requests else ("client", "server")
         self.timeout = timeout
         self.local = sock.getsockname()[:2]
         self.peer = sock.getpeername()[:2]
@@ -204,6 +210,20 @@ class Connection:
         conversation = Conversation(client=(local[0], local[1]), server=(peer[0], peer[1]))
         conversation.opened()
         return cls(sock, conversation, timeout)
+
+    @classmethod
+    def accepted(cls, sock: socket.socket, *, timeout: float = 10.0, opened_at: float | None = None) -> "Connection":
+        """Wrap a connection a peer opened to us (PS3.8 9.1.2: we are the acceptor, the peer the
+        requestor): what it sends is checked by the requestor's rules, what we send by the
+        acceptor's, and the capture shows the peer as the TCP client."""
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        peer, local = sock.getpeername(), sock.getsockname()
+        conversation = Conversation(client=(peer[0], peer[1]), server=(local[0], local[1]))
+        conversation.opened(opened_at)
+        return cls(sock, conversation, timeout, peer_requests=True)
 
     def shutdown_write(self) -> None:
         """End our sending side only (a FIN, TCP half-close); what the peer sends is still read
@@ -292,8 +312,14 @@ class Connection:
             if self._end is None:
                 self._peer_ended("reset" if isinstance(exc, ConnectionResetError) else "closed")
             raise self._end from exc  # type: ignore[misc]
-        self.conversation.client_sent(data)
+        self._record(self._us, data)
         self._observe_sent(data)
+
+    def _record(self, side: str, data: bytes) -> None:
+        if side == "client":
+            self.conversation.client_sent(data)
+        else:
+            self.conversation.server_sent(data)
 
     def _observe_sent(self, data: bytes) -> None:
         try:
@@ -301,7 +327,7 @@ class Connection:
         except RemoteProtocolError:
             return  # our own stream stopped framing; nothing more to observe
         for pdu in pdus:
-            self.sent_findings.extend(self._state.observe(bytes(pdu), True))
+            self.sent_findings.extend(self._state.observe(bytes(pdu), not self.peer_requests))
 
     # ---------------------------------------------------------------- receiving
 
@@ -356,7 +382,7 @@ class Connection:
         if not data:
             self._peer_ended("closed")
             return True
-        self.conversation.server_sent(data)
+        self._record(self._them, data)
         self._take(data)
         return True
 
@@ -390,7 +416,7 @@ class Connection:
         error = RemoteProtocolError(f"{why} (at byte {self._offset} of the stream)", "PS3.8 9.3.1",
                                     offset=self._offset)
         self._offset += len(raw)
-        findings = tuple(self._state.observe(raw, False)) if raw else ()
+        findings = tuple(self._state.observe(raw, self.peer_requests)) if raw else ()
         self.findings.extend(findings)
         self._ready.append(Received(raw, None, error, findings, at))
 
@@ -401,7 +427,7 @@ class Connection:
             pdu = decode_pdu(raw)
         except RemoteProtocolError as exc:
             error = exc
-        findings = tuple(self._state.observe(raw, False))
+        findings = tuple(self._state.observe(raw, self.peer_requests))
         self.findings.extend(findings)
         if pdu is not None:
             self.pdus_received += 1
@@ -415,13 +441,13 @@ class Connection:
             error = RemoteProtocolError(
                 f"connection {kind} after {len(raw)} byte(s) of an incomplete PDU", "PS3.8 9.3.1"
             )
-            findings = tuple(self._state.observe(raw, False))
+            findings = tuple(self._state.observe(raw, self.peer_requests))
             self.findings.extend(findings)
             self._ready.append(Received(raw, None, error, findings, at))
         if kind == "reset":
-            self.conversation.reset(by="server")
+            self.conversation.reset(by=self._them)
         else:
-            self.conversation.closed(by="server")
+            self.conversation.closed(by=self._them)
         self._end = Closed(kind, at)
 
     # ---------------------------------------------------------------- ending
@@ -443,7 +469,7 @@ class Connection:
         self.sock.close()
         self._local_end = "closed"
         if self._end is None or self._end.kind == "closed":
-            self.conversation.closed(by="client")
+            self.conversation.closed(by=self._us)
 
     def reset(self) -> None:
         """Abort the TCP connection with an RST (SO_LINGER on, zero timeout).  Idempotent."""
@@ -456,7 +482,7 @@ class Connection:
         self.sock.close()
         self._local_end = "reset"
         if self._end is None:
-            self.conversation.reset(by="client")
+            self.conversation.reset(by=self._us)
 
     def __enter__(self) -> "Connection":
         return self
