@@ -47,8 +47,25 @@ STEP_KINDS = (
     "parallel",
     "repeat",
 )
+# Steps of a scenario in which dicomconf plays the fake SCP (role: scp; dicomconf.scenario.acceptor).
+SCP_STEP_KINDS = (
+    "accept",
+    "associate",
+    "serve",
+    "release",
+    "send",
+    "expect",
+    "abort",
+    "close",
+    "sleep",
+    "parallel",
+    "repeat",
+)
+ROLES = ("scu", "scp")  # the role dicomconf plays: scu tests an SCP, scp tests an SCU
 SEVERITIES = ("must", "should")
 AREAS = ("connection", "negotiation", "roles", "malformed", "fsm", "timers", "release-abort", "dimse", "tls")
+SCP_AREAS = ("connection", "negotiation", "reject-abort", "dimse", "max-length", "timers", "malformed", "release")
+OPERATIONS = ("echo", "store", "find", "any")  # what the SCU under test is asked to do
 _EXPECT_CONTROL = {"on", "within", "save", "skip", "any", "pdu", "closed", "reset", "aborted", "silence"}
 
 
@@ -99,6 +116,13 @@ class Scenario:
     description: str = ""
     disruptive: bool = False  # may disturb other users of the target (docs/scenarios.md, Disruptive scenarios)
     requirement: str = ""  # the normative sentence enforced, quoted from the standard (must-level scenarios)
+    role: str = "scu"  # the role dicomconf plays (ROLES): scu tests an SCP, scp tests an SCU
+    operation: str = "any"  # role scp: what the SCU under test is asked to do (OPERATIONS)
+
+    @property
+    def tests(self) -> str:
+        """What the scenario tests: "SCP" (dicomconf plays the SCU) or "SCU"."""
+        return "SCU" if self.role == "scp" else "SCP"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +137,15 @@ class Entry:
 
 
 def _steps(
-    doc: Located, path: tuple[Any, ...], errors: list[SourceError], broken: tuple[tuple[Any, ...], ...] = ()
+    doc: Located, path: tuple[Any, ...], errors: list[SourceError], broken: tuple[tuple[Any, ...], ...] = (),
+    kinds: tuple[str, ...] = STEP_KINDS,
 ) -> tuple[Step, ...]:
     """The steps at ``path``.  Each step whose part of the file has no schema error
     (``broken`` holds those errors' paths) is checked too; problems go to ``errors``."""
     out = []
     for i, raw in enumerate(_at(doc.value, path)):
         step_path = path + (i,)
-        if not (isinstance(raw, dict) and len(raw) == 1 and next(iter(raw)) in STEP_KINDS):
+        if not (isinstance(raw, dict) and len(raw) == 1 and next(iter(raw)) in kinds):
             continue  # the schema has said what is wrong with it
         kind = next(iter(raw))
         args = raw[kind]
@@ -129,10 +154,10 @@ def _steps(
         branches: tuple[tuple[Step, ...], ...] = ()
         if kind == "parallel" and isinstance(args, list):
             branches = tuple(
-                _steps(doc, prefix + (b,), errors, broken) for b in range(len(args)) if isinstance(args[b], list)
+                _steps(doc, prefix + (b,), errors, broken, kinds) for b in range(len(args)) if isinstance(args[b], list)
             )
         elif kind == "repeat" and isinstance(args, dict) and isinstance(args.get("steps"), list):
-            branches = (_steps(doc, prefix + ("steps",), errors, broken),)
+            branches = (_steps(doc, prefix + ("steps",), errors, broken, kinds),)
         step = Step(kind, args, doc.file, doc.line_of(prefix) or 0, step_path, key_lines, branches)
         if not any(p[: len(step_path)] == step_path for p in broken):
             errors.extend(_step_errors(step))
@@ -186,24 +211,32 @@ def _step_errors(step: Step) -> list[SourceError]:
         return _expectation_errors(step, step.args, ())
     if step.kind == "associate" and isinstance(step.args, dict) and "reply" in step.args:
         return _expectation_errors(step, step.args["reply"], ("reply",))
+    if step.kind == "associate" and isinstance(step.args, dict) and isinstance(step.args.get("request"), dict):
+        return _expectation_errors(step, {"pdu": "A-ASSOCIATE-RQ", **step.args["request"]}, ("request",))
+    if step.kind == "serve" and isinstance(step.args, dict) and isinstance(step.args.get("request"), dict):
+        return _expectation_errors(step, {"pdu": "P-DATA-TF", **step.args["request"]}, ("request",))
     return []
 
 
 def _scenario(doc: Located) -> Scenario:
     """The scenario in ``doc``, or every problem of it at once: the schema's
     errors and the checks after the schema, on the parts the schema accepted."""
-    from dicomconf.scenario.profile import requires_problems
-
-    problems = schema_errors(doc, "scenario.schema.json", definition="scenario")
-    errors = [error for _, error in problems]
     value = doc.value if isinstance(doc.value, dict) else {}
+    scp = value.get("role") == "scp"
+    if scp:
+        from dicomconf.scenario.scu_profile import requires_problems
+    else:
+        from dicomconf.scenario.profile import requires_problems
+
+    problems = schema_errors(doc, "scenario.schema.json", definition="scp_scenario" if scp else "scenario")
+    errors = [error for _, error in problems]
     requires = value.get("requires") or {}
     if isinstance(requires, dict):
         for sub, message in requires_problems(requires):
             errors.append(doc.error(("requires",) + sub, f"{dotted(('requires',) + sub)}: {message}"))
     steps: tuple[Step, ...] = ()
     if isinstance(value.get("steps"), list):
-        steps = _steps(doc, ("steps",), errors, tuple(p for p, _ in problems))
+        steps = _steps(doc, ("steps",), errors, tuple(p for p, _ in problems), SCP_STEP_KINDS if scp else STEP_KINDS)
     error = SourceErrors.merge(errors)
     if error is not None:
         raise error
@@ -221,6 +254,8 @@ def _scenario(doc: Located) -> Scenario:
         description=value.get("description", ""),
         disruptive=bool(value.get("disruptive", False)),
         requirement=str(value.get("requirement") or ""),
+        role="scp" if scp else "scu",
+        operation=str(value.get("operation", "any")) if scp else "any",
     )
 
 

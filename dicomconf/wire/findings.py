@@ -522,7 +522,8 @@ class ConversationState:
         self.rq_bytes = b""
         self.ac: _Context | None = None
         self.accepted: dict[int, str] = {}  # context ID -> transfer syntax
-        self.released_by: bool | None = None  # direction of the A-RELEASE-RQ, once sent
+        self.released_by: bool | None = None  # direction of the first A-RELEASE-RQ, once sent
+        self.release_requested: set[bool] = set()  # directions that sent an A-RELEASE-RQ (both: a collision)
         self.ended = False
         self._assemblers: dict[bool, object] = {}
 
@@ -551,8 +552,10 @@ class ConversationState:
             }
         elif kind == C.P_DATA_TF and self.ac is not None:
             self._check_pdata(pdu, info, from_requestor, out, malformed)
-        elif kind == C.A_RELEASE_RQ and self.released_by is None:
-            self.released_by = from_requestor
+        elif kind == C.A_RELEASE_RQ:
+            if self.released_by is None:
+                self.released_by = from_requestor
+            self.release_requested.add(from_requestor)
         elif kind in (C.A_ABORT, C.A_ASSOCIATE_RJ):
             self.ended = True
         return out
@@ -573,8 +576,8 @@ class ConversationState:
                 why = "from a side that has no A-ASSOCIATE-RQ to answer"
         elif self.ac is None:
             why = "before the association was accepted"
-        elif kind == C.A_RELEASE_RP and (self.released_by is None or self.released_by == from_requestor):
-            why = "without an A-RELEASE-RQ from the peer"
+        elif kind == C.A_RELEASE_RP and (not from_requestor) not in self.release_requested:
+            why = "without an A-RELEASE-RQ from the peer"  # a collision has requests both ways (AR-8)
         if why:
             out.append(Finding("pdu.unexpected", "PS3.8 9.2 Table 9-10", MUST, 0, f"{name} {why}"))
 
