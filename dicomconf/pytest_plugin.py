@@ -50,7 +50,6 @@ sets the exit status back to 0 when every failure was a should-level one.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import time
 from pathlib import Path
@@ -69,35 +68,9 @@ _DESELECTED = pytest.StashKey[dict]()  # nodeid -> record of a scenario left out
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("dicomconf", "dicomconf conformance scenarios")
-    group.addoption("--target", metavar="HOST[:PORT]", default=None,
-                    help="the SCP under test: a host name, IPv4 or [IPv6] address, port 104 unless given "
-                         "(default: the profile's target, else the embedded reference SCP)")
-    group.addoption("--called-ae", default=None, help="called AE title (default: the profile's ae_title)")
-    group.addoption("--calling-ae", default=None, help="calling AE title (default: the profile's calling_ae)")
-    group.addoption("--profile", metavar="FILE", default=None,
-                    help="target profile (YAML); default: the embedded reference SCP's profile")
-    group.addoption("--report-dir", metavar="DIR", default=None,
-                    help="where reports and pcaps go (default: reports/<timestamp>, with reports/latest)")
-    group.addoption("--dicomconf-link-latest", action="store_true", default=False, help=argparse.SUPPRESS)
-    group.addoption("--dicomconf-no-preflight", action="store_true", default=False, help=argparse.SUPPRESS)
-    group.addoption("--dicomconf-strict", action="store_true", default=False,
-                    help="should-level failures fail the run (pytest's --strict does too)")
-    group.addoption("--target-timeout", type=float, metavar="SECONDS", default=None,
-                    help="how long the target may take to accept a connection and answer the first "
-                         "A-ASSOCIATE-RQ before the run stops as unreachable (default 5)")
-    group.addoption("--scenario-timeout", type=float, metavar="SECONDS", default=None,
-                    help="time limit of each scenario (default: 120 s plus twice the profile's longest timer)")
-    group.addoption("--tls-port", type=int, metavar="N", default=None,
-                    help="the target's TLS port (PS3.15 B.1; default: the profile's)")
-    group.addoption("--tls-ca", metavar="FILE", default=None,
-                    help="CA certificates that verify the target (default: the profile's, else the system's)")
-    group.addoption("--tls-cert", metavar="FILE", default=None, help="our client certificate (PEM)")
-    group.addoption("--tls-key", metavar="FILE", default=None, help="the key of --tls-cert (PEM)")
-    group.addoption("--tls-server-name", metavar="NAME", default=None,
-                    help="the host name the target's certificate must carry (default: the target's host)")
-    group.addoption("--tls-insecure", action="store_true", default=False,
-                    help="do not verify the target's certificate or host name (recorded in the report)")
+    from dicomconf.plugin_options import add_options
+
+    add_options(parser)
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -150,6 +123,7 @@ class DicomconfState:
         else:
             self.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             self.report_dir = self._report_dir(opt.report_dir, config)
+        self._scu_side = None
         self.records: list[dict[str, Any]] = []
         self.written: Path | None = None
         self.failed: set[str] = set()
@@ -202,6 +176,23 @@ class DicomconfState:
     @property
     def calling_ae(self) -> str:
         return self.options.calling_ae or self.profile.calling_ae
+
+    @property
+    def scu_side(self):
+        """The SCU half of the run (:mod:`dicomconf.scenario.scu_side`), made on first use."""
+        if self._scu_side is None:
+            from dicomconf.scenario.loader import SourceError
+            from dicomconf.scenario.scu_side import SCUSide
+            from dicomconf.scenario.scu_under_test import SCUSetupError
+
+            terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+            tell = (lambda text: terminal.write_line(text, yellow=True)) if terminal is not None else None
+            try:
+                self._scu_side = SCUSide.from_options(self.config.option, self.target_address is not None,
+                                                      self.report_dir / "objects", tell)
+            except (SCUSetupError, SourceError) as exc:
+                raise pytest.UsageError(str(exc)) from None
+        return self._scu_side
 
     @property
     def watch(self):
@@ -309,6 +300,7 @@ class ScenarioItem(pytest.Item):
         self.target_lost: dict[str, Any] | None = None
         self.pcap: str | None = None
         self.findings: list[dict] = []
+        self.scu: dict[str, Any] | None = None  # how the SCU under test ran (SCU-testing scenarios)
         self.duration_s = 0.0
         raw = entry.raw if entry.scenario is None else {}
         sc = entry.scenario
@@ -320,10 +312,12 @@ class ScenarioItem(pytest.Item):
             "area": sc.area if sc else str(raw.get("area", "")),
             "disruptive": sc.disruptive if sc else raw.get("disruptive") is True,
             "requirement": sc.requirement if sc else str(raw.get("requirement") or ""),
+            "role": sc.role if sc else ("scp" if raw.get("role") == "scp" else "scu"),
         }
+        self.meta["tests"] = "SCU" if self.meta["role"] == "scp" else "SCP"
         if self.meta["disruptive"]:
             self.add_marker("disruptive")
-        for key in ("id", "clauses", "severity", "area"):
+        for key in ("id", "clauses", "severity", "area", "role", "tests"):
             value = self.meta[key]
             self.user_properties.append((key, ", ".join(value) if isinstance(value, list) else value))
         if self.meta["requirement"]:  # the "shall" the scenario enforces, quoted (docs/scenarios.md)
@@ -339,6 +333,11 @@ class ScenarioItem(pytest.Item):
             raise self.entry.error
         state: DicomconfState = self.config.stash[_STATE]
         scenario = self.entry.scenario
+        reason = state.scu_side.skip_reason(scenario)
+        if reason:
+            pytest.skip(reason)
+        if scenario.role == "scp":
+            return self._run_scu_test(state, scenario)
         reason = unmet(state.profile, scenario.requires)
         if reason:
             pytest.skip(reason)
@@ -374,6 +373,22 @@ class ScenarioItem(pytest.Item):
                     # Several connections may be left for the target's timers: wait out its ARTIM.
                     many = len(runner.all_connections) > 1
                     watch.settle(state.profile.timers.artim if many else None)
+
+    def _run_scu_test(self, state: DicomconfState, scenario: Any) -> None:
+        """An SCU-testing scenario: dicomconf plays the fake SCP (:mod:`dicomconf.scenario.scu_side`)."""
+        from dicomconf.scenario.scu_side import Played
+
+        side = state.scu_side
+        played = Played()
+        t0 = time.monotonic()
+        try:
+            side.play(scenario, state.report_dir / "pcap" / f"{_safe(scenario.id)}.pcap",
+                      side.time_limit(self.config.option.scenario_timeout), played)
+        finally:
+            self.duration_s = time.monotonic() - t0
+            self.findings = played.findings
+            self.pcap = str(played.pcap) if played.pcap else None
+            self.scu = played.scu
 
     def _check_silent_pass(self, watch: Any) -> None:
         """A pass without one DICOM PDU from the target stands only if the target is alive."""
@@ -485,6 +500,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             "failure": failure,
             "skip_reason": skip_reason,
             "target_lost": item.target_lost,
+            "scu": item.scu,
             "nodeid": item.nodeid,
         }
     return report
@@ -570,6 +586,9 @@ def _write_run_report(state: DicomconfState, session: pytest.Session | None, exi
     lost = sorted((r["target_lost"] for r in state.records if r.get("target_lost")), key=lambda x: x["at"])
     run = {
         "target": state.target_text or "embedded reference SCP",
+        "scu": state.scu_side.describe() if state._scu_side is not None else None,
+        "scu_profile": ({"name": state._scu_side.profile.name, "source": state._scu_side.profile.source}
+                        if state._scu_side is not None and state._scu_side.source is not None else None),
         "profile": {"name": state.profile.name, "source": state.profile.source},
         "start": state.started,
         "duration_s": round(time.monotonic() - state.t0, 3),

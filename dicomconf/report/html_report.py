@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 
 from dicomconf.report.outcomes import OUTCOMES
+from dicomconf.report.terminal import area_label
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
@@ -41,6 +42,13 @@ def _scenario_row(s: dict[str, Any]) -> str:
         details.append(f"<div>skipped: {_e(s['skip_reason'])}</div>")
     if s.get("disruptive"):
         details.append("<div>disruptive: ran alone against the target</div>")
+    scu = s.get("scu")
+    if scu:  # how the SCU under test ran (SCU-testing scenarios)
+        how = _e(scu.get("command") or scu.get("mode"))
+        status = f", exit status {_e(scu['exit_status'])}" if scu.get("exit_status") is not None else ""
+        stopped = f", {_e(scu['stopped'])}" if scu.get("stopped") else ""
+        output = f"<pre>{_e(scu['output'])}</pre>" if scu.get("output") else ""
+        details.append(f"<details><summary>SCU under test: {how}{status}{stopped}</summary>{output}</details>")
     findings = s.get("findings") or []
     if findings:
         items = "".join(
@@ -107,7 +115,7 @@ def render_html(document: dict[str, Any]) -> str:
     run, summary, scenarios = document["run"], document["summary"], document["scenarios"]
     areas: dict[str, list[dict[str, Any]]] = {}
     for s in scenarios:
-        areas.setdefault(s["area"] or "(none)", []).append(s)
+        areas.setdefault(area_label(s), []).append(s)
     overview = "".join(
         f"<tr><td>{_e(area)}</td>"
         + "".join(f"<td>{sum(1 for s in rs if s['outcome'] == o)}</td>" for o in OUTCOMES)
@@ -129,6 +137,7 @@ def render_html(document: dict[str, Any]) -> str:
 <h1>dicomconf conformance report: {verdict}</h1>
 <table>
 <tr><th>target</th><td>{_e(run.get('target'))}</td></tr>
+<tr><th>SCU under test</th><td>{_e(run.get('scu') or 'none')}</td></tr>
 <tr><th>profile</th><td>{_e(run.get('profile', {}).get('name'))} ({_e(run.get('profile', {}).get('source'))})</td></tr>
 <tr><th>start</th><td>{_e(run.get('start'))}</td></tr>
 <tr><th>duration</th><td>{_e(run.get('duration_s'))} s</td></tr>

@@ -7,14 +7,20 @@ from typing import Any, Iterable
 from dicomconf.report.outcomes import OUTCOMES
 
 
+def area_label(record: dict[str, Any]) -> str:
+    """The area of a record as reports show it: SCU-testing areas (role scp) are ``scu.<area>``."""
+    area = record.get("area") or "(none)"
+    return f"scu.{area}" if record.get("role") == "scp" else area
+
+
 def area_table(records: Iterable[dict[str, Any]]) -> list[str]:
-    """Aligned lines: area, then a count per outcome, then the failed ids."""
+    """Aligned lines: area (SCU-testing areas as ``scu.<area>``), a count per outcome, the failed ids."""
     by_area: dict[str, list[dict[str, Any]]] = {}
     for r in records:
-        by_area.setdefault(r["area"] or "(none)", []).append(r)
+        by_area.setdefault(area_label(r), []).append(r)
     width = max([len(a) for a in by_area] + [4])
     lines = [f"{'area':<{width}}  " + "  ".join(f"{o:>7}" for o in OUTCOMES)]
-    for area in sorted(by_area):
+    for area in sorted(by_area, key=lambda a: (a.startswith("scu."), a)):
         rs = by_area[area]
         counts = "  ".join(f"{sum(1 for r in rs if r['outcome'] == o):>7}" for o in OUTCOMES)
         bad = sorted(f"{r['id']} ({r['severity']})" for r in rs if r["outcome"] in ("failed", "error"))

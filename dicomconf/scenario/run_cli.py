@@ -58,6 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-timeout", type=float, metavar="SECONDS",
                         help="how long the target may take to accept a connection and answer the first "
                              "A-ASSOCIATE-RQ before the run stops as unreachable (default 5)")
+    scu = parser.add_argument_group("the SCU under test (scenarios in scenarios/scu/; default: the embedded "
+                                    "reference SCU when no --target is given)")
+    scu.add_argument("--scu-command", metavar="CMD",
+                     help="start CMD for each SCU-testing scenario; placeholders {host} {port} {called_ae} "
+                          "{calling_ae} {file} (a DICOM object written for the scenario)")
+    scu.add_argument("--scu-listen", metavar="HOST[:PORT]",
+                     help="where the fake SCP listens; alone: wait for a device on the network that sends there")
+    scu.add_argument("--scu-profile", metavar="FILE", help="what the SCU under test claims (YAML)")
+    scu.add_argument("--scu-wait", type=float, metavar="SECONDS",
+                     help="how long each scenario waits for the SCU to connect (default 30, 120 for a device)")
     tls = parser.add_argument_group("TLS (PS3.15 B.1); each overrides the profile's tls section")
     tls.add_argument("--tls-port", type=int, metavar="N", help="the target's TLS port")
     tls.add_argument("--tls-ca", metavar="FILE",
@@ -127,7 +137,9 @@ def pytest_args(args: argparse.Namespace) -> list[str] | str:
                         ("--calling-ae", args.calling_ae), ("--profile", args.profile),
                         ("--tls-port", args.tls_port), ("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
                         ("--tls-key", args.tls_key), ("--tls-server-name", args.tls_server_name),
-                        ("--target-timeout", args.target_timeout), ("--scenario-timeout", args.scenario_timeout)):
+                        ("--target-timeout", args.target_timeout), ("--scenario-timeout", args.scenario_timeout),
+                        ("--scu-command", getattr(args, "scu_command", None)), ("--scu-listen", getattr(args, "scu_listen", None)),
+                        ("--scu-profile", getattr(args, "scu_profile", None)), ("--scu-wait", getattr(args, "scu_wait", None))):
         if value is not None:
             out += [flag, str(value)]
     if args.tls_insecure:
