@@ -189,8 +189,24 @@ class AcceptorRunner(Player):
         names = args.get("as", "main")
         within = self._duration(step, args.get("within"), self.accept_within)
         delay = self._duration(step, args.get("delay"), 0.0, "delay")
+        if args.get("none"):
+            self._no_connection(step, within)
+            return
         for name in [names] if isinstance(names, str) else list(names):
             self._accept(step, str(name), within, delay)
+
+    def _no_connection(self, step: Step, within: float) -> None:
+        """``accept: {none: true}``: the SCU must not open another connection within ``within``
+        (an SCU that retries at once after a permanent rejection, or forever)."""
+        try:
+            conn = self.listener.accept(within)
+        except NoConnection:
+            return
+        except ListenerClosed:
+            raise ScenarioFailure(step, "time limit reached") from None
+        self._register(f"unexpected-{self.listener.accepted}", conn)
+        raise ScenarioFailure(step, "the SCU opened another connection", expected=f"no connection within {within:g}s",
+                              came=f"a connection from {conn.peer[0]}:{conn.peer[1]}")
 
     def _step_associate(self, step: Step, args: Any, local: dict) -> None:
         args = args or {}
