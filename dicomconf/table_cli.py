@@ -94,28 +94,40 @@ def _cell(cell: tuple[str, str]) -> str:
 
 
 def coverage_report(paths: list[str], fmt: str = "text") -> tuple[str, bool]:
-    """The coverage of Table 9-10 by the scenarios under ``paths`` as text, and whether it is complete."""
+    """The coverage of Table 9-10 by the scenarios under ``paths`` as text, and whether it is
+    complete: the acceptor-side cells by the scenarios that test an SCP, then (when there are
+    any) the requestor-side cells by those that test an SCU."""
     from pathlib import Path
 
-    from dicomconf.scenario.coverage import PROVOKABLE, compute
+    from dicomconf.scenario.coverage import compute
     from dicomconf.scenario.library import catalogue
 
-    cov = compute(catalogue([Path(p) for p in paths]))
-    text = render(cov.rows(), fmt)
-    if fmt != "text":
-        return text, cov.complete
-    cited = len(PROVOKABLE) - len(cov.uncovered)
-    lines = [f"{cited} of {len(PROVOKABLE)} provokable cells cited by {cov.scenarios} scenarios"]
-    if cov.uncovered:
-        lines.append("no scenario cites: " + ", ".join(_cell(c) for c in cov.uncovered))
-    if cov.outside:
-        lines.append("also cited (not provokable by a requestor): "
-                     + ", ".join(f"{_cell(c)} {' '.join(cov.citing(c))}" for c in cov.outside))
-    for bad in cov.wrong:
-        lines.append(f"wrong citation: {bad.where}: {bad.scenario}: {bad.message}")
-    for bad in cov.incomplete:
-        lines.append(f"incomplete citation (cites no cell): {bad.where}: {bad.scenario}: {bad.message}")
-    return text + "\n" + "\n".join(lines) + "\n", cov.complete
+    infos = catalogue([Path(p) for p in paths])
+    out, complete = [], True
+    for tests in ("SCP", "SCU"):
+        cov = compute(infos, tests)
+        if tests == "SCU" and not cov.scenarios:
+            continue
+        complete = complete and cov.complete
+        text = render(cov.rows(), fmt)
+        if fmt != "text":
+            out.append(text)
+            continue
+        side = "acceptor" if tests == "SCP" else "requestor"
+        cited = len(cov.provokable) - len(cov.uncovered)
+        lines = [f"{cited} of {len(cov.provokable)} provokable {side}-side cells cited by {cov.scenarios} "
+                 f"scenarios that test an {tests}"]
+        if cov.uncovered:
+            lines.append("no scenario cites: " + ", ".join(_cell(c) for c in cov.uncovered))
+        if cov.outside:
+            lines.append(f"also cited (not provokable by the {'requestor' if tests == 'SCP' else 'acceptor'}): "
+                         + ", ".join(f"{_cell(c)} {' '.join(cov.citing(c))}" for c in cov.outside))
+        for bad in cov.wrong:
+            lines.append(f"wrong citation: {bad.where}: {bad.scenario}: {bad.message}")
+        for bad in cov.incomplete:
+            lines.append(f"incomplete citation (cites no cell): {bad.where}: {bad.scenario}: {bad.message}")
+        out.append(f"{tests} side ({side}-side cells)\n" + text + "\n" + "\n".join(lines) + "\n")
+    return "\n".join(out), complete
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,6 +32,18 @@ bring about from the wire (PS3.8 9.2.3):
   Sta13: an A-ABORT either way) and Evt16 (a close either way).  Evt17 in
   Sta3 or Sta8 leaves nothing for the requestor to see, so it is not counted.
 
+:data:`SCU_PROVOKABLE` is the same for scenarios that test an SCU (``role:
+scp``): the requestor-side cells that the acceptor (our fake SCP) brings about
+from the wire and whose action it can see.  The requestor waits for the AC in
+Sta5, is in the association in Sta6, waits for the A-RELEASE-RP in Sta7 and,
+after a release collision, in Sta11; in each, every PDU the acceptor can send
+and its close are events (Evt3, 4, 6, 10, 12, 13, 16, 19), and each action is
+seen by the acceptor (:data:`SEEN_BY_ACCEPTOR`: an A-ABORT for AA-8, a close
+for AE-4, AA-3, AR-3, an A-RELEASE-RP for AR-2 and AR-8, the association going
+on for AE-3, DT-2 and AR-6).  Evt17 (the acceptor's own close, AA-4) leaves
+nothing to see; in Sta11 only Evt13 is counted (the state is reached only
+through a collision, whose other cells the Sta7 ones already show).
+
 :func:`compute` takes scenarios (:class:`dicomconf.scenario.library.Info`)
 and returns a :class:`Coverage`: per provokable cell the ids of the scenarios
 citing it, the cells cited outside that set, and every wrong citation with
@@ -72,6 +84,30 @@ OBSERVED: dict[str, str | None] = {
 }
 
 
+# What an acceptor sees of a requestor's action (PS3.8 9.2.2, Tables 9-6 to 9-9).
+SEEN_BY_ACCEPTOR: dict[str, str] = {
+    "AE-3": "the association goes on",
+    "AE-4": "close",
+    "AA-3": "close",
+    "AA-8": "A-ABORT",
+    "DT-2": "the association goes on",
+    "AR-2": "A-RELEASE-RP",
+    "AR-3": "close",
+    "AR-6": "the release goes on",
+    "AR-8": "A-RELEASE-RP",
+}
+# PS3.8 9.2.3: the events an acceptor causes at the requestor (a PDU it sends, or its close).
+ACCEPTOR_EVENTS: tuple[str, ...] = ("Evt3", "Evt4", "Evt6", "Evt10", "Evt12", "Evt13", "Evt16", "Evt19")
+
+
+def _scu_provokable() -> frozenset[tuple[str, str]]:
+    cells = {(s, e) for s in ("Sta5", "Sta6", "Sta7") for e in ACCEPTOR_EVENTS} | {("Sta11", "Evt13")}
+    unseen = sorted(c for c in cells if TRANSITIONS.get(c) not in SEEN_BY_ACCEPTOR)
+    if unseen:
+        raise AssertionError(f"cells counted whose action an acceptor cannot see: {unseen}")
+    return frozenset(cells)
+
+
 def _provokable() -> frozenset[tuple[str, str]]:
     cells = {(s, e) for s in ("Sta2", "Sta6", "Sta13") for e in REQUESTOR_EVENTS}
     cells |= {(s, "Evt18") for s in ("Sta2", "Sta13")}
@@ -88,6 +124,8 @@ def _provokable() -> frozenset[tuple[str, str]]:
 
 # The acceptor-side cells of Table 9-10 that a requestor can provoke (see the module docstring).
 PROVOKABLE: frozenset[tuple[str, str]] = _provokable()
+# The requestor-side cells an acceptor can provoke and see (scenarios that test an SCU).
+SCU_PROVOKABLE: frozenset[tuple[str, str]] = _scu_provokable()
 
 
 def _order(cell: tuple[str, str]) -> tuple[int, int]:
@@ -168,6 +206,7 @@ class Coverage:
     wrong: list[WrongCitation] = field(default_factory=list)  # disagreeing, unknown or blank cells
     incomplete: list[WrongCitation] = field(default_factory=list)  # the table named without a whole cell
     scenarios: int = 0
+    provokable: frozenset[tuple[str, str]] = PROVOKABLE  # the cells the scenarios' side can provoke
 
     def citing(self, cell: tuple[str, str]) -> list[str]:
         return self.cited.get(cell, [])
@@ -175,12 +214,12 @@ class Coverage:
     @property
     def uncovered(self) -> list[tuple[str, str]]:
         """Provokable cells no scenario cites, in table order."""
-        return sorted((c for c in PROVOKABLE if not self.cited.get(c)), key=_order)
+        return sorted((c for c in self.provokable if not self.cited.get(c)), key=_order)
 
     @property
     def outside(self) -> list[tuple[str, str]]:
         """Cited cells that are not in :data:`PROVOKABLE`, in table order."""
-        return sorted((c for c in self.cited if c not in PROVOKABLE), key=_order)
+        return sorted((c for c in self.cited if c not in self.provokable), key=_order)
 
     @property
     def complete(self) -> bool:
@@ -189,16 +228,21 @@ class Coverage:
     def rows(self) -> list[list[str]]:
         """Header, then one row per provokable cell: state, event, action, citing scenario ids."""
         out = [["state", "event", "action", "scenarios"]]
-        for state, event in sorted(PROVOKABLE, key=_order):
+        for state, event in sorted(self.provokable, key=_order):
             ids = self.citing((state, event))
             out.append([state, event, TRANSITIONS[(state, event)], " ".join(ids) if ids else "-"])
         return out
 
 
-def compute(infos: Iterable[Any]) -> Coverage:
-    """The coverage of Table 9-10 by ``infos`` (objects with ``id``, ``clauses`` and ``where``)."""
-    cov = Coverage()
+def compute(infos: Iterable[Any], tests: str = "SCP") -> Coverage:
+    """The coverage of Table 9-10 by the scenarios of ``infos`` (objects with ``id``, ``clauses``,
+    ``where`` and ``role``) that test an SCP (``tests="SCP"``: acceptor-side cells) or an SCU
+    (``"SCU"``: requestor-side cells)."""
+    role = "scp" if tests == "SCU" else "scu"
+    cov = Coverage(provokable=SCU_PROVOKABLE if tests == "SCU" else PROVOKABLE)
     for info in infos:
+        if getattr(info, "role", "scu") != role:
+            continue
         cov.scenarios += 1
         ident = info.id
         for clause in info.clauses:

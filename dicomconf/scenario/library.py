@@ -74,6 +74,7 @@ class Info:
     file: str
     line: int
     error: str | None = None
+    role: str = "scu"  # the role dicomconf plays: scu (tests an SCP) or scp (tests an SCU)
 
     @property
     def where(self) -> str:
@@ -101,12 +102,13 @@ def catalogue(paths: Iterable[str | Path]) -> list[Info]:
                 sc = entry.scenario
                 if sc is not None:
                     out.append(Info(sc.id, sc.title, sc.area, sc.severity, sc.disruptive, sc.clauses,
-                                    str(file), entry.line))
+                                    str(file), entry.line, role=sc.role))
                     continue
                 raw = entry.raw
                 out.append(Info(entry.name, str(raw.get("title", "")), str(raw.get("area", "")),
                                 str(raw.get("severity", "")), raw.get("disruptive") is True, (),
-                                str(file), entry.line, str(entry.error)))
+                                str(file), entry.line, str(entry.error),
+                                role="scp" if raw.get("role") == "scp" else "scu"))
     return out
 
 

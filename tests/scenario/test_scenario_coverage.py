@@ -129,7 +129,7 @@ def test_no_scenario_cites_a_cell_wrongly(library):
 def test_cli_coverage_of_the_library(capsys):
     assert main(["table", "--coverage", str(LIBRARY)]) == 0
     out = capsys.readouterr().out
-    assert f"{len(PROVOKABLE)} of {len(PROVOKABLE)} provokable cells cited" in out
+    assert f"{len(PROVOKABLE)} of {len(PROVOKABLE)} provokable acceptor-side cells cited" in out
     line = next(ln for ln in out.splitlines() if ln.split()[:3] == ["Sta13", "Evt6", "AA-7"])
     assert "release-abort.associate-rq-after-release-rp-aborted" in line.split()
 
@@ -142,7 +142,7 @@ def test_cli_coverage_reports_wrong_and_missing_cells(tmp_path, capsys):
     )
     assert main(["table", "--coverage", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "1 of 38 provokable cells cited by 1 scenarios" in out
+    assert "1 of 38 provokable acceptor-side cells cited by 1 scenarios that test an SCP" in out
     assert "(Sta13, Evt6, AA-7)" in out.split("no scenario cites:")[1]
     assert f"wrong citation: {tmp_path / 'x.yaml'}:1: x.one:" in out and "AA-1, not AA-8" in out
     assert main(["table", "--coverage", "--format", "csv", str(tmp_path)]) == 1
@@ -161,3 +161,34 @@ def test_cli_table_still_prints_the_table(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:2] == ["Evt1", "Evt2"]
     assert out[6].split()[0] == "Sta6" and "DT-2" in out[6].split()
+
+
+# the SCU side: requestor-side cells an acceptor (the fake SCP) provokes and sees
+
+
+def test_scu_side_cells_are_the_requestor_states_an_acceptor_drives():
+    from dicomconf.scenario.coverage import SCU_PROVOKABLE
+
+    assert len(SCU_PROVOKABLE) == 25
+    assert {s for s, _ in SCU_PROVOKABLE} == {"Sta5", "Sta6", "Sta7", "Sta11"}
+    assert ("Sta5", "Evt4") in SCU_PROVOKABLE and TRANSITIONS[("Sta5", "Evt4")] == "AE-4"
+    assert not any(e == "Evt17" for _, e in SCU_PROVOKABLE)  # the acceptor's own close: nothing to see
+    assert ("Sta11", "Evt19") not in SCU_PROVOKABLE and ("Sta11", "Evt13") in SCU_PROVOKABLE
+
+
+def test_scu_scenarios_count_on_their_own_side_only(tmp_path, capsys):
+    (tmp_path / "scu.yaml").write_text(
+        "id: scu.x\ntitle: t\nrole: scp\nseverity: must\narea: reject-abort\n"
+        'clauses: ["PS3.8 9.2 Table 9-10 (Sta5, Evt4, AE-4)"]\n'
+        "steps:\n  - associate: {reject: {result: 1, source: 1, reason: 1}}\n"
+    )
+    (tmp_path / "scp.yaml").write_text(
+        "id: x.one\ntitle: t\nseverity: must\narea: fsm\n"
+        'clauses: ["PS3.8 9.2 Table 9-10 (Sta2, Evt12, AA-1)"]\nsteps:\n  - connect:\n'
+    )
+    assert main(["table", "--coverage", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    scp_part, scu_part = out.split("SCU side")
+    assert "1 of 38 provokable acceptor-side cells cited by 1 scenarios that test an SCP" in scp_part
+    assert "1 of 25 provokable requestor-side cells cited by 1 scenarios that test an SCU" in scu_part
+    assert "scu.x" not in scp_part and "x.one" not in scu_part
