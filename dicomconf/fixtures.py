@@ -38,6 +38,7 @@ def dicomconf_fake_scp() -> Iterator[Callable[..., FakeSCP]]:
     started: list[FakeSCP] = []
 
     def start(script: Any, **options: Any) -> FakeSCP:
+        __tracebackhide__ = True  # a bad script's SourceError points at the test's call
         scp = FakeSCP(script, **options)
         started.append(scp)
         return scp.start()

@@ -57,6 +57,7 @@ from typing import Any
 
 import pytest
 
+from dicomconf.fixtures import dicomconf_fake_scp  # noqa: F401  (a fixture of the plugin)
 from dicomconf.scenario.library import SCENARIO_SUFFIXES
 
 _STATE = pytest.StashKey["DicomconfState"]()

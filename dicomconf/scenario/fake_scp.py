@@ -22,7 +22,8 @@ loader's :class:`~dicomconf.scenario.loader.SourceError`, located:
   mappings (each with ``steps``), of which the first, or the one whose ``id``
   is ``scenario_id``, is played;
 * what a mapping leaves out gets a default (:data:`DEFAULTS`: ``id:
-  fake-scp``, ``role: scp`` ...); a ``role`` other than ``scp`` is refused.
+  fake-scp``, ``role: scp`` ...); a ``role`` other than ``scp`` is refused;
+  ``requires`` is not consulted (the test itself decides what its SCU does).
 
 :meth:`FakeSCP.start` binds the listener (port 0: a free one) and starts the
 thread; :meth:`FakeSCP.wait` joins it and returns a :class:`FakeSCPResult`:
@@ -126,7 +127,11 @@ class FakeSCP:
                  finish_within: float = FINISH_WITHIN, max_pdu_length: int = 16382,
                  profile: SCUProfile | str | Path | None = None, pcap: str | Path | None = None,
                  scenario_id: str | None = None) -> None:
-        self.scenario = script if isinstance(script, Scenario) else build_scenario(script, scenario_id)
+        __tracebackhide__ = True  # pytest: a bad script shows its message, not the loader's frames
+        try:
+            self.scenario = script if isinstance(script, Scenario) else build_scenario(script, scenario_id)
+        except SourceError as exc:
+            raise exc.with_traceback(None) from None
         if self.scenario.role != "scp":
             raise SourceError(self.scenario.file, self.scenario.line,
                               f"scenario {self.scenario.id} has role {self.scenario.role}: the fake SCP plays "
@@ -202,6 +207,7 @@ class FakeSCP:
         Raises TimeoutError if it has not ended within ``timeout`` seconds, and the
         ``SourceError`` of a script found bad while playing.
         """
+        __tracebackhide__ = True
         if self._thread is None:
             raise RuntimeError("the fake SCP is not started: call start() first")
         self._thread.join(timeout)
@@ -236,6 +242,7 @@ class FakeSCP:
     # ---------------------------------------------------------------- result
 
     def _collect(self) -> FakeSCPResult:
+        __tracebackhide__ = True
         if self._result is not None:
             return self._result
         outcome = self._outcome
@@ -245,7 +252,7 @@ class FakeSCP:
             raise outcome  # a bug, not a verdict: its traceback matters
         if outcome is not None and self._stopped:
             outcome = ScenarioFailure(outcome.step, "the fake SCP was stopped (stop()) before its script ended",
-                                      expected="the script to end before stop()", came=str(outcome))
+                                      expected="the script to end before stop()")
         runner = self.runner
         received = runner.received
         self._result = FakeSCPResult(

@@ -180,7 +180,8 @@ def test_every_step_kind_and_every_verdict_serial(tmp_path):
 
     cases = {c.get("name"): c for c in ET.parse(tmp_path / "rep" / "junit.xml").getroot().iter("testcase")}
     props = {p.get("name"): p.get("value") for p in cases["verdict.should-fails"].iter("property")}
-    assert props == {"id": "verdict.should-fails", "clauses": "PS3.8 9.3.7", "severity": "should", "area": "release-abort"}
+    assert props == {"id": "verdict.should-fails", "clauses": "PS3.8 9.3.7", "severity": "should", "area": "release-abort",
+                     "role": "scu", "tests": "SCP"}
 
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "<script" not in html and "verdict.must-fails" in html and "pcap/steps.send-expect.pcap" in html
