@@ -239,11 +239,16 @@ class ReferenceSCU:
         self.abort(C.ABORT_SOURCE_PROVIDER, reason, why)
 
     def check_received(self) -> None:
-        """A received PDU that breaks PS3.8 (a must-level finding) is answered with A-ABORT (AA-8)."""
+        """A received PDU that breaks PS3.8 (a must-level finding) is answered with A-ABORT (AA-8).
+        What is wrong inside a whole DIMSE message (a missing element, a data set in another
+        syntax: ``dimse.*`` findings other than a broken PDV sequence) is not a PDU fault: it is
+        reported as it is and the operation goes on with what the message says."""
         findings = self.conn.findings
         new, self._checked = findings[self._checked:], len(findings)
         for f in new:
-            if f.severity == "must":
+            if f.code.startswith("dimse.") and f.code != "dimse.invalid":
+                self.say(f"{f.code}: {f.message} ({f.clause})")
+            elif f.severity == "must":
                 reason = (C.ABORT_REASON_UNRECOGNIZED_PDU if f.code == "pdu.unknown-type"
                           else C.ABORT_REASON_INVALID_PARAMETER_VALUE)
                 self.abort(C.ABORT_SOURCE_PROVIDER, reason, f"{f.code}: {f.message}")

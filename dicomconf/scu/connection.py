@@ -161,7 +161,7 @@ class Connection:
         self.findings: list[Finding] = []
         self.sent_findings: list[Finding] = []
         self.passed_over: list[Received] = []
-        self._state = ConversationState()
+        self._state = ConversationState(data_sets_of=(peer_requests,))  # the peer's data sets, not ours
         self._reader = PDUReader()
         self._out_reader = PDUReader()
         self._tail = bytearray()

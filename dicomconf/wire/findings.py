@@ -25,7 +25,10 @@ it answers by the core's :func:`dicomconf.ul.negotiation_check.check_reply`
 (contexts, transfer syntaxes and roles that were never proposed, echoes),
 its problems turned into findings.
 Each direction's PDVs also go through the core's DIMSE message assembler,
-so a broken fragment sequence or command set is reported too.
+so a broken fragment sequence or command set is reported too, and every
+message it completes through :func:`dicomconf.ul.dimse_check.check_message`
+(required command elements, the data set in the context's accepted transfer
+syntax, message IDs against the association's outstanding requests).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from dicomconf.ul import constants as C
 from dicomconf.ul.errors import RemoteProtocolError
@@ -515,8 +519,12 @@ class ConversationState:
     the A-ASSOCIATE-RQ.
     """
 
-    def __init__(self, check_dimse: bool = True, report_reserved: bool = False) -> None:
+    def __init__(self, check_dimse: bool = True, report_reserved: bool = False,
+                 data_sets_of: tuple[bool, ...] = (True, False)) -> None:
         self.check_dimse = check_dimse
+        # The directions (from_requestor) whose data sets are decoded to check their encoding: a
+        # harness checks the peer's, not the megabytes it sends itself.
+        self.data_sets_of = data_sets_of
         self.report_reserved = report_reserved
         self.rq: _Context | None = None
         self.rq_bytes = b""
@@ -526,6 +534,7 @@ class ConversationState:
         self.release_requested: set[bool] = set()  # directions that sent an A-RELEASE-RQ (both: a collision)
         self.ended = False
         self._assemblers: dict[bool, object] = {}
+        self._outstanding: Any = None  # dimse_check.Outstanding: requests awaiting their final response
 
     def limit_for(self, from_requestor: bool) -> int | None:
         """The Maximum Length the receiver of this direction announced (PS3.8 D.1.1)."""
@@ -552,6 +561,8 @@ class ConversationState:
             }
         elif kind == C.P_DATA_TF and self.ac is not None:
             self._check_pdata(pdu, info, from_requestor, out, malformed)
+        elif kind == C.P_DATA_TF:
+            self._requests().lost()
         elif kind == C.A_RELEASE_RQ:
             if self.released_by is None:
                 self.released_by = from_requestor
@@ -608,26 +619,45 @@ class ConversationState:
             out.append(Finding("pdata.exceeds-max-length", "PS3.8 D.1.1", MUST, 2,
                                f"P-DATA-TF variable field of {body} bytes exceeds the peer's maximum length {limit}"))
         if malformed:
+            self._requests().lost()
             return  # the walk has reported why
         for cid in info.pdv_contexts:
             if cid not in self.accepted:
                 out.append(Finding("pdv.context-not-accepted", "PS3.8 9.3.5.1", MUST, None,
                                    f"PDV on presentation context {cid}, which was not accepted"))
+                self._requests().lost()
                 return
         if self.check_dimse:
             self._assemble(pdu, from_requestor, out)
 
+    def _requests(self) -> Any:
+        """The association's outstanding DIMSE requests (:class:`dicomconf.ul.dimse_check.Outstanding`)."""
+        if self._outstanding is None:
+            from dicomconf.ul.dimse_check import Outstanding
+
+            self._outstanding = Outstanding()
+        return self._outstanding
+
     def _assemble(self, pdu: bytes, from_requestor: bool, out: list[Finding]) -> None:
-        """The core's DIMSE assembler over this direction's PDVs (PS3.8 Annex E, PS3.7 6.3.1)."""
+        """The core's DIMSE assembler over this direction's PDVs (PS3.8 Annex E, PS3.7 6.3.1); each
+        message it completes is checked whole by :func:`dicomconf.ul.dimse_check.check_message`
+        (command elements, data set in the accepted transfer syntax, message IDs)."""
         from dicomconf.ul.dimse import MessageAssembler
+        from dicomconf.ul.dimse_check import check_message
         from dicomconf.ul.pdu import decode_pdu
 
         assembler = self._assemblers.setdefault(from_requestor, MessageAssembler())
         try:
-            assembler.add_pdata(decode_pdu(pdu))  # type: ignore[attr-defined]
+            messages = assembler.add_pdata(decode_pdu(pdu))  # type: ignore[attr-defined]
         except RemoteProtocolError as exc:
             out.append(Finding("dimse.invalid", exc.clause, MUST, None, exc.message))
             self._assemblers[from_requestor] = MessageAssembler()
+            self._requests().lost()
+            return
+        for message in messages:
+            ts = self.accepted.get(message.context_id) if from_requestor in self.data_sets_of else None
+            for p in check_message(message, ts, self._requests(), from_requestor=from_requestor):
+                out.append(Finding(p.code, p.clause, p.severity, None, p.message))
 
 
 __all__ = ["Finding", "ConversationState", "check", "MUST", "SHOULD"]
