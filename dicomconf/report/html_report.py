@@ -10,8 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from dicomconf.report.outcomes import OUTCOMES
-from dicomconf.report.terminal import area_label
+from dicomconf.report.outcomes import OUTCOMES, area_label
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from dicomconf.report.outcomes import OUTCOMES
-
-
-def area_label(record: dict[str, Any]) -> str:
-    """The area of a record as reports show it: SCU-testing areas (role scp) are ``scu.<area>``."""
-    area = record.get("area") or "(none)"
-    return f"scu.{area}" if record.get("role") == "scp" else area
+from dicomconf.report.outcomes import OUTCOMES, area_label
 
 
 def area_table(records: Iterable[dict[str, Any]]) -> list[str]:
