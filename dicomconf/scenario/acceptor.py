@@ -18,18 +18,23 @@ test starts; each step is an act of the fake SCP (PS3.8 9.1.2, 9.2; PS3.7):
 * ``serve``: read the SCU's next DIMSE request, reassembled from however many
   PDVs and PDUs carried it (checked against ``request``), and answer it: the
   chosen ``status``, C-FIND ``pending`` identifiers first (a C-CANCEL-RQ
-  arriving between them ends the sequence with FE00, PS3.4 C.4.1.3.1),
+  arriving between them ends the sequence with FE00, PS3.4 C.4.1.3.1;
+  with ``cancel`` the SCU must send one, naming the C-FIND, PS3.7 9.3.2.3),
   response elements changed (``response``), the response fragmented
   (``max_pdu_length``, or sent on another ``context_id``), late (``delay``),
   or instead an A-ABORT (``abort``), a close (``close``) or nothing
   (``silent``);
-* ``release``: wait for the SCU's A-RELEASE-RQ and answer A-RELEASE-RP (or
-  not: ``silent``, ``abort``), then see the SCU close the transport
-  (AR-3); ``initiate`` sends the acceptor's own A-RELEASE-RQ and
+* ``release``: wait for the SCU's A-RELEASE-RQ (or, with ``or_abort``, take
+  its A-ABORT instead) and answer A-RELEASE-RP (or not: ``silent``,
+  ``abort``), then see the SCU close the transport (AR-3); ``initiate``
+  sends the acceptor's own A-RELEASE-RQ and
   ``collision`` answers the SCU's request with one (PS3.8 9.2 Table 9-10,
-  AR-8 to AR-10);
+  AR-8 to AR-10); an A-RELEASE-RQ that came before the final response of a
+  pending C-FIND fails it (PS3.4 C.4.1.2.1);
 * and the steps both roles share (``send`` any PDU, legal or not;
   ``expect``; ``abort``; ``close``; ``sleep``; ``parallel``; ``repeat``).
+  What the SCU sent while ``serve`` waited between pending responses (an
+  A-ABORT, an A-RELEASE-RQ, its close) is what the next step reads first.
 
 What the script does not script, the reference behaviour answers: after the
 last step every connection still open is served by :meth:`finish` (an AC for
@@ -114,6 +119,7 @@ class AcceptorRunner(Player):
         self.assocs: dict[str, Association] = {}
         self.received = Received()
         self._held: dict[str, Event] = {}  # what came while a C-FIND waited for a C-CANCEL-RQ
+        self._other_cancels: list = []  # Message IDs named by C-CANCEL-RQs for no C-FIND being answered
 
     def names(self) -> dict[str, Any]:
         return {"listen": {"host": self.listener.host, "port": self.listener.port, "ae_title": self.ae_title}}
@@ -301,6 +307,8 @@ class AcceptorRunner(Player):
                 seen = self._cancelled(name, conn, rq, gap)
                 if seen != "none":
                     return self._cancel_answer(step, name, conn, rq, changes, limit, seen)
+                if args.get("cancel") and step is not None:
+                    raise self._not_cancelled(step, rq, len(args["pending"]))
             message = response(rq, final_status(rq, args.get("status")), changes, context_id=context_id)
         except AnswerError as exc:
             if step is None:
@@ -318,6 +326,17 @@ class AcceptorRunner(Player):
             return True
         return False
 
+    def _not_cancelled(self, step: Step, rq: dimse.Message, count: int) -> ScenarioFailure:
+        """``serve: {cancel: true}``: the SCU let every pending response go by without a C-CANCEL-RQ
+        naming its C-FIND (PS3.7 9.3.2.3: Message ID Being Responded To is the C-FIND-RQ's Message ID)."""
+        others, self._other_cancels = self._other_cancels, []
+        came = (f"C-CANCEL-RQ naming Message ID {', '.join(map(str, others))}" if others
+                else "no C-CANCEL-RQ")
+        return ScenarioFailure(step, f"the SCU did not cancel its C-FIND-RQ (Message ID {rq.message_id}) during "
+                                     f"the {count} pending response(s)",
+                               expected=f"a C-CANCEL-RQ with Message ID Being Responded To {rq.message_id} "
+                                        "(PS3.7 9.3.2.3 Table 9.3-5)", came=came)
+
     def _cancelled(self, name: str, conn: Any, rq: dimse.Message, wait: float) -> str:
         """What the SCU sent while a C-FIND was pending (PS3.7 9.3.2.3): "cancel" (a C-CANCEL-RQ
         for it), "ended" (an A-ABORT, a close), or "none" (nothing, or something kept for later)."""
@@ -328,6 +347,7 @@ class AcceptorRunner(Player):
             self._record(name, event.message)
             if event.message.message_id_being_responded_to == rq.message_id:
                 return "cancel"
+            self._other_cancels.append(event.message.message_id_being_responded_to)
             return "none"
         self._held[name] = event
         if event.kind in ("closed", "reset") or (event.received is not None and event.received.pdu is not None
@@ -361,11 +381,19 @@ class AcceptorRunner(Player):
                                  f"A-RELEASE-RP within {within:g}s (PS3.8 9.2, AR-2)", event)
             conn.close()  # AR-3: the requestor of the release closes the transport
             return
-        event = next_event(conn, within)
+        held = self._held.pop(name, None)  # came while a C-FIND was pending: before its final response
+        event = held or next_event(conn, within)
+        if args.get("or_abort") and not check({"aborted": True}, event):
+            conn.close()  # the SCU aborted instead (AA-3: close the transport connection)
+            return
         problems = check({"pdu": "A-RELEASE-RQ"}, event)
         if problems:
             raise self._fail(step, "the SCU did not release the association: " + "; ".join(problems),
-                             f"A-RELEASE-RQ within {within:g}s", event)
+                             f"A-RELEASE-RQ{' or A-ABORT' if args.get('or_abort') else ''} within {within:g}s", event)
+        if held is not None:
+            raise self._fail(step, "the SCU requested the release before the final response to its C-FIND-RQ",
+                             "the final C-FIND-RSP (Success, Failure or Cancel: PS3.4 C.4.1.2.1) before the "
+                             "A-RELEASE-RQ", event)
         self._assoc(name).released = True
         self._pause(step, args)
         if args.get("silent"):
@@ -388,6 +416,20 @@ class AcceptorRunner(Player):
             raise self._fail(step, "the SCU did not close the transport connection after the A-RELEASE-RP",
                              f"the connection closed within {close_within:g}s (PS3.8 9.2 Table 9-10: Sta7 or "
                              "Sta11, Evt13, AR-3)", event)
+
+    def _step_expect(self, step: Step, args: Any, local: dict) -> None:
+        """The shared ``expect``, but what the SCU sent while a C-FIND was pending (an A-ABORT, an
+        A-RELEASE-RQ, its close: read ahead by ``serve``) is matched first."""
+        name = args.get("on", "main")
+        held = self._held.pop(name, None)
+        if held is None or (held.kind == "pdu" and held.received.name in (args.get("skip") or ())):
+            super()._step_expect(step, args, local)
+            return
+        problems = check(args, held)
+        if problems:
+            raise ScenarioFailure(step, "; ".join(problems), expected=f"{brief(args)} on {name}",
+                                  came=held.describe())
+        self._save(step, args.get("save"), held)
 
     # ---------------------------------------------------------------- what the script leaves
 

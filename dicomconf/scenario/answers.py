@@ -9,11 +9,15 @@ functions: :func:`answer_rq` negotiates an A-ASSOCIATE-RQ with
 storage SOP class, Verification and the C-FIND information models, any called
 AE title), then applies the scenario's ``ac`` changes: any fixed field
 (protocol version, AE titles, application context, reserved block), any
-presentation context's ID, result and transfer syntax, and each user
-information sub-item of PS3.8 Annex D and PS3.7 D.3.3 (maximum length,
-implementation class UID and version name, asynchronous operations window,
-role selection, user identity response, extended negotiation), a null value
-leaving the sub-item out.
+presentation context's ID, result and transfer syntax (a named one, or the
+n-th the requestor proposed for it; the contexts chosen by ID, SOP class,
+position, a transfer syntax proposed, or whether they are accepted), the
+order of the contexts, and each user information sub-item of PS3.8 Annex D
+and PS3.7 D.3.3 (maximum length, implementation class UID and version name,
+asynchronous operations window, role selection, user identity response,
+extended negotiation), a null value leaving the sub-item out;
+``extra_sub_items`` adds sub-items of any type (one of a later edition,
+PS3.8 D.2).
 
 :func:`responses` turns one DIMSE request into the messages that answer it
 (PS3.7 9.3): C-ECHO-RSP, C-STORE-RSP, and for C-FIND one pending response
@@ -40,6 +44,7 @@ from dicomconf.ul.items import (
     PresentationContextAC,
     RoleSelection,
     SOPClassExtendedNegotiation,
+    UnknownSubItem,
     UserIdentityAC,
     UserInformation,
 )
@@ -93,14 +98,20 @@ def _uid(name: Any, key: str, what: str = "SOP class") -> str:
 def _contexts(ac: AAssociateAC, rq: AAssociateRQ, changes: Any) -> tuple[PresentationContextAC, ...]:
     """The AC's presentation contexts after the scenario's ``contexts`` changes (in order)."""
     abstract = {pc.context_id: pc.abstract_syntax for pc in rq.presentation_contexts}
+    proposed = {pc.context_id: pc.transfer_syntaxes for pc in rq.presentation_contexts}
     out = list(ac.presentation_contexts)
-    for i, change in enumerate(changes or ()):
+    for i, change in enumerate(() if changes == "reverse" else changes or ()):
         key = f"contexts.{i}"
         if not isinstance(change, Mapping):
             raise AnswerError("each entry is a mapping", key)
         chosen = []
         for j, pc in enumerate(out):
             if "id" in change and pc.context_id != change["id"]:
+                continue
+            if "accepted" in change and (pc.result == C.PC_ACCEPTANCE) != bool(change["accepted"]):
+                continue
+            if "proposing" in change and _uid(change["proposing"], key, "transfer syntax") not in proposed.get(
+                    pc.context_id, ()):
                 continue
             if "abstract_syntax" in change and abstract.get(pc.context_id) != _uid(change["abstract_syntax"], key):
                 continue
@@ -112,6 +123,10 @@ def _contexts(ac: AAssociateAC, rq: AAssociateRQ, changes: Any) -> tuple[Present
             if "transfer_syntax" in change:
                 ts = change["transfer_syntax"]
                 pc = dataclasses.replace(pc, transfer_syntax=None if ts is None else _uid(ts, key, "transfer syntax"))
+            if "proposed_transfer_syntax" in change and proposed.get(pc.context_id):
+                offered = proposed[pc.context_id]  # the n-th the requestor proposed; past either end: the nearest
+                n = max(-len(offered), min(int(change["proposed_transfer_syntax"]), len(offered) - 1))
+                pc = dataclasses.replace(pc, transfer_syntax=offered[n])
             if "result" in change:
                 pc = dataclasses.replace(pc, result=int(change["result"]))
             if "new_id" in change:
@@ -169,6 +184,13 @@ def _user_information(ui: UserInformation, spec: Mapping[str, Any]) -> UserInfor
     if "user_identity_response" in spec:
         v = spec["user_identity_response"]
         _set_sub(subs, UserIdentityAC, None if v is None else UserIdentityAC(str(v).encode("utf-8")))
+    for i, extra in enumerate(spec.get("extra_sub_items") or ()):  # any type, e.g. one of a later edition
+        try:
+            data = bytes.fromhex(str(extra.get("data", "")).replace(" ", ""))
+            subs.append(UnknownSubItem(int(extra["item_type"]), data))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AnswerError(f"an extra sub-item is {{item_type, data (hex)}}: {exc}",
+                              f"extra_sub_items.{i}") from None
     return UserInformation(tuple(subs))
 
 
@@ -217,10 +239,27 @@ def _apply(ds: Dataset, changes: Mapping[str, Any] | None) -> None:
             raise AnswerError(f"{keyword!r} is not a DICOM keyword", f"response.{keyword}")
 
 
+FILL_LIMIT = 1 << 24  # characters: a filled value this long is already far past any maximum length
+
+
+def _filled(spec: Mapping[str, Any], key: str) -> str:
+    """``{fill: TEXT, length: N}``: TEXT repeated to exactly N characters (a value longer than the
+    SCU's maximum length, for a P-DATA-TF that exceeds it, PS3.8 D.1.1)."""
+    text, length = spec.get("fill"), spec.get("length")
+    if set(spec) != {"fill", "length"} or not isinstance(text, str) or not text:
+        raise AnswerError("a filled value is {fill: TEXT (not empty), length: N}", key)
+    if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= FILL_LIMIT:
+        raise AnswerError(f"length must be an integer from 0 to {FILL_LIMIT}, got {length!r}", key)
+    return (text * (length // len(text) + 1))[:length]
+
+
 def identifier(values: Mapping[str, Any], key: str = "pending") -> Dataset:
-    """A C-FIND identifier (PS3.4 C.4.1.1.3) from pydicom keywords."""
+    """A C-FIND identifier (PS3.4 C.4.1.1.3) from pydicom keywords; a value ``{fill: TEXT, length: N}``
+    is TEXT repeated to N characters."""
     ds = Dataset()
     for keyword, value in values.items():
+        if isinstance(value, Mapping):
+            value = _filled(value, f"{key}.{keyword}")
         try:
             setattr(ds, keyword, value)
         except (ValueError, TypeError, AttributeError) as exc:

@@ -41,6 +41,7 @@ import json
 import ssl
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -386,23 +387,34 @@ class Player:
             within = self._duration(step, args["silence"], 0.0, "silence")
         else:
             within = self._duration(step, args.get("within"), DEFAULT_WITHIN)
+        deadline = time.monotonic() + within
+        passed_over = 0
+        while True:
+            event = self._read(name, conn, args, max(deadline - time.monotonic(), 0.0), skip)
+            problems = check(args, event)
+            if not problems or not args.get("until") or event.kind not in ("pdu", "message"):
+                break
+            passed_over += 1  # until: what does not match is passed over, within the bound
+        if problems:
+            over = f" (after passing over {passed_over} that did not match)" if passed_over else ""
+            raise ScenarioFailure(
+                step,
+                "; ".join(problems) + over,
+                expected=f"{brief(args)} within {within:g}s on {name}",
+                came=event.describe(),
+            )
+        self._save(step, args.get("save"), event)
+
+    def _read(self, name: str, conn: Any, args: dict, within: float, skip: tuple[str, ...]) -> Event:
+        """The next event for an expectation: a whole DIMSE message when it names a message key."""
         if wants_message(args):
             from dicomconf.ul import dimse
 
             event = next_message(conn, self._assemblers.setdefault(name, dimse.MessageAssembler()), within, skip)
             if event.message is not None and event.kind != "message":
                 self._assemblers.pop(name, None)  # the sequence broke Annex E: start afresh
-        else:
-            event = next_event(conn, within, skip)
-        problems = check(args, event)
-        if problems:
-            raise ScenarioFailure(
-                step,
-                "; ".join(problems),
-                expected=f"{brief(args)} within {within:g}s on {name}",
-                came=event.describe(),
-            )
-        self._save(step, args.get("save"), event)
+            return event
+        return next_event(conn, within, skip)
 
     def _step_abort(self, step: Step, args: Any, local: dict) -> None:
         args = args or {}

@@ -153,7 +153,7 @@ def check(spec: dict, event: Event) -> list[str]:
         name, fields = "A-ABORT", spec["aborted"] if isinstance(spec["aborted"], dict) else {}
     else:
         name = spec["pdu"]
-        fields = {k: v for k, v in spec.items() if k not in ("pdu", "on", "within", "save", "skip")}
+        fields = {k: v for k, v in spec.items() if k not in ("pdu", "on", "within", "save", "skip", "until")}
     if isinstance(name, int):
         got = received.raw[0] if received.raw else None
         return [] if got == name and not fields else [f"expected PDU type {name:#04x}, got {got!r}"]

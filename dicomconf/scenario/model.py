@@ -66,7 +66,7 @@ SEVERITIES = ("must", "should")
 AREAS = ("connection", "negotiation", "roles", "malformed", "fsm", "timers", "release-abort", "dimse", "tls")
 SCP_AREAS = ("connection", "negotiation", "reject-abort", "dimse", "max-length", "timers", "malformed", "release")
 OPERATIONS = ("echo", "store", "find", "any")  # what the SCU under test is asked to do
-_EXPECT_CONTROL = {"on", "within", "save", "skip", "any", "pdu", "closed", "reset", "aborted", "silence"}
+_EXPECT_CONTROL = {"on", "within", "save", "skip", "until", "any", "pdu", "closed", "reset", "aborted", "silence"}
 
 
 @dataclass(frozen=True, slots=True)

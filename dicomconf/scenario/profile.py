@@ -500,11 +500,14 @@ def skipped_by_missing_fields(profile: Profile, scenarios: Iterable[Any]) -> lis
 
     A scenario counts under a field when a ``requires`` condition on that field
     is not met; a scenario skipped by a field the profile does state is a
-    claim of the target, not a gap, and is not listed.
+    claim of the target, not a gap, and is not listed.  A scenario that tests
+    an SCU (``role: scp``) requires fields of the SCU profile and is left out.
     """
     skipped: dict[str, list[Any]] = {}
     how: dict[str, str] = {}
     for scenario in scenarios:
+        if getattr(scenario, "role", "scu") == "scp":
+            continue
         if not scenario.requires or unmet(profile, scenario.requires) is None:
             continue
         counted: set[str] = set()
