@@ -184,7 +184,7 @@ class DicomconfState:
         if self._scu_side is None:
             from dicomconf.scenario.loader import SourceError
             from dicomconf.scenario.scu_side import SCUSide
-            from dicomconf.scenario.scu_under_test import SCUSetupError
+            from dicomconf.scenario.scu_sources import SCUSetupError
 
             terminal = self.config.pluginmanager.get_plugin("terminalreporter")
             tell = (lambda text: terminal.write_line(text, yellow=True)) if terminal is not None else None

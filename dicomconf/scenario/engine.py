@@ -209,6 +209,10 @@ class Player:
         with self._lock:
             return any(conn.pdus_received for _, conn in self.all_connections)
 
+    def stop(self) -> None:
+        """End the run from another thread, as its time limit would: every waiting step wakes."""
+        self._stop_at_limit()
+
     def _stop_at_limit(self) -> None:
         """The watchdog: mark the time as up and wake every step blocked on a socket or a sleep."""
         self._time_up.set()

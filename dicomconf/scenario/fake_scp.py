@@ -52,7 +52,7 @@ from dicomconf.scenario.answers import FAKE_SCP_AE
 from dicomconf.scenario.engine import Inconclusive, ScenarioFailure
 from dicomconf.scenario.listener import Listener
 from dicomconf.scenario.loader import Located, SourceError, load_yaml, load_yaml_text
-from dicomconf.scenario.model import Scenario, _scenario
+from dicomconf.scenario.model import Scenario, scenario_from
 from dicomconf.scenario.scu_profile import SCUProfile, load_scu_profile
 from dicomconf.scenario.validation import dotted
 from dicomconf.scu.target import format_hostport
@@ -221,7 +221,7 @@ class FakeSCP:
             return
         if self._thread.is_alive():
             self._stopped = True
-            self.runner._stop_at_limit()  # the engine's own way to wake every waiting step
+            self.runner.stop()
             self._thread.join(STOP_WITHIN)
             if self._thread.is_alive():
                 raise RuntimeError(f"the fake SCP's thread did not end within {STOP_WITHIN:g}s of stop()")
@@ -283,7 +283,7 @@ def build_scenario(script: Any, scenario_id: str | None = None) -> Scenario:
     else:
         raise SourceError(SCRIPT, None, f"a script is YAML text, a file path, a list of steps or a mapping, "
                                         f"not {type(script).__name__}")
-    return _scenario(_as_scenario(_chosen(doc, scenario_id)))
+    return scenario_from(_as_scenario(_chosen(doc, scenario_id)))
 
 
 def _plain(value: Any) -> Any:

@@ -218,7 +218,7 @@ def _step_errors(step: Step) -> list[SourceError]:
     return []
 
 
-def _scenario(doc: Located) -> Scenario:
+def scenario_from(doc: Located) -> Scenario:
     """The scenario in ``doc``, or every problem of it at once: the schema's
     errors and the checks after the schema, on the parts the schema accepted."""
     value = doc.value if isinstance(doc.value, dict) else {}
@@ -265,7 +265,7 @@ def _entry(doc: Located, index: int | None, fallback: str) -> Entry:
     name = name or (f"{fallback}[{index}]" if index is not None else fallback)
     line = doc.line_of(()) or 1
     try:
-        return Entry(name, line, scenario=_scenario(doc), raw=value if isinstance(value, dict) else {})
+        return Entry(name, line, scenario=scenario_from(doc), raw=value if isinstance(value, dict) else {})
     except SourceError as exc:
         return Entry(name, line, error=exc, raw=value if isinstance(value, dict) else {})
 

@@ -14,7 +14,7 @@ the user names decides which half runs (:meth:`SCUSide.skip_reason`):
 * both: both halves.
 
 :meth:`SCUSide.play` plays one SCU-testing scenario: it opens the fake SCP's
-listener, starts the SCU under test (:mod:`dicomconf.scenario.scu_under_test`)
+listener, starts the SCU under test (:mod:`dicomconf.scenario.scu_sources`)
 for the scenario's operation, plays the steps
 (:class:`~dicomconf.scenario.acceptor.AcceptorRunner`), stops the SCU and
 returns what the report needs even when the verdict is not *passed*.  A
@@ -79,7 +79,7 @@ class SCUSide:
                      tell: Callable[[str], None] | None = None) -> "SCUSide":
         """From the pytest options; raises SCUSetupError or SourceError for bad ones."""
         from dicomconf.scenario.scu_profile import load_scu_profile
-        from dicomconf.scenario.scu_under_test import make_source
+        from dicomconf.scenario.scu_sources import make_source
 
         named = bool(opt.scu_command or opt.scu_listen)
         if opt.scu_profile:
@@ -126,7 +126,7 @@ class SCUSide:
         from dicomconf.scenario.acceptor import AcceptorRunner
         from dicomconf.scenario.engine import Inconclusive
         from dicomconf.scenario.listener import Listener
-        from dicomconf.scenario.scu_under_test import Call, wait_exit
+        from dicomconf.scenario.scu_sources import Call, wait_exit
 
         source = self.source
         fixed = (source.listen_host, source.listen_port) if source.listen_port else None
@@ -154,7 +154,7 @@ class SCUSide:
                     played.scu = wait_exit(handle)
 
     def _object(self, scenario: Any) -> Path:
-        from dicomconf.scenario.scu_under_test import write_object
+        from dicomconf.scenario.scu_sources import write_object
 
         path = self.objects / f"{scenario.id}.dcm"
         if not path.exists():

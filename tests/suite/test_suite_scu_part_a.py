@@ -35,7 +35,7 @@ from dicomconf.scenario.engine import ScenarioFailure
 from dicomconf.scenario.model import Scenario, load_file
 from dicomconf.scenario.scu_profile import SCUProfile, SCUTimeouts, reference_scu_profile
 from dicomconf.scenario.scu_side import Played, SCUSide
-from dicomconf.scenario.scu_under_test import EmbeddedSCU
+from dicomconf.scenario.scu_sources import EmbeddedSCU
 from dicomconf.scu.app import NO_ASSOCIATION, Ended, ReferenceSCU
 from dicomconf.scu.client import load_dataset
 from dicomconf.ul import constants as C

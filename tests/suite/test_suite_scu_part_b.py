@@ -34,7 +34,7 @@ from dicomconf.scenario.library import shipped
 from dicomconf.scenario.model import Scenario, load_file
 from dicomconf.scenario.scu_profile import SCUTimeouts, reference_scu_profile
 from dicomconf.scenario.scu_side import Played, SCUSide
-from dicomconf.scenario.scu_under_test import EmbeddedSCU
+from dicomconf.scenario.scu_sources import EmbeddedSCU
 from dicomconf.scu.app import Ended, ReferenceSCU
 from dicomconf.scu.client import SCU, UnexpectedReply
 from dicomconf.scu.connection import Connection, Silence
