@@ -585,11 +585,13 @@ def _write_run_report(state: DicomconfState, session: pytest.Session | None, exi
 
     deselected = list(session.config.stash.get(_DESELECTED, {}).values()) if session is not None else []
     lost = sorted((r["target_lost"] for r in state.records if r.get("target_lost")), key=lambda x: x["at"])
+    # the SCU under test, when SCU-testing scenarios were collected (under xdist the controller makes its own)
+    scu_side = state.scu_side if any(r.get("role") == "scp" for r in state.records) else None
+    side = scu_side if scu_side is not None and scu_side.source is not None else None
     run = {
         "target": state.target_text or "embedded reference SCP",
-        "scu": state.scu_side.describe() if state._scu_side is not None else None,
-        "scu_profile": ({"name": state._scu_side.profile.name, "source": state._scu_side.profile.source}
-                        if state._scu_side is not None and state._scu_side.source is not None else None),
+        "scu": side.describe() if side is not None else None,
+        "scu_profile": {"name": side.profile.name, "source": side.profile.source} if side is not None else None,
         "profile": {"name": state.profile.name, "source": state.profile.source},
         "start": state.started,
         "duration_s": round(time.monotonic() - state.t0, 3),

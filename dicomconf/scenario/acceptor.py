@@ -367,6 +367,16 @@ class AcceptorRunner(Player):
             self.received.messages.append(message)
             self.received.datasets.append(dataset)
 
+    def _after_cancels(self, name: str, conn: Any, within: float) -> Event:
+        """The next event, passing over C-CANCEL-RQs: one may cross the final response of the
+        operation it cancels, and then has nothing left to cancel (PS3.7 9.3.2.3)."""
+        deadline = time.monotonic() + within
+        while True:
+            event = self._next(None, name, conn, max(deadline - time.monotonic(), 0.0), "A-RELEASE-RQ")
+            if event.kind != "message" or event.message.command_field != dimse.C_CANCEL_RQ:
+                return event
+            self._record(name, event.message)
+
     def _step_release(self, step: Step, args: Any, local: dict) -> None:
         args = args or {}
         name, conn = self._conn(step, args)
@@ -382,7 +392,7 @@ class AcceptorRunner(Player):
             conn.close()  # AR-3: the requestor of the release closes the transport
             return
         held = self._held.pop(name, None)  # came while a C-FIND was pending: before its final response
-        event = held or next_event(conn, within)
+        event = held or self._after_cancels(name, conn, within)
         if args.get("or_abort") and not check({"aborted": True}, event):
             conn.close()  # the SCU aborted instead (AA-3: close the transport connection)
             return

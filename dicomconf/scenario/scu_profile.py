@@ -62,10 +62,11 @@ class SCUProfile:
     cancels: bool = False
     user_identity: bool = False
     retries: bool = False
+    command: str | None = None  # how to run it (--scu-command overrides)
     source: str = "<defaults>"
 
 
-_NOT_REQUIRABLE = ("source",)
+_NOT_REQUIRABLE = ("source", "command")
 
 
 def _field_names() -> list[str]:

@@ -81,16 +81,14 @@ class SCUSide:
         from dicomconf.scenario.scu_profile import load_scu_profile
         from dicomconf.scenario.scu_sources import make_source
 
-        named = bool(opt.scu_command or opt.scu_listen)
-        if opt.scu_profile:
-            profile = load_scu_profile(opt.scu_profile)
-        elif named:
-            profile = unprofiled(opt.scu_command)
-        else:
-            profile = reference_scu_profile()
+        profile = load_scu_profile(opt.scu_profile) if opt.scu_profile else None
+        command = opt.scu_command or (profile.command if profile is not None else None)
+        named = bool(command or opt.scu_listen)
+        if profile is None:
+            profile = unprofiled(command) if named else reference_scu_profile()
         source = None
         if named or not target_named:
-            source = make_source(opt.scu_command, opt.scu_listen, profile, wait=opt.scu_wait, tell=tell)
+            source = make_source(command, opt.scu_listen, profile, wait=opt.scu_wait, tell=tell)
         return cls(profile, source, target_named, objects)
 
     @property
