@@ -245,11 +245,16 @@ class AcceptorRunner(Player):
             assoc.reply = "rejected"
             return
         try:
-            reply, negotiated = answer_rq(rq, self.policy, args.get("ac"))
+            self._accept_rq(step, name, conn, rq, args.get("ac"))
         except AnswerError as exc:
             raise step.error(str(exc), "ac", *exc.key.split(".")) from None
         except (TypeError, ValueError) as exc:
             raise step.error(f"cannot build the A-ASSOCIATE-AC: {exc}", "ac") from None
+
+    def _accept_rq(self, step: Step | None, name: str, conn: Any, rq: Any, changes: Any) -> None:
+        """Answer ``rq`` as the reference SCP would, with the scenario's ``ac`` changes (answers.py)."""
+        reply, negotiated = answer_rq(rq, self.policy, changes)
+        assoc = self._assoc(name)
         assoc.reply = reply
         assoc.peer_max_pdu_length = negotiated.peer_max_pdu_length
         if isinstance(reply, AAssociateAC):
@@ -478,12 +483,7 @@ class AcceptorRunner(Player):
             if pdu.pdu_type == C.A_ASSOCIATE_RQ and assoc.rq is None:
                 assoc.rq = pdu
                 self.received.associations.append(pdu)
-                reply, negotiated = answer_rq(pdu, self.policy, None)
-                assoc.reply = reply
-                assoc.peer_max_pdu_length = negotiated.peer_max_pdu_length
-                if isinstance(reply, AAssociateAC):
-                    assoc.accepted = accepted_contexts(pdu, reply)
-                self._send(None, name, conn, reply)
+                self._accept_rq(None, name, conn, pdu, None)
             elif pdu.pdu_type == C.A_RELEASE_RQ:
                 assoc.released = True
                 self._send(None, name, conn, AReleaseRP())
