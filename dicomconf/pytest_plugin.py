@@ -125,6 +125,11 @@ class DicomconfState:
             self.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             self.report_dir = self._report_dir(opt.report_dir, config)
         self._scu_side = None
+        if opt.scu_command or opt.scu_listen or opt.scu_profile:
+            self.scu_side  # noqa: B018  (options that name the SCU are checked now: a usage error, exit 4)
+            if opt.scu_listen and not opt.scu_command and getattr(opt, "numprocesses", None):
+                raise pytest.UsageError("--scu-listen without --scu-command waits for a device, one scenario at "
+                                        "a time, and tells you what to trigger: run it without -n")
         self.records: list[dict[str, Any]] = []
         self.written: Path | None = None
         self.failed: set[str] = set()
@@ -180,14 +185,26 @@ class DicomconfState:
 
     @property
     def scu_side(self):
-        """The SCU half of the run (:mod:`dicomconf.scenario.scu_side`), made on first use."""
+        """The SCU half of the run (:mod:`dicomconf.scenario.scu_side`): made when the plugin starts
+        if an option names the SCU (a bad one is a usage error then), else on first use."""
         if self._scu_side is None:
             from dicomconf.scenario.loader import SourceError
             from dicomconf.scenario.scu_side import SCUSide
             from dicomconf.scenario.scu_sources import SCUSetupError
 
-            terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-            tell = (lambda text: terminal.write_line(text, yellow=True)) if terminal is not None else None
+            def tell(text: str) -> None:  # what to trigger on a device (--scu-listen alone), at once
+                import contextlib
+
+                terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+                capture = self.config.pluginmanager.get_plugin("capturemanager")
+                # pytest captures what a test writes; this line is for the person at the device, now
+                with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+                    if terminal is not None:
+                        terminal.write_line(text, yellow=True)
+                        terminal.flush()
+                    else:
+                        print(text, flush=True)
+
             try:
                 self._scu_side = SCUSide.from_options(self.config.option, self.target_address is not None,
                                                       self.report_dir / "objects", tell)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import string
 import subprocess
@@ -56,8 +57,14 @@ def command_problem(command: str) -> str | None:
         return f"--scu-command {command!r}: {exc}"
     if not words:
         return "--scu-command is empty"
+    if shutil.which(words[0]) is None:
+        return f"--scu-command: no program {words[0]!r} (not found, or not executable)"
     for word in words:
-        for _, name, _, _ in string.Formatter().parse(word):
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(word)]
+        except ValueError as exc:
+            return f"--scu-command: {word!r}: {exc} (write {{{{ and }}}} for braces)"
+        for name in names:
             if name is not None and name not in PLACEHOLDERS:
                 return (f"--scu-command: unknown placeholder {{{name}}}; allowed: "
                         + " ".join(f"{{{p}}}" for p in PLACEHOLDERS) + " (write {{ and }} for braces)")
