@@ -9,12 +9,10 @@ under test skips the other half with the reason.  Loopback only, free ports.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
