@@ -182,6 +182,18 @@ class AcceptorRunner(Player):
             raise ScenarioFailure(step, f"could not send on {name}: {exc}",
                                   expected="the SCU to keep the connection open") from None
 
+    def _instead(self, step: Step | None, name: str, conn: Any, args: dict) -> bool:
+        """``silent: true`` (answer nothing) or ``abort: {source, reason}`` (an A-ABORT instead of
+        the answer, PS3.8 9.3.8): True when one of them was the answer."""
+        if args.get("silent"):
+            return True
+        if "abort" in args:
+            a = args["abort"] or {}
+            self._send(step, name, conn, AAbort(a.get("source", C.ABORT_SOURCE_USER),
+                                                a.get("reason", C.ABORT_REASON_NOT_SPECIFIED)))
+            return True
+        return False
+
     def _send_message(self, step: Step | None, name: str, conn: Any, message: dimse.Message,
                       max_pdu_length: int | None = None) -> None:
         limit = self._assoc(name).peer_max_pdu_length if max_pdu_length is None else max_pdu_length
@@ -230,12 +242,7 @@ class AcceptorRunner(Player):
         self.received.associations.append(rq)
         self._save(step, args.get("save"), event)
         self._pause(step, args)
-        if args.get("silent"):
-            return
-        if "abort" in args:
-            a = args["abort"] or {}
-            self._send(step, name, conn, AAbort(a.get("source", C.ABORT_SOURCE_USER),
-                                                a.get("reason", C.ABORT_REASON_NOT_SPECIFIED)))
+        if self._instead(step, name, conn, args):
             return
         if "reject" in args:
             r = args["reject"] or {}
@@ -286,13 +293,8 @@ class AcceptorRunner(Player):
 
     def _answer(self, step: Step | None, name: str, conn: Any, rq: dimse.Message, args: dict) -> bool:
         """Answer one request as ``args`` say; False when the answer ended the association."""
-        if args.get("silent"):
-            return True
-        if "abort" in args:
-            a = args["abort"] or {}
-            self._send(step, name, conn, AAbort(a.get("source", C.ABORT_SOURCE_USER),
-                                                a.get("reason", C.ABORT_REASON_NOT_SPECIFIED)))
-            return False
+        if self._instead(step, name, conn, args):
+            return "abort" not in args
         if args.get("close"):
             conn.close()
             return False
@@ -411,12 +413,7 @@ class AcceptorRunner(Player):
                              "A-RELEASE-RQ", event)
         self._assoc(name).released = True
         self._pause(step, args)
-        if args.get("silent"):
-            return
-        if "abort" in args:
-            a = args["abort"] or {}
-            self._send(step, name, conn, AAbort(a.get("source", C.ABORT_SOURCE_USER),
-                                                a.get("reason", C.ABORT_REASON_NOT_SPECIFIED)))
+        if self._instead(step, name, conn, args):
             return
         if args.get("collision"):
             self._send(step, name, conn, AReleaseRQ())  # Sta8 -> crossing requests: the SCU is in Sta9
