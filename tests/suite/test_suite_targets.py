@@ -48,8 +48,10 @@ def _alive(pid: int) -> bool:
 
 
 def _run_embedded(profile: Path, report: Path) -> tuple[dict[str, str], str]:
-    """Outcome per scenario id of the suite against the embedded SCP configured from ``profile``."""
-    argv = [sys.executable, "-m", "pytest", str(REPO / "scenarios"), *_targets().plugin_args(),
+    """Outcome per scenario id of the SCP half of the suite against the embedded SCP configured from
+    ``profile`` (the SCU half, scenarios/scu, does not depend on a target profile)."""
+    argv = [sys.executable, "-m", "pytest", str(REPO / "scenarios"), "--ignore", str(REPO / "scenarios" / "scu"),
+            *_targets().plugin_args(),
             "-q", "-p", "no:cacheprovider", "--profile", str(profile), "--report-dir", str(report)]
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     data = json.loads((report / "report.json").read_text(encoding="utf-8"))
