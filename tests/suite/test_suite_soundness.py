@@ -143,8 +143,11 @@ def test_required_topic_covered(topic):
 
 
 def test_ids_carry_their_area():
-    wrong = [s.id for s in SCENARIOS if s.id.split(".", 1)[0] != s.area]
+    """``area.name``, and ``scu.area.name`` for a scenario that tests an SCU (role scp)."""
+    wrong = [s.id for s in SCENARIOS
+             if not s.id.startswith(f"scu.{s.area}." if s.role == "scp" else f"{s.area}.")]
     assert not wrong, f"ids whose prefix is not their area: {wrong}"
+    assert sum(s.role == "scp" for s in SCENARIOS) >= 40
 
 
 def test_cited_table_9_10_cells_exist():
