@@ -5,12 +5,15 @@ Theory of operation
 One group, ``dicomconf``: the SCP under test (``--target``, AE titles,
 ``--profile``, TLS), the SCU under test (``--scu-command``, ``--scu-listen``,
 ``--scu-profile``), reports and time limits.  ``dicomconf run`` passes its own
-options through to these (:mod:`dicomconf.scenario.run_cli`).
+options through to these (:mod:`dicomconf.scenario.run_cli`).  Also the plugin's
+small helpers that are not hooks (:func:`scenarios_of_node_ids`, :func:`terminal_line`).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +49,12 @@ def add_options(parser: pytest.Parser) -> None:
                     help="the host name the target's certificate must carry (default: the target's host)")
     group.addoption("--tls-insecure", action="store_true", default=False,
                     help="do not verify the target's certificate or host name (recorded in the report)")
+    group.addoption("--dicomconf-baseline", metavar="FILE", default=None,
+                    help="known failures (YAML): only new failures, stale, unknown or expired entries fail the run")
+    group.addoption("--dicomconf-allow-stale", action="store_true", default=False,
+                    help="with a baseline: stale, unknown or expired entries are reported but do not fail the run")
+    group.addoption("--dicomconf-write-baseline", metavar="FILE", default=None,
+                    help="write this run's failures as a baseline (keeping what an existing FILE says of them)")
     group.addoption("--scu-command", metavar="CMD", default=None,
                     help="the SCU under test, started for each SCU-testing scenario; placeholders "
                          "{host} {port} {called_ae} {calling_ae} {file}")
@@ -57,3 +66,43 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--scu-wait", type=float, metavar="SECONDS", default=None,
                     help="how long each SCU-testing scenario waits for the SCU to connect "
                          "(default 30, 120 with --scu-listen alone)")
+
+
+def scenarios_of_node_ids(config: pytest.Config, ids: list[str]) -> list[Any]:
+    """The scenarios behind pytest-xdist node ids (the controller collects nothing itself): a node
+    id's file is relative to the rootdir or, outside it, to an initial path or one of its parents;
+    it is empty for a file named on the command line."""
+    from dicomconf.scenario.library import SCENARIO_SUFFIXES
+    from dicomconf.scenario.model import load_file
+
+    wanted: dict[str, set[str]] = {}
+    for nodeid in ids:
+        file, sep, name = nodeid.partition("::")
+        if sep and (not file or Path(file).suffix in SCENARIO_SUFFIXES):
+            wanted.setdefault(file, set()).add(name)
+    bases, named = [config.rootpath], []
+    for arg in config.args:
+        start = (config.invocation_params.dir / arg.split("::", 1)[0]).resolve()
+        bases += [start, *start.parents]
+        named += [start] if start.suffix in SCENARIO_SUFFIXES and start.is_file() else []
+    scenarios = []
+    for file, names in wanted.items():
+        paths = named if not file else [next((b / file for b in bases if (b / file).is_file()), None)]
+        for path in filter(None, paths):
+            scenarios += [e.scenario for e in load_file(path) if e.scenario is not None and e.name in names]
+    return scenarios
+
+
+def terminal_line(config: pytest.Config, text: str) -> None:
+    """Write a line to the terminal now, even from inside a running test (pytest captures what a
+    test writes; this line is for the person at a device, --scu-listen alone)."""
+    import contextlib
+
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        if terminal is not None:
+            terminal.write_line(text, yellow=True)
+            terminal.flush()
+        else:
+            print(text, flush=True)

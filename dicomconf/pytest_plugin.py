@@ -117,6 +117,16 @@ class DicomconfState:
         except TargetSetupError as exc:
             raise pytest.UsageError(str(exc)) from None
         self.strict = bool(opt.dicomconf_strict or getattr(opt, "strict", False))
+        self.baseline = None  # scenario id -> baseline Entry (--dicomconf-baseline)
+        self.judgement = None  # the run set against it, at the end (dicomconf.scenario.baseline)
+        self.baseline_written: tuple[str, int] | None = None  # --dicomconf-write-baseline: (file, entries)
+        if opt.dicomconf_baseline:
+            from dicomconf.scenario.baseline import load_baseline
+
+            try:
+                self.baseline = load_baseline(opt.dicomconf_baseline)
+            except SourceError as exc:
+                raise pytest.UsageError(f"--baseline: {exc}") from None
         if _is_worker(config):
             info = config.workerinput
             self.report_dir = Path(info["dicomconf_report_dir"])
@@ -192,18 +202,10 @@ class DicomconfState:
             from dicomconf.scenario.scu_side import SCUSide
             from dicomconf.scenario.scu_sources import SCUSetupError
 
-            def tell(text: str) -> None:  # what to trigger on a device (--scu-listen alone), at once
-                import contextlib
+            from dicomconf.plugin_options import terminal_line
 
-                terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-                capture = self.config.pluginmanager.get_plugin("capturemanager")
-                # pytest captures what a test writes; this line is for the person at the device, now
-                with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-                    if terminal is not None:
-                        terminal.write_line(text, yellow=True)
-                        terminal.flush()
-                    else:
-                        print(text, flush=True)
+            def tell(text: str) -> None:  # what to trigger on a device (--scu-listen alone), at once
+                terminal_line(self.config, text)
 
             try:
                 self._scu_side = SCUSide.from_options(self.config.option, self.target_address is not None,
@@ -591,8 +593,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     deselected = list(session.config.stash.get(_DESELECTED, {}).values())
     if _is_worker(session.config) or not (state.records or state.preflight or deselected):
         return
-    if not state.strict and session.exitstatus == pytest.ExitCode.TESTS_FAILED and state.failed <= state.should_failed:
+    if state.baseline is not None and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        from dicomconf.scenario.baseline import judge
+
+        collected = [r["id"] for r in state.records] + [d["id"] for d in deselected]
+        state.judgement = judge(state.records, state.baseline, collected=collected, strict=state.strict,
+                                allow_stale=session.config.option.dicomconf_allow_stale)
+        session.exitstatus = pytest.ExitCode.OK if state.judgement.conforms else pytest.ExitCode.TESTS_FAILED
+    elif not state.strict and session.exitstatus == pytest.ExitCode.TESTS_FAILED and state.failed <= state.should_failed:
         session.exitstatus = pytest.ExitCode.OK
+    path = session.config.option.dicomconf_write_baseline
+    if path:
+        from dicomconf.scenario.baseline import update_baseline
+
+        state.baseline_written = (path, update_baseline(path, state.records, state.target_text, state.strict))
     _write_run_report(state, session, int(session.exitstatus))
 
 
@@ -617,6 +631,8 @@ def _write_run_report(state: DicomconfState, session: pytest.Session | None, exi
         "tls": state.tls_summary(),
         "preflight": state.preflight.as_dict() if state.preflight else None,
         "target_lost": lost[0] if lost else None,
+        "baseline": ({"file": state.config.option.dicomconf_baseline, **state.judgement.as_dict()}
+                     if state.judgement is not None else None),
     }
     state.written = write_reports(state.report_dir, run, state.records, latest=state.config.option.report_dir is None or state.config.option.dicomconf_link_latest,
                                   deselected=deselected)
@@ -644,6 +660,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(
             f"{len(state.should_failed)} should-level failure(s) reported; they fail the run only with --strict"
         )
+    if state.judgement is not None:
+        terminalreporter.section(f"baseline ({config.option.dicomconf_baseline})", sep="-")
+        for line in state.judgement.lines():
+            terminalreporter.write_line(line)
+    if state.baseline_written:
+        terminalreporter.write_line("baseline written: {} ({} known failure(s))".format(*state.baseline_written))
     if state.written:
         terminalreporter.write_line(f"reports: {state.written}")
 
@@ -682,23 +704,7 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     config = node.config
     if config.stash.get(_GAPS_SHOWN, False):
         return
-    from dicomconf.scenario.model import load_file
+    from dicomconf.plugin_options import scenarios_of_node_ids
 
-    wanted: dict[str, set[str]] = {}
-    for nodeid in ids:
-        file, sep, name = nodeid.partition("::")
-        if sep and (not file or Path(file).suffix in SCENARIO_SUFFIXES):
-            wanted.setdefault(file, set()).add(name)
-    # A node id's file is relative to the rootdir or, outside it, to an initial path or one of its
-    # parents; it is empty for a file named on the command line.
-    bases, named = [config.rootpath], []
-    for arg in config.args:
-        start = (config.invocation_params.dir / arg.split("::", 1)[0]).resolve()
-        bases += [start, *start.parents]
-        named += [start] if start.suffix in SCENARIO_SUFFIXES and start.is_file() else []
-    scenarios = []
-    for file, names in wanted.items():
-        paths = named if not file else [next((b / file for b in bases if (b / file).is_file()), None)]
-        for path in filter(None, paths):
-            scenarios += [e.scenario for e in load_file(path) if e.scenario is not None and e.name in names]
+    scenarios = scenarios_of_node_ids(config, ids)
     _show_profile_gaps(config, scenarios)

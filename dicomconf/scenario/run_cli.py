@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-dir", metavar="DIR",
                         help="where reports go (default: reports/<timestamp>, with reports/latest)")
     parser.add_argument("--strict", action="store_true", help="should-level failures fail the run too")
+    parser.add_argument("--baseline", metavar="FILE",
+                        help="known failures (YAML): only new failures, stale, unknown or expired entries fail the run")
+    parser.add_argument("--allow-stale", action="store_true",
+                        help="with --baseline: stale, unknown or expired entries are reported, not failed")
+    parser.add_argument("--write-baseline", metavar="FILE",
+                        help="write this run's failures as a baseline (keeping the reasons of an existing FILE)")
     parser.add_argument("-n", "--workers", metavar="N", help="run scenarios in N processes (pytest-xdist), or 'auto'")
     parser.add_argument("-k", dest="keyword", metavar="EXPR", help="only scenarios whose id matches EXPR (pytest -k)")
     parser.add_argument("--scenarios", dest="extra_scenarios", action="append", default=[], metavar="DIR",
@@ -139,13 +145,17 @@ def pytest_args(args: argparse.Namespace) -> list[str] | str:
                         ("--tls-key", args.tls_key), ("--tls-server-name", args.tls_server_name),
                         ("--target-timeout", args.target_timeout), ("--scenario-timeout", args.scenario_timeout),
                         ("--scu-command", getattr(args, "scu_command", None)), ("--scu-listen", getattr(args, "scu_listen", None)),
-                        ("--scu-profile", getattr(args, "scu_profile", None)), ("--scu-wait", getattr(args, "scu_wait", None))):
+                        ("--scu-profile", getattr(args, "scu_profile", None)), ("--scu-wait", getattr(args, "scu_wait", None)),
+                        ("--dicomconf-baseline", getattr(args, "baseline", None)),
+                        ("--dicomconf-write-baseline", getattr(args, "write_baseline", None))):
         if value is not None:
             out += [flag, str(value)]
     if args.tls_insecure:
         out.append("--tls-insecure")
     if args.strict:
         out.append("--dicomconf-strict")
+    if getattr(args, "allow_stale", False):
+        out.append("--dicomconf-allow-stale")
     if args.workers:
         out += ["-n", str(args.workers)]
     if args.keyword:
