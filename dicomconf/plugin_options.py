@@ -53,6 +53,8 @@ def add_options(parser: pytest.Parser) -> None:
                     help="known failures (YAML): only new failures, stale, unknown or expired entries fail the run")
     group.addoption("--dicomconf-allow-stale", action="store_true", default=False,
                     help="with a baseline: stale, unknown or expired entries are reported but do not fail the run")
+    group.addoption("--dicomconf-summary-md", metavar="FILE", default=None,
+                    help="also write a Markdown summary of the run (for CI job summary pages)")
     group.addoption("--dicomconf-write-baseline", metavar="FILE", default=None,
                     help="write this run's failures as a baseline (keeping what an existing FILE says of them)")
     group.addoption("--scu-command", metavar="CMD", default=None,

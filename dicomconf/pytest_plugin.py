@@ -635,7 +635,9 @@ def _write_run_report(state: DicomconfState, session: pytest.Session | None, exi
                      if state.judgement is not None else None),
     }
     state.written = write_reports(state.report_dir, run, state.records, latest=state.config.option.report_dir is None or state.config.option.dicomconf_link_latest,
-                                  deselected=deselected)
+                                  deselected=deselected, summary_md=(
+                                      state.config.invocation_params.dir / state.config.option.dicomconf_summary_md
+                                  if state.config.option.dicomconf_summary_md else None))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

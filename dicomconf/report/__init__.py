@@ -13,7 +13,8 @@ the report directory, and points ``reports/latest`` at it when asked.
 
 ``report.json``::
 
-    {"run": {"target", "profile": {"name", "source"}, "versions": {...},
+    {"schema_version": 1,
+     "run": {"target", "profile": {"name", "source"}, "versions": {...},
              "start", "duration_s", "strict", "exit_status"},
      "summary": {"passed": n, "failed": n, "skipped": n, "error": n,
                  "must_failed": n, "should_failed": n, "deselected": n},
@@ -23,7 +24,10 @@ the report directory, and points ``reports/latest`` at it when asked.
      "deselected": [{"id", "title", "clauses", "severity", "area",
                      "disruptive", "file", "reason"}, ...]}
 
-``deselected`` lists the scenarios that were collected but left out of the
+``report.schema.json`` (in this package) is its JSON Schema.  ``run`` also holds ``scu`` and
+``scu_profile`` (the SCU under test, when SCU-testing scenarios ran) and ``baseline`` (the run set
+against ``--baseline``: known, new, stale, unknown, expired, conforms); each scenario also has
+``role``, ``tests`` and ``scu``.  ``deselected`` lists the scenarios that were collected but left out of the
 run (``dicomconf run --gentle``, ``-m``, ``-k``), each with why.
 
 Paths to pcaps are relative to the report directory, so the directory can be

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 from dicomconf.report.outcomes import OUTCOMES
 
 _PACKAGES = ("dicomconf", "pydicom", "scapy", "pytest", "pytest-xdist")
+SCHEMA_VERSION = 1  # report.schema.json in this package describes it
 
 
 def versions() -> dict[str, str | None]:
@@ -64,10 +65,11 @@ def left_out(deselected: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_reports(report_dir: Path, run: dict[str, Any], records: list[dict[str, Any]], latest: bool = False,
-                  deselected: Iterable[dict[str, Any]] = ()) -> Path:
+                  deselected: Iterable[dict[str, Any]] = (), summary_md: Path | None = None) -> Path:
     """Write report.json and report.html into ``report_dir``; return the directory.
 
-    ``deselected``: the scenarios left out of the run, each with its ``reason``.
+    ``deselected``: the scenarios left out of the run, each with its ``reason``; ``summary_md``: a
+    file to write the Markdown summary to as well (:mod:`dicomconf.report.markdown`).
     """
     from dicomconf.report.html_report import render_html
 
@@ -80,12 +82,19 @@ def write_reports(report_dir: Path, run: dict[str, Any], records: list[dict[str,
         scenarios.append(entry)
     deselected = left_out(deselected)
     summary = {**summarize(records), "deselected": len(deselected)}
-    document = {"run": {**run, "versions": versions()}, "summary": summary, "scenarios": scenarios,
-                "deselected": deselected}
+    document = {"schema_version": SCHEMA_VERSION, "run": {**run, "versions": versions()}, "summary": summary,
+                "scenarios": scenarios, "deselected": deselected}
     tmp = report_dir / "report.json.tmp"
     tmp.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, report_dir / "report.json")
     (report_dir / "report.html").write_text(render_html(document), encoding="utf-8")
+    if summary_md is not None:
+        from dicomconf.report.markdown import render_markdown
+
+        summary_md = Path(summary_md)
+        summary_md.parent.mkdir(parents=True, exist_ok=True)
+        html = os.path.relpath(report_dir / "report.html", summary_md.resolve().parent)
+        summary_md.write_text(render_markdown(document, html), encoding="utf-8")
     if latest:
         _link_latest(report_dir)
     return report_dir

@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="known failures (YAML): only new failures, stale, unknown or expired entries fail the run")
     parser.add_argument("--allow-stale", action="store_true",
                         help="with --baseline: stale, unknown or expired entries are reported, not failed")
+    parser.add_argument("--summary-md", metavar="FILE",
+                        help="also write a Markdown summary (for CI job summary pages, e.g. $GITHUB_STEP_SUMMARY)")
     parser.add_argument("--write-baseline", metavar="FILE",
                         help="write this run's failures as a baseline (keeping the reasons of an existing FILE)")
     parser.add_argument("-n", "--workers", metavar="N", help="run scenarios in N processes (pytest-xdist), or 'auto'")
@@ -147,6 +149,7 @@ def pytest_args(args: argparse.Namespace) -> list[str] | str:
                         ("--scu-command", getattr(args, "scu_command", None)), ("--scu-listen", getattr(args, "scu_listen", None)),
                         ("--scu-profile", getattr(args, "scu_profile", None)), ("--scu-wait", getattr(args, "scu_wait", None)),
                         ("--dicomconf-baseline", getattr(args, "baseline", None)),
+                        ("--dicomconf-summary-md", getattr(args, "summary_md", None)),
                         ("--dicomconf-write-baseline", getattr(args, "write_baseline", None))):
         if value is not None:
             out += [flag, str(value)]
