@@ -81,13 +81,23 @@ class Listener:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise NoConnection(within)
-            ready, _, _ = select.select([self.sock, self._wake_r], [], [], remaining)
+            try:
+                ready, _, _ = select.select([self.sock, self._wake_r], [], [], remaining)
+            except (OSError, ValueError):  # closed under us by close() on another thread
+                if self._closed.is_set():
+                    raise ListenerClosed("the listener was closed") from None
+                raise
             if self.sock in ready:
                 break
         seen = time.time()
         if delay > 0 and self._closed.wait(delay):
             raise ListenerClosed("the listener was closed")
-        sock, _ = self.sock.accept()
+        try:
+            sock, _ = self.sock.accept()
+        except (OSError, ValueError):
+            if self._closed.is_set():
+                raise ListenerClosed("the listener was closed") from None
+            raise
         self.accepted += 1
         if self.tls is not None:
             sock.settimeout(timeout)

@@ -415,3 +415,19 @@ def test_without_the_plugin_there_is_no_fixture(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=60,
                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")})
     assert "fixture 'dicomconf_fake_scp' not found" in run.stdout, run.stdout + run.stderr
+
+
+def test_closing_the_listener_wakes_a_waiting_accept_whatever_the_moment():
+    """Listener.close from another thread (the time limit, FakeSCP.stop) ends a waiting accept with
+    ListenerClosed, never with an error from a socket closed under select or accept."""
+    import threading
+
+    from dicomconf.scenario.listener import Listener, ListenerClosed
+
+    for delay in (0.0, 0.001, 0.01, 0.05):
+        listener = Listener("127.0.0.1", 0)
+        timer = threading.Timer(delay, listener.close)
+        timer.start()
+        with pytest.raises(ListenerClosed):
+            listener.accept(5.0)
+        timer.join()
