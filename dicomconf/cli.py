@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("dicomconf.probe.cli", "ask a target SCP what it does and write its profile"),
     "scp": ("dicomconf.scp.cli", "run the reference SCP"),
     "decode": ("dicomconf.wire.decode_cli", "decode the DICOM PDUs in a pcap / pcapng capture"),
+    "report": ("dicomconf.report.cli", "compare two runs' reports (diff), or render a report again (render)"),
     "table": ("dicomconf.table_cli", "print the PS3.8 Table 9-10 state transition table, or its coverage"),
 }
 

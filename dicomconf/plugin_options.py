@@ -108,3 +108,23 @@ def terminal_line(config: pytest.Config, text: str) -> None:
             terminal.flush()
         else:
             print(text, flush=True)
+
+
+def junit_extras(item: pytest.Item, record: dict[str, Any]) -> None:
+    """What JUnit XML readers pick up of a scenario: one ``clause`` property per clause cited, and
+    the pcap as a ``pcap`` property and as an ``[[ATTACHMENT|path]]`` line of the test's output,
+    the convention Jenkins' JUnit Attachments, GitLab and Azure DevOps read from
+    ``<system-out>`` (written when ``junit_logging`` includes ``system-out``, as ``dicomconf run``
+    sets it).  The path is relative to the directory pytest was started in when it lies below it
+    (the CI job's workspace), absolute otherwise.  pytest's junitxml takes both from the item
+    when the test's teardown is reported; an attempt rerun replaces the earlier attempt's."""
+    item.user_properties[:] = [p for p in item.user_properties if p[0] not in ("clause", "pcap")]
+    item.user_properties.extend(("clause", c) for c in record.get("clauses") or ())
+    pcap = record.get("pcap")
+    if pcap:
+        here = item.config.invocation_params.dir.resolve()
+        path = Path(pcap).resolve()
+        if path.is_relative_to(here):
+            path = path.relative_to(here)
+        item.user_properties.append(("pcap", str(path)))
+        item.add_report_section("call", "stdout", f"[[ATTACHMENT|{path}]]\n")

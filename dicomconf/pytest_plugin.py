@@ -57,6 +57,7 @@ from typing import Any
 
 import pytest
 
+from dicomconf import reruns
 from dicomconf.fixtures import dicomconf_fake_scp  # noqa: F401  (a fixture of the plugin)
 from dicomconf.scenario.library import SCENARIO_SUFFIXES
 
@@ -142,6 +143,7 @@ class DicomconfState:
                                         "a time, and tells you what to trigger: run it without -n")
         self.records: list[dict[str, Any]] = []
         self.written: Path | None = None
+        self.document: dict[str, Any] | None = None  # what the reports render (dicomconf.report.model)
         self.failed: set[str] = set()
         self.should_failed: set[str] = set()
         self.t0 = time.monotonic()
@@ -244,7 +246,7 @@ class DicomconfState:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect the record a scenario item attached to its report (on the controller under xdist)."""
-        record = getattr(report, "dicomconf", None)
+        record = reruns.final_record(self.config, report)  # one per scenario, whatever --reruns did
         if record is None:
             return
         self.records.append(record)
@@ -320,6 +322,7 @@ class ScenarioItem(pytest.Item):
         self.target_lost: dict[str, Any] | None = None
         self.pcap: str | None = None
         self.findings: list[dict] = []
+        self.steps: list[dict] = []  # the steps as played (Player.trace)
         self.scu: dict[str, Any] | None = None  # how the SCU under test ran (SCU-testing scenarios)
         self.duration_s = 0.0
         raw = entry.raw if entry.scenario is None else {}
@@ -337,6 +340,8 @@ class ScenarioItem(pytest.Item):
         self.meta["tests"] = "SCU" if self.meta["role"] == "scp" else "SCP"
         if self.meta["disruptive"]:
             self.add_marker("disruptive")
+        if entry.error is not None:  # an invalid scenario fails the same way every time: no rerun
+            self.add_marker(pytest.mark.flaky(reruns=0))
         for key in ("id", "clauses", "severity", "area", "role", "tests"):
             value = self.meta[key]
             self.user_properties.append((key, ", ".join(value) if isinstance(value, list) else value))
@@ -349,6 +354,7 @@ class ScenarioItem(pytest.Item):
         from dicomconf.scenario.liveness import time_limit
         from dicomconf.scenario.profile import unmet
 
+        reruns.begin_attempt(self)  # --reruns: keep the previous attempt's pcap
         if self.entry.error is not None:
             raise self.entry.error
         state: DicomconfState = self.config.stash[_STATE]
@@ -386,7 +392,7 @@ class ScenarioItem(pytest.Item):
                     self._check_silent_pass(watch)
             finally:
                 self.duration_s = time.monotonic() - t0
-                self.findings = runner.findings
+                self.findings, self.steps = runner.findings, runner.trace
                 self.pcap = str(pcap) if pcap.exists() else None
                 state.settle()
                 if alone and watch is not None and watch.lost is None:
@@ -406,7 +412,7 @@ class ScenarioItem(pytest.Item):
                       side.time_limit(self.config.option.scenario_timeout), played)
         finally:
             self.duration_s = time.monotonic() - t0
-            self.findings = played.findings
+            self.findings, self.steps = played.findings, played.steps
             self.pcap = str(played.pcap) if played.pcap else None
             self.scu = played.scu
 
@@ -515,6 +521,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             "outcome": outcome,
             "duration_s": round(item.duration_s, 4),
             "findings": item.findings,
+            "steps": item.steps,
             "pcap": item.pcap,
             "file": f"{item.entry.scenario.file if item.entry.scenario else item.path}:{item.entry.line}",
             "failure": failure,
@@ -523,12 +530,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             "scu": item.scu,
             "nodeid": item.nodeid,
         }
+        from dicomconf.plugin_options import junit_extras
+
+        junit_extras(item, report.dicomconf)
     return report
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     record = getattr(report, "dicomconf", None)
-    if record is None or record["outcome"] != "failed" or record["severity"] != "should":
+    if record is None or report.outcome == "rerun" or record["outcome"] != "failed" or record["severity"] != "should":
         return None
     if config.stash[_STATE].strict:
         return None
@@ -612,32 +622,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def _write_run_report(state: DicomconfState, session: pytest.Session | None, exit_status: int) -> None:
     """report.json and report.html for the run (also when the target never answered)."""
-    from dicomconf.report import write_reports
+    from dicomconf.plugin_report import write_run_report
 
-    deselected = list(session.config.stash.get(_DESELECTED, {}).values()) if session is not None else []
-    lost = sorted((r["target_lost"] for r in state.records if r.get("target_lost")), key=lambda x: x["at"])
-    # the SCU under test, when SCU-testing scenarios were collected (under xdist the controller makes its own)
-    scu_side = state.scu_side if any(r.get("role") == "scp" for r in state.records) else None
-    side = scu_side if scu_side is not None and scu_side.source is not None else None
-    run = {
-        "target": state.target_text or "embedded reference SCP",
-        "scu": side.describe() if side is not None else None,
-        "scu_profile": {"name": side.profile.name, "source": side.profile.source} if side is not None else None,
-        "profile": {"name": state.profile.name, "source": state.profile.source},
-        "start": state.started,
-        "duration_s": round(time.monotonic() - state.t0, 3),
-        "strict": state.strict,
-        "exit_status": exit_status,
-        "tls": state.tls_summary(),
-        "preflight": state.preflight.as_dict() if state.preflight else None,
-        "target_lost": lost[0] if lost else None,
-        "baseline": ({"file": state.config.option.dicomconf_baseline, **state.judgement.as_dict()}
-                     if state.judgement is not None else None),
-    }
-    state.written = write_reports(state.report_dir, run, state.records, latest=state.config.option.report_dir is None or state.config.option.dicomconf_link_latest,
-                                  deselected=deselected, summary_md=(
-                                      state.config.invocation_params.dir / state.config.option.dicomconf_summary_md
-                                  if state.config.option.dicomconf_summary_md else None))
+    write_run_report(state, list(session.config.stash.get(_DESELECTED, {}).values()) if session is not None else [],
+                     exit_status)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -645,31 +633,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     deselected = list(config.stash.get(_DESELECTED, {}).values())
     if state is None or _is_worker(config) or not (state.records or deselected):
         return
-    from dicomconf.report import area_table, left_out_lines
+    from dicomconf.plugin_report import terminal_summary
 
-    terminalreporter.section("dicomconf conformance by area")
-    for line in area_table(state.records):
-        terminalreporter.write_line(line)
-    if deselected:
-        terminalreporter.section("scenarios left out (not run, no verdict)", sep="-")
-        for line in left_out_lines(deselected):
-            terminalreporter.write_line(line)
-    should = [r for r in state.records if r["outcome"] == "failed" and r["severity"] == "should"]
-    if should and not state.strict:
-        terminalreporter.section("should-level failures (reported; they fail the run only with --strict)", sep="-")
-        for r in should:
-            terminalreporter.write_line((r.get("failure") or {}).get("text") or r["id"])
-        terminalreporter.write_line(
-            f"{len(state.should_failed)} should-level failure(s) reported; they fail the run only with --strict"
-        )
-    if state.judgement is not None:
-        terminalreporter.section(f"baseline ({config.option.dicomconf_baseline})", sep="-")
-        for line in state.judgement.lines():
-            terminalreporter.write_line(line)
-    if state.baseline_written:
-        terminalreporter.write_line("baseline written: {} ({} known failure(s))".format(*state.baseline_written))
-    if state.written:
-        terminalreporter.write_line(f"reports: {state.written}")
+    terminal_summary(terminalreporter, state, deselected)
 
 
 # ---------------------------------------------------------------------- profile gaps

@@ -110,7 +110,7 @@ def _verdict(run: dict[str, Any], summary: dict[str, Any]) -> str:
     return verdict
 
 
-def render_html(document: dict[str, Any]) -> str:
+def render_html(document: dict[str, Any], report_dir: Any = None) -> str:
     run, summary, scenarios = document["run"], document["summary"], document["scenarios"]
     areas: dict[str, list[dict[str, Any]]] = {}
     for s in scenarios:

@@ -1,45 +1,18 @@
-"""``report.json`` and the report directory (see :mod:`dicomconf.report`)."""
+"""The report directory: ``report.json``, ``report.html``, the Markdown summary, ``latest``.
+
+Each format renders the one document :func:`dicomconf.report.model.build_document`
+makes; a new format is a new module with a ``render_*(document)`` function
+and one line here.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import platform
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from dicomconf.report.outcomes import OUTCOMES
-
-_PACKAGES = ("dicomconf", "pydicom", "scapy", "pytest", "pytest-xdist")
-SCHEMA_VERSION = 1  # report.schema.json in this package describes it
-
-
-def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def summarize(records: Iterable[dict[str, Any]]) -> dict[str, int]:
-    records = list(records)
-    out = {o: sum(1 for r in records if r["outcome"] == o) for o in OUTCOMES}
-    for level in ("must", "should"):
-        out[f"{level}_failed"] = sum(1 for r in records if r["outcome"] == "failed" and r["severity"] == level)
-    return out
-
-
-def _relative(path: str | None, base: Path) -> str | None:
-    if not path:
-        return None
-    try:
-        return str(Path(path).resolve().relative_to(base.resolve()))
-    except ValueError:
-        return path
+from dicomconf.report.model import Document, build_document
 
 
 def _link_latest(report_dir: Path) -> None:
@@ -57,44 +30,39 @@ def _link_latest(report_dir: Path) -> None:
         pass
 
 
-def left_out(deselected: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The scenarios left out of the run (deselected), one entry per scenario, sorted like the results."""
-    unique = {d.get("nodeid") or d["id"]: d for d in deselected}
-    return [{k: v for k, v in d.items() if k != "nodeid"}
-            for d in sorted(unique.values(), key=lambda d: (d["area"], d["id"], d.get("nodeid", "")))]
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` whole or not at all (a reader never sees half a report)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
-def write_reports(report_dir: Path, run: dict[str, Any], records: list[dict[str, Any]], latest: bool = False,
-                  deselected: Iterable[dict[str, Any]] = (), summary_md: Path | None = None) -> Path:
-    """Write report.json and report.html into ``report_dir``; return the directory.
-
-    ``deselected``: the scenarios left out of the run, each with its ``reason``; ``summary_md``: a
-    file to write the Markdown summary to as well (:mod:`dicomconf.report.markdown`).
-    """
+def write_document(report_dir: Path, document: Document, summary_md: Path | None = None) -> None:
+    """Render ``document`` into ``report_dir`` (and ``summary_md``, if given)."""
     from dicomconf.report.html_report import render_html
 
-    report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    scenarios = []
-    for r in sorted(records, key=lambda r: (r["area"], r["id"], r.get("nodeid", ""))):
-        entry = {k: v for k, v in r.items() if k != "nodeid"}
-        entry["pcap"] = _relative(r.get("pcap"), report_dir)
-        scenarios.append(entry)
-    deselected = left_out(deselected)
-    summary = {**summarize(records), "deselected": len(deselected)}
-    document = {"schema_version": SCHEMA_VERSION, "run": {**run, "versions": versions()}, "summary": summary,
-                "scenarios": scenarios, "deselected": deselected}
-    tmp = report_dir / "report.json.tmp"
-    tmp.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, report_dir / "report.json")
-    (report_dir / "report.html").write_text(render_html(document), encoding="utf-8")
+    _write(report_dir / "report.json", json.dumps(document, indent=2, default=str) + "\n")
+    _write(report_dir / "report.html", render_html(document, report_dir))
     if summary_md is not None:
         from dicomconf.report.markdown import render_markdown
 
         summary_md = Path(summary_md)
         summary_md.parent.mkdir(parents=True, exist_ok=True)
         html = os.path.relpath(report_dir / "report.html", summary_md.resolve().parent)
-        summary_md.write_text(render_markdown(document, html), encoding="utf-8")
+        _write(summary_md, render_markdown(document, html))
+
+
+def write_reports(report_dir: Path, run: dict[str, Any], records: list[dict[str, Any]], latest: bool = False,
+                  deselected: Iterable[dict[str, Any]] = (), summary_md: Path | None = None) -> Document:
+    """Write report.json and report.html into ``report_dir``; return the document they render.
+
+    ``deselected``: the scenarios left out of the run, each with its ``reason``; ``summary_md``: a
+    file to write the Markdown summary to as well (:mod:`dicomconf.report.markdown`).
+    """
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    document = build_document(report_dir, run, records, deselected)
+    write_document(report_dir, document, summary_md)
     if latest:
         _link_latest(report_dir)
-    return report_dir
+    return document

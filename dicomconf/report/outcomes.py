@@ -1,6 +1,7 @@
 """The verdicts a scenario can have, in the order every report shows them.
 
 ``passed`` only when the target was seen doing what the scenario expects;
+``flaky`` when it did so only on a rerun (``--reruns``, :mod:`dicomconf.reruns`);
 ``failed`` when it did something else; ``skipped`` when the profile does not
 meet the scenario's ``requires``; ``error`` when the scenario could not be
 played (invalid, or the target stopped answering before it).  The JSON, HTML
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-OUTCOMES = ("passed", "failed", "skipped", "error")
+OUTCOMES = ("passed", "flaky", "failed", "skipped", "error")
 
 
 def area_label(record: dict[str, Any]) -> str:

@@ -13,13 +13,17 @@ date.  :func:`load_baseline` validates it like a scenario file (every problem,
 * a failure not listed, or listed with the other outcome, is **new**;
 * a listed scenario that passed is **stale** (an unexpected pass: take it out
   of the baseline), unless it is listed as flaky;
+* a **flaky** record (it passed on a rerun, :mod:`dicomconf.reruns`) listed with
+  any expectation is known; not listed, it is reported as **flaky** and does
+  not fail the run (it passed within the reruns allowed);
 * an entry whose scenario was not collected in the run is **unknown**, and
   one past its ``expires`` date **expired**.
 
 The run conforms when nothing is new and, unless ``allow_stale``, nothing is
 stale, unknown or expired (:attr:`Judgement.conforms`).  :func:`write_baseline`
-writes the failures of a run as a baseline, keeping what an existing file
-says of each entry it keeps (reason, ticket, expires).
+writes the failures of a run as a baseline (a flaky record as ``expected:
+flaky``), keeping what an existing file says of each entry it keeps (reason,
+ticket, expires).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class Judgement:
     stale: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    flaky: list[str] = field(default_factory=list)  # passed on a rerun, not in the baseline: reported only
     allow_stale: bool = False
 
     @property
@@ -64,7 +69,8 @@ class Judgement:
 
     def as_dict(self) -> dict[str, Any]:
         return {"known": self.known, "new": self.new, "stale": self.stale, "unknown": self.unknown,
-                "expired": self.expired, "allow_stale": self.allow_stale, "conforms": self.conforms}
+                "expired": self.expired, "flaky": self.flaky, "allow_stale": self.allow_stale,
+                "conforms": self.conforms}
 
     def lines(self) -> list[str]:
         """The terminal's account of it."""
@@ -74,6 +80,7 @@ class Judgement:
             ("stale", self.stale, "passed: remove it from the baseline"),
             ("unknown entry", self.unknown, "no such scenario in this run: remove it from the baseline"),
             ("expired entry", self.expired, "past its expires date: look at it again"),
+            ("flaky", self.flaky, "passed on a rerun, not in the baseline: reported, it does not fail the run"),
         ):
             out += [f"  {label}: {i} ({hint})" for i in ids]
         if self.allow_stale and (self.stale or self.unknown or self.expired):
@@ -111,11 +118,11 @@ def load_baseline(path: str | Path) -> dict[str, Entry]:
 
 
 def _counts(record: Mapping[str, Any], strict: bool) -> bool:
-    """Whether a failed or error record fails the run at all (a should-level failure does not,
-    unless strict)."""
+    """Whether a failed, error or flaky record is the baseline's business at all (a should-level
+    failure or flaky pass is not, unless strict)."""
     if record["outcome"] == "error":
         return True
-    return record["outcome"] == "failed" and (strict or record.get("severity") != "should")
+    return record["outcome"] in ("failed", "flaky") and (strict or record.get("severity") != "should")
 
 
 def judge(records: Iterable[Mapping[str, Any]], entries: Mapping[str, Entry], *, collected: Iterable[str] = (),
@@ -134,11 +141,13 @@ def judge(records: Iterable[Mapping[str, Any]], entries: Mapping[str, Entry], *,
                 out.known.append(sid)
             else:
                 out.new.append(sid)
+        elif outcome == "flaky" and _counts(r, strict):
+            (out.known if entry is not None else out.flaky).append(sid)
         elif outcome == "passed" and entry is not None and entry.expected != "flaky":
             out.stale.append(sid)
     out.unknown = sorted(sid for sid in entries if sid not in seen)
     out.expired = sorted(sid for sid, e in entries.items() if e.expires is not None and e.expires < today)
-    for ids in (out.known, out.new, out.stale):
+    for ids in (out.known, out.new, out.stale, out.flaky):
         ids.sort()
     return out
 
@@ -150,11 +159,12 @@ def write_baseline(path: str | Path, records: Iterable[Mapping[str, Any]], *, ta
     keep = keep or {}
     scenarios: dict[str, dict[str, Any]] = {}
     for r in sorted(records, key=lambda r: r["id"]):
-        if r["outcome"] not in ("failed", "error") or not _counts(r, strict):
+        if r["outcome"] not in ("failed", "error", "flaky") or not _counts(r, strict):
             continue
         old = keep.get(r["id"])
-        failure = r.get("failure") or {}
-        entry: dict[str, Any] = {"expected": r["outcome"] if old is None or old.expected != "flaky" else "flaky",
+        failure = r.get("failure") or r.get("first_failure") or {}
+        flaky = r["outcome"] == "flaky" or old is not None and old.expected == "flaky"
+        entry: dict[str, Any] = {"expected": "flaky" if flaky else r["outcome"],
                                  "reason": old.reason if old else (failure.get("message") or r["outcome"])}
         if old is not None and old.ticket:
             entry["ticket"] = old.ticket

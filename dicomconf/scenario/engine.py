@@ -33,6 +33,11 @@ be played, e.g. a template naming an unknown variable: the verdict is
 *error*); :class:`Inconclusive` says no verdict is possible.  Whatever
 happens, every connection is closed and every conversation written to the
 scenario's pcap.
+
+:attr:`Player.trace` lists the steps as they were played (line, kind, what
+the step says, when it started, ``ok`` or ``failed``, how deep in a
+``parallel`` or ``repeat`` it sits), for the report; a long ``repeat`` is
+cut at :data:`TRACE_LIMIT` entries, the rest counted in ``trace_cut``.
 """
 
 from __future__ import annotations
@@ -139,6 +144,9 @@ class Inconclusive(Exception):
         self.step = step
 
 
+TRACE_LIMIT = 200  # steps listed per scenario in the report; a repeat of thousands is counted, not listed
+
+
 class Player:
     """Plays one scenario in one role; see the module docstring.  ``profile`` is what the
     system under test claims (its profile, the SCP's or the SCU's)."""
@@ -158,6 +166,9 @@ class Player:
         self._lock = threading.RLock()
         self._time_up = threading.Event()
         self._assemblers: dict[str, Any] = {}  # connection name -> DIMSE message assembler (expect)
+        self.trace: list[dict[str, Any]] = []  # the steps as played (see the module docstring)
+        self.trace_cut = 0
+        self._t0 = time.monotonic()
 
     # ------------------------------------------------------------------ running
 
@@ -168,6 +179,7 @@ class Player:
         is shut down (which wakes any step waiting on the target) and the scenario fails
         with that reason, whatever the interrupted step said.
         """
+        self._t0 = time.monotonic()
         watchdog = None
         if time_limit is not None:
             watchdog = threading.Timer(time_limit, self._stop_at_limit)
@@ -237,11 +249,31 @@ class Player:
             if self._time_up.is_set():
                 raise ScenarioFailure(step, "time limit reached")
             handler: Callable[[Step, Any, dict], None] = getattr(self, f"_step_{step.kind}")
-            if step.kind in ("parallel", "repeat"):
-                handler(step, step.args, local)
-            else:
-                handler(step, self._render(step, step.args, local), local)
-            self._check_findings(step)
+            entry = self._trace(step)
+            try:
+                if step.kind in ("parallel", "repeat"):
+                    handler(step, step.args, local)
+                else:
+                    handler(step, self._render(step, step.args, local), local)
+                self._check_findings(step)
+            except BaseException:
+                if entry is not None:
+                    entry["status"] = "failed"
+                raise
+
+    def _trace(self, step: Step) -> dict[str, Any] | None:
+        """Add ``step`` to :attr:`trace` (``None`` past :data:`TRACE_LIMIT`)."""
+        with self._lock:
+            if len(self.trace) >= TRACE_LIMIT:
+                self.trace_cut += 1
+                return None
+            what = brief(step.args) if step.kind not in ("parallel", "repeat") else (
+                f"{len(step.branches)} branches" if step.kind == "parallel" else f"times: {step.args.get('times')}")
+            entry = {"line": step.line, "kind": step.kind, "what": what[:300], "status": "ok",
+                     "t": round(time.monotonic() - self._t0, 4),
+                     "depth": max(sum(1 for p in step.path if isinstance(p, int)) - 1, 0)}
+            self.trace.append(entry)
+            return entry
 
     def namespace(self, local: dict[str, Any]) -> dict[str, Any]:
         with self._lock:

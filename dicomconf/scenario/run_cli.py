@@ -18,7 +18,9 @@ scenario id defined in two of those sources is a usage error, never a
 scenario run twice.  Directories are expanded into their scenario files on
 pytest's command line, so a directory of any name is collected.
 ``--gentle`` leaves out the scenarios marked ``disruptive`` (pytest
-``-m "not disruptive"``); the reports list them as left out.
+``-m "not disruptive"``); the reports list them as left out.  ``--reruns N``
+(pytest-rerunfailures' option, passed through) plays a failed scenario again;
+one that passes on a rerun is reported as flaky (:mod:`dicomconf.reruns`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write a Markdown summary (for CI job summary pages, e.g. $GITHUB_STEP_SUMMARY)")
     parser.add_argument("--write-baseline", metavar="FILE",
                         help="write this run's failures as a baseline (keeping the reasons of an existing FILE)")
+    parser.add_argument("--reruns", type=_reruns, metavar="N",
+                        help="play a failed or errored scenario up to N more times; one that passes on a rerun "
+                             "is reported as flaky (pytest-rerunfailures)")
+    parser.add_argument("--reruns-delay", type=float, metavar="SECONDS", help="wait this long before each rerun")
     parser.add_argument("-n", "--workers", metavar="N", help="run scenarios in N processes (pytest-xdist), or 'auto'")
     parser.add_argument("-k", dest="keyword", metavar="EXPR", help="only scenarios whose id matches EXPR (pytest -k)")
     parser.add_argument("--scenarios", dest="extra_scenarios", action="append", default=[], metavar="DIR",
@@ -86,6 +92,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="the host name the target's certificate must carry (default: the target's host)")
     tls.add_argument("--tls-insecure", action="store_true",
                      help="do not verify the target's certificate or host name (recorded in the report)")
+
+
+def _reruns(text: str) -> int:
+    """``--reruns``: a whole number, 0 or more (argparse reports anything else as a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
 
 
 def default_scenarios(cwd: Path | None = None) -> Path | None:
@@ -139,8 +156,9 @@ def pytest_args(args: argparse.Namespace) -> list[str] | str:
     report_dir = args.report_dir or str(Path("reports") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     # The pytest11 entry point has the module's own name, so this is a no-op where it is installed.
     out = [*(str(p) for p in paths), "-p", PLUGIN]
+    # junit_logging: the pcap's [[ATTACHMENT|path]] line goes to <system-out> (plugin_options.junit_extras)
     out += ["-p", "no:cacheprovider", f"--junitxml={Path(report_dir) / 'junit.xml'}", "-o", "junit_family=xunit2",
-            "--report-dir", report_dir]
+            "-o", "junit_logging=system-out", "--report-dir", report_dir]
     for flag, value in (("--target", args.target), ("--called-ae", args.called_ae),
                         ("--calling-ae", args.calling_ae), ("--profile", args.profile),
                         ("--tls-port", args.tls_port), ("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
@@ -150,7 +168,8 @@ def pytest_args(args: argparse.Namespace) -> list[str] | str:
                         ("--scu-profile", getattr(args, "scu_profile", None)), ("--scu-wait", getattr(args, "scu_wait", None)),
                         ("--dicomconf-baseline", getattr(args, "baseline", None)),
                         ("--dicomconf-summary-md", getattr(args, "summary_md", None)),
-                        ("--dicomconf-write-baseline", getattr(args, "write_baseline", None))):
+                        ("--dicomconf-write-baseline", getattr(args, "write_baseline", None)),
+                        ("--reruns", getattr(args, "reruns", None)), ("--reruns-delay", getattr(args, "reruns_delay", None))):
         if value is not None:
             out += [flag, str(value)]
     if args.tls_insecure:

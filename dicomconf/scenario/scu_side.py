@@ -63,6 +63,7 @@ class Played:
     findings: list = field(default_factory=list)
     pcap: Path | None = None
     scu: dict[str, Any] | None = None
+    steps: list = field(default_factory=list)  # Player.trace
 
 
 class SCUSide:
@@ -147,6 +148,7 @@ class SCUSide:
             finally:
                 listener.close()
                 played.findings = runner.findings
+                played.steps = runner.trace
                 played.pcap = pcap if pcap.exists() else None
                 if handle is not None:
                     played.scu = wait_exit(handle)

@@ -146,7 +146,8 @@ EXPECTED = {
 
 def test_every_step_kind_and_every_verdict_serial(tmp_path):
     _suite(tmp_path)
-    result = run_pytest(tmp_path, "scenarios", "--report-dir", "rep", "--junitxml", "rep/junit.xml", "-rfEs")
+    result = run_pytest(tmp_path, "scenarios", "--report-dir", "rep", "--junitxml", "rep/junit.xml", "-rfEs",
+                        "-o", "junit_logging=system-out")
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     assert outcomes(tmp_path / "rep") == EXPECTED, out
@@ -179,9 +180,14 @@ def test_every_step_kind_and_every_verdict_serial(tmp_path):
     assert by_id["verdict.skipped"]["skip_reason"] == "target checks the called AE title"
 
     cases = {c.get("name"): c for c in ET.parse(tmp_path / "rep" / "junit.xml").getroot().iter("testcase")}
-    props = {p.get("name"): p.get("value") for p in cases["verdict.should-fails"].iter("property")}
-    assert props == {"id": "verdict.should-fails", "clauses": "PS3.8 9.3.7", "severity": "should", "area": "release-abort",
-                     "role": "scu", "tests": "SCP"}
+    props = [(p.get("name"), p.get("value")) for p in cases["verdict.should-fails"].iter("property")]
+    assert props == [("id", "verdict.should-fails"), ("clauses", "PS3.8 9.3.7"), ("severity", "should"),
+                     ("area", "release-abort"), ("role", "scu"), ("tests", "SCP"), ("clause", "PS3.8 9.3.7"),
+                     ("pcap", "rep/pcap/verdict.should-fails.pcap")]
+    # the pcap as an attachment line that Jenkins, GitLab and Azure DevOps pick up from <system-out>
+    out_text = cases["verdict.must-fails"].find("system-out").text
+    assert "[[ATTACHMENT|rep/pcap/verdict.must-fails.pcap]]" in out_text.splitlines(), out_text
+    assert (tmp_path / "rep/pcap/verdict.must-fails.pcap").is_file()
 
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "<script" not in html and "verdict.must-fails" in html and "pcap/steps.send-expect.pcap" in html

@@ -80,10 +80,15 @@ def test_the_schema_refuses_what_is_not_a_report(run, break_it):
 
 
 def test_the_markdown_summary_says_what_the_report_says(run):
+    from dicomconf.report.model import counts_line
+    from dicomconf.report.outcomes import OUTCOMES
+
     doc, md, _ = run
-    assert md.startswith("## dicomconf: PASS") and "known failures only" in md
+    assert md.startswith("## dicomconf: PASS") and "1 known failure(s) from the baseline" in md
     s = doc["summary"]
-    assert f"| {s['passed']} | {s['failed']} | {s['skipped']} | {s['error']} | {s['must_failed']} |" in md
+    assert "| " + " | ".join(str(s[o]) for o in OUTCOMES) + f" | {s['must_failed']} |" in md
+    assert f"- {counts_line(doc)}" in md and "1 known" in counts_line(doc)
     assert "### Known failures (in the baseline)" in md and "- `rep.fails`" in md
-    assert "| `rep.fails` | negotiation | PS3.8 9.3.4 |" in md
+    # the failures grouped by what went wrong: one row, with its scenario and clause
+    assert "| must | expected A-ASSOCIATE-RJ, got A-ASSOCIATE-AC | `rep.fails` | PS3.8 9.3.4 |" in md
     assert "Full report: `report/report.html`" in md
