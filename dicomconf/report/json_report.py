@@ -62,6 +62,9 @@ def write_reports(report_dir: Path, run: dict[str, Any], records: list[dict[str,
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     document = build_document(report_dir, run, records, deselected)
+    from dicomconf.report.ladder import identify
+
+    document["run"]["identity"] = identify(document, report_dir)  # from the captures: what the AC/RQ announced
     write_document(report_dir, document, summary_md)
     if latest:
         _link_latest(report_dir)

@@ -135,6 +135,9 @@ def build_document(report_dir: Path, run: Mapping[str, Any], records: Iterable[M
     for d in gone:
         d["file"] = _relative_location(d.get("file"), report_dir)
     run = {**run, "versions": versions()}
+    for key in ("profile", "scu_profile"):  # a profile's file, like every other path, relative to the report
+        if isinstance(run.get(key), Mapping) and run[key].get("source") and Path(str(run[key]["source"])).is_absolute():
+            run[key] = {**run[key], "source": relative(run[key]["source"], report_dir)}
     summary = {**summarize(records, run.get("baseline")), "deselected": len(gone)}
     document: Document = {"schema_version": SCHEMA_VERSION, "run": run, "summary": summary,
                           "scenarios": scenarios, "deselected": gone}

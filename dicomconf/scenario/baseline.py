@@ -23,7 +23,8 @@ The run conforms when nothing is new and, unless ``allow_stale``, nothing is
 stale, unknown or expired (:attr:`Judgement.conforms`).  :func:`write_baseline`
 writes the failures of a run as a baseline (a flaky record as ``expected:
 flaky``), keeping what an existing file says of each entry it keeps (reason,
-ticket, expires).
+ticket, expires), and keeping an existing ``flaky`` entry whose scenario
+passed this time.
 """
 
 from __future__ import annotations
@@ -159,9 +160,12 @@ def write_baseline(path: str | Path, records: Iterable[Mapping[str, Any]], *, ta
     keep = keep or {}
     scenarios: dict[str, dict[str, Any]] = {}
     for r in sorted(records, key=lambda r: r["id"]):
+        old = keep.get(r["id"])
+        if old is not None and old.expected == "flaky" and r["outcome"] == "passed":
+            scenarios[r["id"]] = _entry_of(old)  # flaky: passing this time says nothing new
+            continue
         if r["outcome"] not in ("failed", "error", "flaky") or not _counts(r, strict):
             continue
-        old = keep.get(r["id"])
         failure = r.get("failure") or r.get("first_failure") or {}
         flaky = r["outcome"] == "flaky" or old is not None and old.expected == "flaky"
         entry: dict[str, Any] = {"expected": "flaky" if flaky else r["outcome"],
@@ -182,16 +186,28 @@ def write_baseline(path: str | Path, records: Iterable[Mapping[str, Any]], *, ta
     return len(scenarios)
 
 
+def _entry_of(entry: Entry) -> dict[str, Any]:
+    """An entry as the file writes it."""
+    out: dict[str, Any] = {"expected": entry.expected, "reason": entry.reason}
+    if entry.ticket:
+        out["ticket"] = entry.ticket
+    if entry.expires:
+        out["expires"] = entry.expires.isoformat()
+    return out
+
+
 def update_baseline(path: str | Path, records: Iterable[Mapping[str, Any]], target: str | None,
                     strict: bool = False) -> int:
     """``--write-baseline``: :func:`write_baseline` at ``path``, keeping what the file there already
-    says of the entries it keeps (a file that does not load is replaced)."""
+    says of the entries it keeps, and its ``target`` line (a file that does not load is replaced)."""
     from dicomconf.scenario.loader import SourceError
 
     keep = None
     if Path(path).exists():
         try:
             keep = load_baseline(path)
+            # the file's own description of its target (a name people wrote) outlives the address
+            target = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("target") or target
         except SourceError:
             keep = None
     return write_baseline(path, records, target=target or "embedded reference SCP", strict=strict, keep=keep)

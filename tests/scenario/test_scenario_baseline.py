@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dicomconf import exitcodes
 from dicomconf.scenario.baseline import Entry, judge, load_baseline, write_baseline
@@ -76,6 +77,17 @@ def test_written_baselines_keep_what_the_old_file_said(tmp_path: Path):
     keep = {"a": Entry("flaky", "a known race", "PACS-12", dt.date(2027, 1, 31))}
     write_baseline(path, [_r("a", "failed")], keep=keep)
     assert load_baseline(path)["a"] == Entry("flaky", "a known race", "PACS-12", dt.date(2027, 1, 31))
+
+
+def test_rewriting_a_baseline_file_keeps_its_target_line(tmp_path: Path):
+    from dicomconf.scenario.baseline import update_baseline
+
+    path = tmp_path / "baseline.yaml"
+    update_baseline(path, [_r("a", "failed")], "127.0.0.1:40000")
+    assert yaml.safe_load(path.read_text())["target"] == "127.0.0.1:40000"
+    path.write_text(path.read_text().replace("127.0.0.1:40000", "ACME PACS 7.2 (test system)"))
+    assert update_baseline(path, [_r("a", "failed"), _r("b", "failed")], "127.0.0.1:40001") == 2
+    assert yaml.safe_load(path.read_text())["target"] == "ACME PACS 7.2 (test system)"
 
 
 SCENARIOS = """\

@@ -87,7 +87,7 @@ def test_closed_port(tmp_path):
     assert _preflight(tmp_path / "r")["cause"] == "refused"
     assert json.loads((tmp_path / "r" / "report.json").read_text())["scenarios"] == []
     html = (tmp_path / "r" / "report.html").read_text()
-    assert "NOT RUN (target unreachable)" in html and "refused the connection" in html
+    assert '<span class="verdict" id="verdict">NOT RUN</span>' in html and "refused the connection" in html
 
 
 def test_unresolvable_name(tmp_path):

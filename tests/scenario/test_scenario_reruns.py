@@ -323,6 +323,14 @@ def test_a_flaky_record_is_written_as_flaky(tmp_path: Path):
     assert entries["b"].expected == "failed" and "d" not in entries
 
 
+def test_rewriting_a_baseline_keeps_a_flaky_entry_whose_scenario_passed_this_time(tmp_path: Path):
+    path = tmp_path / "baseline.yaml"
+    keep = {"a": Entry("flaky", "fails in some runs: a race", ticket="T-1"), "b": Entry("failed", "was broken")}
+    assert write_baseline(path, [_r("a", "passed"), _r("b", "passed"), _r("c", "failed")], keep=keep) == 2
+    entries = load_baseline(path)
+    assert entries["a"] == keep["a"] and "b" not in entries and entries["c"].expected == "failed"
+
+
 def test_dicomconf_run_passes_reruns_to_pytest(tmp_path: Path):
     from dicomconf.scenario.run_cli import add_arguments, pytest_args
 

@@ -141,10 +141,10 @@ def test_requirement_reaches_json_html_junit_and_failure_text(tmp_path):
     assert by_id["tiny.no-requirement"]["requirement"] == ""
 
     html = (report / "report.html").read_text(encoding="utf-8")
-    row = re.search(r'<tr class="passed"><td><code>tiny\.echo-passes</code>.*?</tr>', html, re.S)
+    row = re.search(r'<article class="scenario v-passed" id="s-tiny\.echo-passes".*?</article>', html, re.S)
     assert row and escape("It shall have a value of Success. <&>") in row.group(0)
     assert "<&>" not in html
-    quiet = re.search(r'<tr class="passed"><td><code>tiny\.no-requirement</code>.*?</tr>', html, re.S)
+    quiet = re.search(r'<article class="scenario v-passed" id="s-tiny\.no-requirement".*?</article>', html, re.S)
     assert quiet and 'class="requirement"' not in quiet.group(0)
 
     cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
