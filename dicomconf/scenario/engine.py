@@ -63,6 +63,7 @@ from dicomconf.scenario.expectations import (
 from dicomconf.scenario.match import get_path
 from dicomconf.scenario.model import Scenario, Step
 from dicomconf.ul import constants as C
+from dicomconf.wire.secrets import mask_spec
 
 DEFAULT_WITHIN = 5.0
 CONNECT_WITHIN = 5.0
@@ -129,9 +130,10 @@ class ScenarioFailure(AssertionError):
 
 
 def brief(spec: Any) -> str:
+    """A step's arguments in one line for the report, user identity credentials masked (dicomconf.wire.secrets)."""
     if isinstance(spec, dict):
         spec = {k: v for k, v in spec.items() if k not in ("on", "save", "skip", "within")}
-    return json.dumps(spec, default=str)
+    return json.dumps(mask_spec(spec), default=str)
 
 
 class Inconclusive(Exception):
@@ -429,6 +431,8 @@ class Player:
             event = self._read(name, conn, args, max(deadline - time.monotonic(), 0.0), skip)
             problems = check(args, event)
             if not problems or not args.get("until") or event.kind not in ("pdu", "message"):
+                break
+            if time.monotonic() >= deadline:  # what does not match kept coming: the wait still ends
                 break
             passed_over += 1  # until: what does not match is passed over, within the bound
         if problems:

@@ -51,7 +51,7 @@ class Event:
             head = (f"a DIMSE message ({self.message.name}, status "
                     f"{'none' if self.message.status is None else f'{self.message.status:#06x}'}) "
                     f"assembled from {len(self.parts)} P-DATA-TF PDU(s):")
-            return head + "".join(f"\n  #{i + 1} {describe_received(r)}" for i, r in enumerate(self.parts))
+            return head + _describe_parts(self.parts)
         if self.kind == "pdu":
             text = describe_received(self.received)
         elif self.kind == "silence" and self.pending:
@@ -67,8 +67,20 @@ class Event:
             text = f"connection {self.kind} by the peer"
         if self.parts:
             text += (f"\n  after {len(self.parts)} P-DATA-TF PDU(s) of a DIMSE message that was not complete:"
-                     + "".join(f"\n  #{i + 1} {describe_received(r)}" for i, r in enumerate(self.parts)))
+                     + _describe_parts(self.parts))
         return text
+
+
+PARTS_SHOWN = 20  # a failure lists at most this many of a message's PDUs (the first ones and the last)
+
+
+def _describe_parts(parts: tuple) -> str:
+    """The PDUs of a message, numbered; past :data:`PARTS_SHOWN`, the first and last few and a count."""
+    numbered = list(enumerate(parts))
+    if len(parts) > PARTS_SHOWN:
+        numbered = numbered[: PARTS_SHOWN - 3] + [(None, None)] + numbered[-2:]
+    return "".join(f"\n  ... {len(parts) - PARTS_SHOWN + 1} more" if i is None
+                   else f"\n  #{i + 1} {describe_received(r)}" for i, r in numbered)
 
 
 def describe_received(received: Any) -> str:
@@ -102,6 +114,8 @@ def next_event(conn: Any, timeout: float, skip: tuple[str, ...] = ()) -> Event:
         except OSError as exc:
             return Event("closed", waited=timeout, received=str(exc))
         if received.name in skip:
+            if time.monotonic() >= deadline:  # skipped PDUs kept coming: they do not extend the wait
+                return Event("silence", waited=timeout)
             continue
         return Event("pdu", received)
 
@@ -127,6 +141,8 @@ def next_message(conn: Any, assembler: Any, timeout: float, skip: tuple[str, ...
             return Event("pdu", event.received, parts=tuple(parts[:-1]), message=_BROKEN)
         if messages:
             return Event("message", parts[0], parts=tuple(parts), message=messages[0])
+        if time.monotonic() >= deadline:  # P-DATA-TF kept coming, but no whole message within the wait
+            return Event("silence", waited=timeout, parts=tuple(parts))
 
 def check(spec: dict, event: Event) -> list[str]:
     """Why ``event`` does not satisfy the expectation ``spec`` (empty: it does)."""

@@ -13,8 +13,18 @@ Expressions are parsed with :mod:`ast` and interpreted here, never passed to
 ``eval``: only literals, names from the namespace, attribute and constant
 subscript access, arithmetic, comparisons, ``and``/``or``/``not``, the
 conditional expression and the functions ``min``, ``max``, ``abs``, ``int``,
-``float``, ``len``, ``round``, ``lower``, ``upper`` (of a string) are allowed.  Attribute access refuses names
-that start with an underscore.
+``float``, ``len``, ``round``, ``lower``, ``upper`` (of a string) are allowed.
+
+Scenario and profile files are data, so an expression reaches data only.
+Attribute access reads a key of a mapping, or an attribute whose value is
+plain data (a number, a string, a container, a dataclass such as the
+profile), never a function, method, class, module or frame, and refuses
+every name that starts with an underscore, so ``__class__``,
+``__globals__`` and the like are out of reach.  Indexing works on mappings,
+lists, tuples and strings.  Nothing calls a function the
+list above does not name (``__import__``, ``open``, ``eval``, a method), so
+an expression can neither run code nor read a file; a refusal is an
+:class:`ExpressionError` that the step reports with its ``file:line``.
 
 Durations are ``500ms``, ``5s``, ``1.5s``, ``2m`` or a bare number of
 seconds; :func:`duration` accepts any of them after templating.
@@ -23,6 +33,7 @@ seconds; :func:`duration` accepts any of them after templating.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import operator
 import re
 from collections.abc import Mapping
@@ -56,16 +67,35 @@ _FUNCTIONS = {"min": min, "max": max, "abs": abs, "int": int, "float": float, "l
               "lower": lambda text: str(text).lower(), "upper": lambda text: str(text).upper()}
 
 
+_INDEXABLE = (Mapping, list, tuple, str, bytes)
+_DATA = (bool, int, float, str, bytes, type(None), Mapping, list, tuple, set, frozenset)
+
+
+def _is_data(value: Any) -> bool:
+    """Plain data an expression may hold: numbers, strings, containers, dataclass instances (the profile)."""
+    return isinstance(value, _DATA) or (dataclasses.is_dataclass(value) and not isinstance(value, type))
+
+
 def _get_attr(value: Any, name: str, text: str) -> Any:
+    """``value.name``: a mapping's key, or an attribute whose value is plain data (never a function,
+    class, module, frame ...), never a name starting with an underscore."""
     if name.startswith("_"):
         raise ExpressionError(f"{text!r}: attribute {name!r} is not accessible")
     if isinstance(value, Mapping):
         if name in value:
             return value[name]
         raise ExpressionError(f"{text!r}: no {name!r} (known: {', '.join(sorted(map(str, value))) or 'none'})")
-    if hasattr(value, name) and not callable(getattr(value, name)):
-        return getattr(value, name)
+    if not isinstance(value, (str, bytes)):  # a string's attributes are its methods
+        try:
+            found = getattr(value, name)
+        except AttributeError:
+            found = _MISSING
+        if found is not _MISSING and not callable(found) and _is_data(found):
+            return found
     raise ExpressionError(f"{text!r}: {type(value).__name__} has no field {name!r}")
+
+
+_MISSING = object()
 
 
 def _eval(node: ast.AST, ns: Mapping[str, Any], text: str) -> Any:
@@ -83,6 +113,8 @@ def _eval(node: ast.AST, ns: Mapping[str, Any], text: str) -> Any:
         return _get_attr(_eval(node.value, ns, text), node.attr, text)
     if isinstance(node, ast.Subscript):
         base = _eval(node.value, ns, text)
+        if not isinstance(base, _INDEXABLE):
+            raise ExpressionError(f"{text!r}: a {type(base).__name__} cannot be indexed")
         key = _eval(node.slice, ns, text)
         try:
             return base[key]
@@ -121,7 +153,10 @@ def _eval(node: ast.AST, ns: Mapping[str, Any], text: str) -> Any:
         return _eval(node.body if _eval(node.test, ns, text) else node.orelse, ns, text)
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_eval(e, ns, text) for e in node.elts]
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
+    if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS):
+        what = f"function {node.func.id!r}" if isinstance(node.func, ast.Name) else "calling this"
+        raise ExpressionError(f"{text!r}: {what} is not allowed (functions: {', '.join(sorted(_FUNCTIONS))})")
+    if isinstance(node, ast.Call):
         if node.keywords:
             raise ExpressionError(f"{text!r}: keyword arguments are not allowed")
         args = [_eval(a, ns, text) for a in node.args]

@@ -207,6 +207,10 @@ def _expectation_errors(step: Step, spec: Any, sub: tuple[Any, ...]) -> list[Sou
 
 
 def _step_errors(step: Step) -> list[SourceError]:
+    refused = step.kind == "connect" and isinstance(step.args, dict) and step.args.get("refused") is True
+    if refused and step.args.get("tls") in (None, False):  # a refused handshake needs one (PS3.15 B.10, B.12)
+        return [step.error("refused: true checks that the target refuses a TLS handshake: give tls: true "
+                           "or a TLS offer ({version, ciphers, client_cert, verify})", "refused")]
     if step.kind == "expect":
         return _expectation_errors(step, step.args, ())
     if step.kind == "associate" and isinstance(step.args, dict) and "reply" in step.args:

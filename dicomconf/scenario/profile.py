@@ -82,7 +82,8 @@ class TLSSettings:
     ``port`` is the same value as ``target.tls_port`` (the older spelling);
     ``insecure`` turns off verification of the target's certificate (chain and
     host name), which a run's report records; ``server_name`` is the host name
-    the certificate must be for when it differs from ``target.host``.
+    the certificate must be for when it differs from ``target.host``;
+    ``ciphers`` loosens the TLS 1.2 suites we offer (PS3.15 B.10, B.12).
     """
 
     enabled: bool = False
@@ -93,6 +94,7 @@ class TLSSettings:
     client_cert_required: bool = False
     insecure: bool = False
     server_name: str | None = None
+    ciphers: str | None = None  # TLS 1.2 suites we offer (OpenSSL names); None: the BCP 195 profile's
 
 
 @dataclass(frozen=True, slots=True)

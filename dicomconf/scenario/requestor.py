@@ -15,6 +15,7 @@ half in :mod:`dicomconf.scenario.engine`.
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from pathlib import Path
@@ -67,16 +68,22 @@ class Runner(Player):
 
     # ---------------------------------------------------------------- connections
 
-    def _open(self, step: Step, name: str, tls: bool, within: float) -> Any:
+    def _open(self, step: Step, name: str, tls: Any, within: float) -> Any:
+        """Open connection ``name``; ``tls`` is False, True (the run's TLS context) or ``connect``'s
+        mapping of a TLS offer of its own (:mod:`dicomconf.scenario.tls_probe`)."""
         from dicomconf.scu.client import SCU
         from dicomconf.scu.connection import Connection
 
         port = self.target.port
         context = None
-        if tls:
+        if tls or isinstance(tls, dict):
             if self.target.tls_port is None or self.target.tls_context is None:
                 raise ScenarioFailure(step, "the scenario needs TLS but the target has no TLS port in its profile")
             port, context = self.target.tls_port, self.target.tls_context
+            if isinstance(tls, dict):
+                from dicomconf.scenario.tls_probe import context_for
+
+                context, _ = context_for(step, self.target, tls)
         try:
             conn = Connection.open(self.target.host, port, tls=context, timeout=within,
                                    server_name=self.target.server_name)
@@ -102,8 +109,13 @@ class Runner(Player):
         names = args.get("as", "main")
         names = [names] if isinstance(names, str) else list(names)
         within = self._duration(step, args.get("within"), CONNECT_WITHIN)
+        if args.get("refused"):  # a check that the target refuses this TLS handshake (PS3.15 B.10, B.12)
+            from dicomconf.scenario.tls_probe import expect_refused
+
+            return expect_refused(self, step, args.get("tls"), within)
+        tls = args.get("tls") if isinstance(args.get("tls"), dict) else bool(args.get("tls"))
         for name in names:
-            self._open(step, str(name), bool(args.get("tls")), within)
+            self._open(step, str(name), tls, within)
 
     def _step_associate(self, step: Step, args: Any, local: dict) -> None:
         from dicomconf.scu.client import Aborted, Rejected, UnexpectedReply, resolve_uid
@@ -219,7 +231,12 @@ class Runner(Player):
         from dicomconf.scu.client import resolve_uid
 
         if "file" in args:
-            path = Path(step.file).parent / args["file"]
+            # Scenario files are data: they name files below their own directory, nothing else.
+            name = os.path.normpath(str(args["file"]))
+            if os.path.isabs(name) or name == ".." or name.startswith(".." + os.sep):
+                raise step.error(f"{args['file']!r} is outside the scenario's directory: a store step reads "
+                                 "files below the directory of its scenario file only", "file")
+            path = Path(step.file).parent / name
             if not path.is_file():
                 raise step.error(f"no such file {path}", "file")
             return str(path)

@@ -110,6 +110,7 @@ def client_tls(options: TargetOptions, profile: Profile, *, ca: str | None = Non
             cert=options.tls_cert or profile.tls.cert,
             key=options.tls_key or profile.tls.key,
             insecure=tls_insecure(options, profile),
+            ciphers=profile.tls.ciphers,
         )
     except ValueError as exc:
         raise TargetSetupError(f"TLS: {exc}") from None

@@ -27,7 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ae", action="append", metavar="TITLE", help="AE title to answer to (repeatable)")
     parser.add_argument("--storage", choices=STORAGE_KINDS, help="where C-STORE data sets go")
     parser.add_argument("--storage-dir", dest="storage_dir", metavar="DIR", help="directory for --storage directory")
+    parser.add_argument("--memory-limit", dest="memory_limit", metavar="SIZE",
+                        help="most bytes memory storage keeps (e.g. 256MiB, 2GiB; 'none' for no bound); "
+                             "a C-STORE past it answers A700 (default 256MiB)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log a trace of every PDU")
+    parser.add_argument("--show-secrets", dest="show_secrets", action="store_true",
+                        help="let the -v trace show user identity passcodes and tokens (masked as *** otherwise)")
     parser.add_argument(
         "--event-loop", dest="event_loop", choices=("auto", "asyncio", "uvloop"), default="auto",
         help="event loop: uvloop if installed (auto, the default), or asyncio's own",

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import yaml
 from pydicom.uid import UID_dictionary
 
+from dicomconf.scp.storage import DEFAULT_MEMORY_LIMIT
 from dicomconf.scp.tls import TLSConfig, TLSSetupError, server_context
 from dicomconf.ul import constants as C
 
@@ -38,6 +39,26 @@ _KEYWORDS: dict[str, str] = {v[4]: uid for uid, v in UID_dictionary.items() if v
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message starts ``file:line:``."""
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_SHIFTS = {"": 0, "b": 0, "k": 10, "m": 20, "g": 30, "t": 40}
+
+
+def parse_size(value: Any, allow_none: bool = False) -> int | None:
+    """Bytes from ``268435456``, ``"256MiB"``, ``"256 M"``, ``"1GiB"`` (binary units); ``none`` if allowed.
+
+    Raises ``ValueError`` saying what is accepted.
+    """
+    if allow_none and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null"))):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    m = _SIZE.match(value) if isinstance(value, str) else None
+    if not m:
+        what = "a number of bytes, or with KiB, MiB, GiB" + (", or none" if allow_none else "")
+        raise ValueError(f"{value!r} is not a size ({what})")
+    return int(m.group(1)) << _SIZE_SHIFTS[(m.group(2) or "")[:1].lower()]
 
 
 @dataclass
@@ -55,8 +76,8 @@ class SCPConfig:
     roles: dict[str, tuple[bool, bool]] = field(default_factory=dict)
     max_pdu_length: int = 16382
     max_associations: int | None = None
-    # username -> passcode (None: username alone is enough), PS3.7 D.3.3.7
-    users: dict[str, str | None] | None = None
+    # username -> passcode (None: username alone is enough), PS3.7 D.3.3.7; never shown by repr
+    users: dict[str, str | None] | None = field(default=None, repr=False)
     require_user_identity: bool = False
     async_window: tuple[int, int] | None = None
     implementation_class_uid: str = C.IMPLEMENTATION_CLASS_UID
@@ -66,11 +87,16 @@ class SCPConfig:
     fsync: bool = False
     # the largest data set taken (bytes); past it the data set is dropped and C-STORE answers A700
     max_dataset_length: int | None = 2 << 30
+    # bytes memory storage keeps in all (data sets + INSTANCE_COST each); past it C-STORE answers A700
+    memory_storage_limit: int | None = DEFAULT_MEMORY_LIMIT
+    # connections open at once; one more is closed as soon as it is accepted
+    max_connections: int = 2048
     artim_timeout: float = 30.0
     idle_timeout: float | None = 60.0
     tls: TLSConfig = field(default_factory=TLSConfig)
     backlog: int = 4096
     verbose: bool = False
+    show_secrets: bool = False  # the -v trace shows passcodes and identity tokens instead of ***
     source: str = "<defaults>"
 
     # ------------------------------------------------------------------ loading
@@ -120,6 +146,14 @@ class SCPConfig:
                 setattr(self, attr, value)
         if getattr(args, "verbose", False):
             self.verbose = True
+        if getattr(args, "show_secrets", False):
+            self.show_secrets = True
+        memory_limit = getattr(args, "memory_limit", None)
+        if memory_limit is not None:
+            try:
+                self.memory_storage_limit = parse_size(memory_limit, allow_none=True)
+            except ValueError as exc:
+                raise ConfigError(f"<command line>:0: --memory-limit: {exc}") from None
         self.validate("<command line>")
         return self
 
@@ -434,6 +468,15 @@ def _storage_dir(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
     cfg.storage_dir = path
 
 
+def _memory_limit(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
+    """``memory_storage_limit``: bytes (or ``256 MiB``), or null for no bound, asked for explicitly."""
+    try:
+        limit = parse_size(value, allow_none=True)
+    except ValueError as exc:
+        raise _fail(at, line, f"memory_storage_limit: {exc}") from None
+    cfg.memory_storage_limit = limit
+
+
 def _storage(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
     if value not in STORAGE_KINDS:
         raise _fail(at, line, f"storage must be one of {', '.join(STORAGE_KINDS)}, not {value!r}")
@@ -510,9 +553,12 @@ _FIELDS: dict[str, Callable] = {
     "storage_dir": _storage_dir,
     "fsync": _bool("fsync"),
     "max_dataset_length": _int("max_dataset_length", 1, (1 << 63) - 1, optional=True),
+    "memory_storage_limit": _memory_limit,
+    "max_connections": _int("max_connections", 1, 1_000_000),
     "artim_timeout": _seconds("artim_timeout"),
     "idle_timeout": _seconds("idle_timeout", optional=True),
     "tls": _tls,
     "backlog": _int("backlog", 1, 65535),
     "verbose": _bool("verbose"),
+    "show_secrets": _bool("show_secrets"),
 }

@@ -58,6 +58,7 @@ import struct
 from typing import Any
 
 from dicomconf.scp.config import ConfigError, SCPConfig
+from dicomconf.scp.describe import describe
 from dicomconf.scp.hooks import Hooks
 from dicomconf.scp.responses import response_command, response_pdata
 from dicomconf.scp.storage import (
@@ -66,6 +67,7 @@ from dicomconf.scp.storage import (
     MemoryStorage,
     Spool,
     StoredInstance,
+    format_size,
     make_storage,
 )
 from dicomconf.scp.tls import TLSSetupError, server_context
@@ -83,6 +85,8 @@ STATUS_UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 Annex C: Refused, unrecognized o
 STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122  # PS3.7 Annex C: Refused, SOP class not supported
 _NO_RESPONSE = frozenset({dimse.C_CANCEL_RQ})
 _TIMER_SLACK = 0.001  # s: a deadline this close is due (event loops may fire a timer up to a tick early)
+RECORDS_KEPT = 10_000  # directory and discard storage: ReferenceSCP.stored lists at most twice this many
+_FDS_PER_CONNECTION = 2  # its socket and the temporary file of a store being written
 
 
 class _Connection(asyncio.Protocol):
@@ -123,6 +127,13 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         cfg = self.server.config
+        if len(self.server._connections) >= self.server.max_connections:
+            self.closed = True  # PS3.8 9.1.2: an acceptor may decline a transport connection
+            self.server.refused += 1
+            log.warning("%s: connection closed at once: %d connections open (max_connections)",
+                        self.peer, len(self.server._connections))
+            transport.close()
+            return
         self.assoc = Association(
             "acceptor", max_pdu_length=cfg.max_pdu_length, data_sink=self._open_spool,
             max_data_length=cfg.max_dataset_length,
@@ -131,6 +142,8 @@ class _Connection(asyncio.Protocol):
         self._handle(self.assoc.connection_made())
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return  # a connection closed at once (max_connections) never had an association
         hooks = self.server.hooks
         if hooks is not None and hooks.inbound is not None:
             data = hooks.inbound(data, self)  # a variant's view of what arrived (dicomconf.scp.hooks)
@@ -189,7 +202,7 @@ class _Connection(asyncio.Protocol):
             if kind is ev.PDUReceived:
                 self.last_pdu = self.loop.time()
                 if self.server.tracing:
-                    trace.debug("%s <- %s", self.peer, _describe(event.pdu))
+                    trace.debug("%s <- %s", self.peer, describe(event.pdu, self.server.config.show_secrets))
             elif kind is ev.MessageReceived:
                 self._on_message(event.message)
             elif kind is ev.AssociateRequested:
@@ -230,7 +243,7 @@ class _Connection(asyncio.Protocol):
             return
         if out:
             if self.server.tracing:
-                trace.debug("%s -> %s", self.peer, _describe(primitive))
+                trace.debug("%s -> %s", self.peer, describe(primitive, self.server.config.show_secrets))
             self.transport.write(out)  # type: ignore[union-attr]
 
     def _flush(self) -> None:
@@ -403,11 +416,9 @@ class _Connection(asyncio.Protocol):
         if self.spool is not None and not self.spool.ended:
             self.spool.discard()  # cannot happen: the assembler completes one data set before the next
         self.spool = None
-        if command.command_field != dimse.C_STORE_RQ:
-            return None
-        instance = self._instance(command)
+        instance = self._instance(command) if command.command_field == dimse.C_STORE_RQ else 0
         if isinstance(instance, int):
-            return None  # refused when it completes; held (within the bound) until then
+            return Spool()  # answered without its data set (refused, or not a service we offer): only counted
         try:
             self.spool = self.server.storage.open(instance, self.server.config.max_dataset_length)
         except Exception as exc:  # the backend's own bug: the data set is held, and the store answers
@@ -421,17 +432,20 @@ class _Connection(asyncio.Protocol):
         if spool is self.spool:
             self.spool = None
         if msg.data_dropped:
-            log.info("%s: data set of %d bytes exceeds max_dataset_length", self.peer, msg.data_length)
-            self._store_done(msg, STATUS_OUT_OF_RESOURCES, None)
+            limit = self.server.config.max_dataset_length or 0
+            cause = f"data set of {msg.data_length} bytes longer than max_dataset_length ({format_size(limit)})"
+            self._store_done(msg, STATUS_OUT_OF_RESOURCES, None, cause)
             return
         if isinstance(instance, int) or msg.data_length is None:
             if spool is not None:
                 spool.discard()
-            self._store_done(msg, STATUS_PROCESSING_FAILURE if msg.data_length is None else instance, None)
+            if msg.data_length is None:
+                instance = STATUS_PROCESSING_FAILURE
+            self._store_done(msg, instance, None, self._refusal(msg))
             return
         storage = self.server.storage
         if spool is not None:
-            work, args, blocking = spool.commit, (), spool.blocking
+            work, args, blocking = self._commit, (spool,), spool.blocking
         else:
             # Held fragments go as received: a file is written from them, no joined copy.
             work, args, blocking = storage.store, (instance, msg.data_parts), storage.blocking
@@ -448,6 +462,23 @@ class _Connection(asyncio.Protocol):
         future = self.loop.run_in_executor(self.server._executor, work, *args)
         self.server._in_flight.add(future)
         future.add_done_callback(lambda f: self._stored(f, msg, instance))
+
+    @staticmethod
+    def _commit(spool: Spool) -> tuple[int, str | None]:
+        status = spool.commit()
+        return status, spool.cause
+
+    def _refusal(self, msg: dimse.Message) -> str:
+        """Why a C-STORE-RQ is refused before its data set is looked at (PS3.7 9.1.1, PS3.4 B.2.3)."""
+        context = self.assoc.accepted_contexts.get(msg.context_id)
+        if msg.data_length is None:
+            return "the C-STORE-RQ carries no data set (Command Data Set Type)"
+        if context is None:
+            return f"presentation context {msg.context_id} is not accepted"
+        if not msg.affected_sop_class_uid or not msg.affected_sop_instance_uid:
+            return "no Affected SOP Class or Instance UID in the command"
+        return (f"SOP class {msg.affected_sop_class_uid} is not the abstract syntax {context[0]} "
+                f"of context {msg.context_id}")
 
     def _stored(self, future: asyncio.Future, msg: dimse.Message, instance: StoredInstance) -> None:
         self.server._in_flight.discard(future)
@@ -466,11 +497,21 @@ class _Connection(asyncio.Protocol):
         else:
             self._drain()
 
-    def _store_done(self, msg: dimse.Message, status: int, instance: StoredInstance | None) -> None:
+    def _store_done(
+        self, msg: dimse.Message, status: Any, instance: StoredInstance | None, cause: str | None = None
+    ) -> None:
+        """Answer a C-STORE; a failure is logged in one line with its cause (disk full, memory limit ...).
+
+        ``status`` is a status or a backend's ``(status, cause)``.
+        """
+        if type(status) is tuple:
+            status, cause = status
         if status == 0 and instance is not None:
             self.server._record(instance)
         elif status:
-            log.info("%s: C-STORE of %s answered %04X", self.peer, msg.affected_sop_instance_uid, status)
+            (log.warning if status >> 12 == 0xA or status == STATUS_PROCESSING_FAILURE else log.info)(
+                "%s: C-STORE of %s answered %04X: %s", self.peer, msg.affected_sop_instance_uid, status,
+                cause or "the storage backend gave no reason")
         self._respond(msg, status, msg.affected_sop_instance_uid)
 
     # -------------------------------------------------------------- end
@@ -514,28 +555,8 @@ def _general_rsp(
     return dimse.Message(msg.context_id, ds)
 
 
-def _describe(obj: Any) -> str:
-    if isinstance(obj, dimse.Message):
-        return f"P-DATA ({obj.name}, context {obj.context_id})"
-    pdu_type = getattr(obj, "pdu_type", None)
-    name = C.PDU_NAMES.get(pdu_type, type(obj).__name__) if pdu_type is not None else type(obj).__name__
-    if pdu_type == C.P_DATA_TF:
-        return f"{name} ({len(obj.pdvs)} PDV(s), {sum(len(p.data) for p in obj.pdvs)} byte(s))"
-    if pdu_type == C.A_ASSOCIATE_RQ:
-        return (
-            f"{name} calling={obj.calling_ae_title!r} called={obj.called_ae_title!r} "
-            f"contexts={len(obj.presentation_contexts)}"
-        )
-    if pdu_type == C.A_ASSOCIATE_AC:
-        results = " ".join(
-            f"{pc.context_id}:{C.PC_RESULT_NAMES.get(pc.result, pc.result)}" for pc in obj.presentation_contexts
-        )
-        return f"{name} max={obj.user_information.maximum_length} contexts {results}"
-    return f"{name} {obj!r}"
-
-
-def _raise_nofile(wanted: int) -> None:
-    """Raise the soft open-files limit toward ``wanted`` (never above the hard limit)."""
+def _raise_nofile(wanted: int) -> int | None:
+    """Raise the soft open-files limit toward ``wanted`` (never above the hard limit); the limit now (None: none)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target:
@@ -543,6 +564,8 @@ def _raise_nofile(wanted: int) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         except (ValueError, OSError):
             pass
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def _where(host: str, port: int, backlog: int) -> dict[str, Any]:
@@ -574,6 +597,8 @@ class ReferenceSCP:
         self.tls_port: int | None = None
         self.active = 0  # associations established now
         self.associations = 0  # connections finished so far
+        self.refused = 0  # connections closed at once past max_connections
+        self.max_connections = config.max_connections  # lowered at start() when file descriptors are short
         self.tracing = config.verbose
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: set[_Connection] = set()
@@ -586,6 +611,8 @@ class ReferenceSCP:
         if self.storage.kind == "memory":
             return  # MemoryStorage already appended it to self.stored
         path = getattr(self.storage, "path_for", None)
+        if len(self.stored) >= 2 * RECORDS_KEPT:
+            del self.stored[:RECORDS_KEPT]  # the files are the store; the list is only the recent ones
         self.stored.append(
             StoredInstance(
                 instance.sop_class_uid, instance.sop_instance_uid, instance.transfer_syntax, b"",
@@ -597,7 +624,11 @@ class ReferenceSCP:
         """Bind the listeners (PS3.8 9.1.2: the acceptor listens); port 0 picks a free port."""
         self._loop = loop = asyncio.get_running_loop()
         cfg = self.config
-        _raise_nofile(max(4096, cfg.backlog * 2))
+        fds = _raise_nofile(max(4096, cfg.backlog * 2, cfg.max_connections * _FDS_PER_CONNECTION + 64))
+        if fds is not None and cfg.max_connections * _FDS_PER_CONNECTION + 64 > fds:
+            self.max_connections = max(1, (fds - 64) // _FDS_PER_CONNECTION)
+            log.warning("max_connections lowered from %d to %d: the process may open %d files",
+                        cfg.max_connections, self.max_connections, fds)
         if self.storage.blocking:
             self._executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="dicomconf-store")
         server = await loop.create_server(

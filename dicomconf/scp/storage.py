@@ -5,8 +5,9 @@ Theory of operation
 A backend's :meth:`~Storage.store` takes one received instance (the command's
 SOP class and instance UIDs, the data set bytes exactly as received in the
 presentation context's transfer syntax) and returns a DIMSE status
-(PS3.4 B.2.3): 0000 on success, A700 (out of resources) when the disk is
-full, 0110 (processing failure) for any other failure to keep it.
+(PS3.4 B.2.3): 0000 on success, A700 (out of resources) when the disk or
+the memory budget is full, 0110 (processing failure) for any other failure
+to keep it.
 
 The directory backend writes a DICOM Part 10 file (PS3.10 7.1): 128-byte
 preamble, ``DICM``, the File Meta Information group in explicit VR little
@@ -20,8 +21,22 @@ before its last PDU.  The write is atomic: a temporary file in the same
 directory, optional ``fsync``, then ``os.replace`` onto the final name, so an
 aborted or failed store never leaves a partial file under a name a reader
 would pick up; a spool whose data set never completes is discarded.  The
-discard backend's spool keeps nothing; the memory backend holds data sets
-(within the server's bound, ``max_dataset_length``).
+discard backend's spool keeps nothing.
+
+The memory backend's :class:`MemorySpool` holds the fragments of a data set
+as they arrive and charges them at once to the backend's budget
+(``memory_storage_limit``, shared by every association): the first fragment
+that would take the total past it ends the spool (its fragments released, the
+rest of the data set only counted) and the store answers A700, out of
+resources (PS3.4 B.2.3).  A refusal rather than evicting older instances: a
+fake PACS whose contents vanish silently is worse than one that says it is
+full.  :meth:`MemoryStorage.remove` and :meth:`MemoryStorage.clear` give the
+memory back.
+
+A spool or backend that fails keeps the reason in one line (``cause``: disk
+full, quota, permission, memory limit, data set too large) for the server's
+log.  Files are created readable by their owner only (0o600) and the
+directories the backend creates 0o700: they hold patient data.
 
 :attr:`Storage.blocking` (and :attr:`Spool.blocking`) tells the server to run
 the final step on a worker thread.  With ``fsync`` on, it waits for the disk
@@ -36,10 +51,11 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
-import os
 import itertools
+import os
 import re
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -49,10 +65,22 @@ STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700  # PS3.4 B.2.3: Refused, out of resources
 STATUS_PROCESSING_FAILURE = 0x0110  # PS3.7 C.4.2: Failure, processing failure
 
+DEFAULT_MEMORY_LIMIT = 256 << 20  # bytes held by memory storage unless configured otherwise
+INSTANCE_COST = 1024  # bytes charged per kept instance beyond its data set: the record, its UIDs, the list slot
+FILE_MODE = 0o600  # Part 10 files hold patient data: readable by the owner only
+DIRECTORY_MODE = 0o700
 _PREAMBLE = bytes(128) + b"DICM"
 _SAFE_NAME = re.compile(r"^[0-9][0-9.]{0,63}$")
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _IOV_MAX = 1024  # POSIX IOV_MAX on Linux: the most buffers one writev takes
+
+
+def format_size(n: int) -> str:
+    """``268435456`` -> ``256 MiB``: the largest binary unit that divides ``n``, else bytes."""
+    for shift, unit in ((40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")):
+        if n and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +103,11 @@ class Spool:
     makes the instance stored (and may block when ``blocking``);
     ``discard()`` undoes everything of an instance that will not be stored.
     More than ``limit`` bytes (None: no limit) are not kept: ``commit()``
-    then answers A700, out of resources.  This base spool keeps nothing.
+    then answers A700, out of resources.  ``cause`` says in one line why a
+    failed spool failed.  This base spool keeps nothing.
     """
 
-    __slots__ = ("limit", "length", "ended", "status")
+    __slots__ = ("limit", "length", "ended", "status", "cause")
     blocking = False
 
     def __init__(self, limit: int | None = None) -> None:
@@ -86,12 +115,18 @@ class Spool:
         self.length = 0
         self.ended = False
         self.status: int | None = None  # a failure already known
+        self.cause: str | None = None  # why, in one line
 
     def write(self, buf) -> None:
         self.length += len(buf)
         if self.status is None and self.limit is not None and self.length > self.limit:
-            self.status = STATUS_OUT_OF_RESOURCES
-            self._abandon()
+            self.fail(STATUS_OUT_OF_RESOURCES, f"data set longer than max_dataset_length ({format_size(self.limit)})")
+
+    def fail(self, status: int, cause: str) -> None:
+        """End the spool with ``status`` (answered by ``commit``) and release what it kept."""
+        self.status = status
+        self.cause = cause
+        self._abandon()
 
     def end(self) -> None:
         self.ended = True
@@ -132,21 +167,148 @@ class DiscardStorage(Storage):
 
 
 class MemoryStorage(Storage):
-    """Keeps every instance in a list, in arrival order."""
+    """Keeps every instance in a list, in arrival order, within ``limit`` bytes in all (None: no bound).
+
+    Each kept instance costs its data set plus :data:`INSTANCE_COST`; data
+    sets still arriving are charged as their fragments come
+    (:class:`MemorySpool`), so the total held never passes ``limit``.  Runs on
+    the server's event-loop thread; :meth:`remove` and :meth:`clear` may be
+    called from any thread.  An instance taken out of :attr:`instances` by
+    other means (``del``, ``pop``) is noticed when the list's length changes.
+    """
 
     kind = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = DEFAULT_MEMORY_LIMIT) -> None:
         self.instances: list[StoredInstance] = []
+        self.limit = limit
+        self._used = 0  # bytes charged for the kept instances
+        self._counted = 0  # len(instances) when _used was last right
+        self._reserved = 0  # bytes of data sets still arriving
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        """Bytes charged for the instances kept now (data sets plus :data:`INSTANCE_COST` each)."""
+        with self._lock:
+            self._sync()
+            return self._used
+
+    @property
+    def reserved(self) -> int:
+        """Bytes of data sets still arriving, already charged."""
+        return self._reserved
+
+    def _sync(self) -> None:
+        """Recount after :attr:`instances` changed length behind our back (caller holds the lock)."""
+        if len(self.instances) != self._counted:
+            self._used = sum(len(i.data) + INSTANCE_COST for i in self.instances)
+            self._counted = len(self.instances)
+
+    def room(self, more: int) -> bool:
+        """True when ``more`` bytes fit beside what is kept and arriving."""
+        if self.limit is None:
+            return True
+        if self._used + self._reserved + more <= self.limit:
+            return True
+        with self._lock:
+            self._sync()  # something may have been taken out
+            return self._used + self._reserved + more <= self.limit
+
+    def full_cause(self) -> str:
+        return f"memory storage limit {format_size(self.limit or 0)} reached"
+
+    def keep(self, instance: StoredInstance, charged: int = 0) -> int:
+        """Add ``instance``, moving ``charged`` reserved bytes to the kept ones; A700 past the limit."""
+        cost = len(instance.data) + INSTANCE_COST
+        self._reserved -= charged
+        if not self.room(cost):
+            return STATUS_OUT_OF_RESOURCES
+        with self._lock:
+            self._sync()
+            self.instances.append(instance)
+            self._used += cost
+            self._counted = len(self.instances)
+        return STATUS_SUCCESS
 
     def store(self, instance: StoredInstance, parts: Sequence | None = None) -> int:
         if parts is not None:
-            instance = dataclasses.replace(instance, data=parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts))
-        self.instances.append(instance)
-        return STATUS_SUCCESS
+            instance = dataclasses.replace(instance, data=_joined(parts))
+        return self.keep(instance)
 
     def open(self, instance: StoredInstance, limit: int | None = None) -> Spool | None:
-        return None  # held by the assembler, within the server's bound
+        return MemorySpool(self, instance, limit)
+
+    def remove(self, sop_instance_uid: str) -> int:
+        """Forget every kept instance with this SOP Instance UID and give its memory back; how many."""
+        with self._lock:
+            self._sync()
+            kept = [i for i in self.instances if i.sop_instance_uid != sop_instance_uid]
+            gone = len(self.instances) - len(kept)
+            self.instances[:] = kept
+            self._used = sum(len(i.data) + INSTANCE_COST for i in kept)
+            self._counted = len(kept)
+        return gone
+
+    def clear(self) -> None:
+        """Forget every kept instance."""
+        with self._lock:
+            self.instances.clear()
+            self._used = self._counted = 0
+
+
+def _joined(parts: Sequence) -> bytes:
+    return parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
+
+
+class MemorySpool(Spool):
+    """A data set for :class:`MemoryStorage`, held as it arrives and charged to the storage's budget at once.
+
+    The first fragment that would take the storage past its limit ends the
+    spool: the fragments held are released, the rest is only counted, and
+    ``commit`` answers A700 (out of resources, PS3.4 B.2.3).
+    """
+
+    __slots__ = ("storage", "instance", "parts", "charged")
+
+    def __init__(self, storage: MemoryStorage, instance: StoredInstance, limit: int | None = None) -> None:
+        super().__init__(limit)
+        self.storage = storage
+        self.instance = instance
+        self.parts: list = []
+        self.charged = 0  # bytes reserved in the storage for this data set
+
+    def write(self, buf) -> None:
+        n = len(buf)
+        self.length += n
+        if self.status is not None:
+            return
+        if self.limit is not None and self.length > self.limit:
+            self.fail(STATUS_OUT_OF_RESOURCES, f"data set longer than max_dataset_length ({format_size(self.limit)})")
+            return
+        storage = self.storage
+        if not storage.room(n + INSTANCE_COST):
+            self.fail(STATUS_OUT_OF_RESOURCES, storage.full_cause())
+            return
+        storage._reserved += n
+        self.charged += n
+        self.parts.append(buf)
+
+    def commit(self) -> int:
+        if self.status is not None:
+            return self.status
+        data = _joined(self.parts) if self.parts else b""
+        self.parts = []
+        charged, self.charged = self.charged, 0
+        status = self.storage.keep(dataclasses.replace(self.instance, data=data), charged)
+        if status != STATUS_SUCCESS:
+            self.status, self.cause = status, self.storage.full_cause()
+        return status
+
+    def _abandon(self) -> None:
+        self.parts = []
+        self.storage._reserved -= self.charged
+        self.charged = 0
 
 
 def _meta_tag(keyword: str) -> tuple[int, int, bytes]:
@@ -210,6 +372,26 @@ def file_name(sop_instance_uid: str) -> str:
     return hashlib.sha256(sop_instance_uid.encode("utf-8", "replace")).hexdigest() + ".dcm"
 
 
+_NOT_ASCII = "a UID of the instance is not ASCII (PS3.5 9.1)"
+
+
+def make_private_dirs(path: str) -> None:
+    """Create ``path`` and any missing parents with mode 0o700 (existing ones are left as they are)."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIRECTORY_MODE)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+
+
 class DirectoryStorage(Storage):
     """Writes each instance as a Part 10 file ``<SOP Instance UID>.dcm``, atomically."""
 
@@ -229,7 +411,7 @@ class DirectoryStorage(Storage):
         self.implementation_class_uid = implementation_class_uid
         self.implementation_version_name = implementation_version_name
         self._counter = itertools.count()
-        os.makedirs(self.directory, exist_ok=True)
+        make_private_dirs(self.directory)
 
     def path_for(self, sop_instance_uid: str) -> str:
         return os.path.join(self.directory, file_name(sop_instance_uid))
@@ -251,7 +433,7 @@ class DirectoryStorage(Storage):
             head = self._head(instance)
         except UnicodeEncodeError:  # a UID that is not ASCII
             spool = Spool(limit)
-            spool.status = STATUS_PROCESSING_FAILURE
+            spool.fail(STATUS_PROCESSING_FAILURE, _NOT_ASCII)
             return spool
         return FileSpool(self, self.path_for(instance.sop_instance_uid), head, limit)
 
@@ -338,7 +520,8 @@ class FileSpool(Spool):
         try:
             if self.fd < 0:
                 self.tmp = self.storage.temporary_name()
-                self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+                self.fd = os.open(self.tmp, flags, FILE_MODE)
             while views:
                 written = os.writev(self.fd, views[:_IOV_MAX])
                 while views and written >= len(views[0]):
@@ -350,8 +533,7 @@ class FileSpool(Spool):
             self._fail(exc)
 
     def _fail(self, exc: OSError) -> None:
-        self.status = STATUS_OUT_OF_RESOURCES if exc.errno in _FULL_DISK else STATUS_PROCESSING_FAILURE
-        self._abandon()
+        self.fail(STATUS_OUT_OF_RESOURCES if exc.errno in _FULL_DISK else STATUS_PROCESSING_FAILURE, str(exc))
 
     def _abandon(self) -> None:
         self.pending = []
@@ -373,7 +555,7 @@ class FileSpool(Spool):
 def make_storage(config) -> Storage:
     """The backend an :class:`~dicomconf.scp.config.SCPConfig` asks for."""
     if config.storage == "memory":
-        return MemoryStorage()
+        return MemoryStorage(config.memory_storage_limit)
     if config.storage == "directory":
         return DirectoryStorage(
             config.storage_dir,

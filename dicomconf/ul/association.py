@@ -52,6 +52,10 @@ After the association has closed the transport, or the transport was lost,
 late calls to ``receive_data`` / ``connection_lost`` are ignored (they
 return no events); on an association that never had a connection they raise
 :class:`LocalProtocolError`, as do blank cells of the table for local events.
+An Association serves one transport connection: once it is over (back in
+Sta1), ``connection_made`` and an A-ASSOCIATE request raise
+:class:`LocalProtocolError`, since its framer, flags and negotiated values
+belong to the connection that ended; a new connection takes a new Association.
 """
 
 from __future__ import annotations
@@ -126,6 +130,7 @@ def _oversized(length: int, limit: int) -> RemoteProtocolError:
     )
 
 
+_OVER = "this association is over (Sta1): a new transport connection takes a new Association (PS3.8 9.2)"
 _new_tuple = tuple.__new__
 _FIXED_OUTCOMES = fsm.FIXED_OUTCOMES
 _CONNECTION_CLOSED = ConnectionClosed()  # fieldless and frozen: one instance serves every association
@@ -207,6 +212,8 @@ class Association:
 
     def connection_made(self) -> list[Event]:
         """The transport connection is up: Evt5 (acceptor, AE-5) or Evt2 (requestor, AE-2)."""
+        if self._finished:
+            raise LocalProtocolError(_OVER)
         if self.role == "acceptor":
             return self._fire("Evt5")
         if self.state == "Sta1" and not self._finished and not self._connected:
@@ -331,6 +338,8 @@ class Association:
     def _request_association(self, rq: AAssociateRQ) -> bytes:
         if self.role != "requestor":
             raise LocalProtocolError("only the association-requestor sends an A-ASSOCIATE-RQ (PS3.8 7.1)")
+        if self._finished:
+            raise LocalProtocolError(_OVER)
         self._fire("Evt1", pdu=rq)
         self._pending_rq = rq
         if self._connected:

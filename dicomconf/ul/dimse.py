@@ -24,12 +24,13 @@ re-exports).  The data set is kept as the bytes that came, in the context's
 transfer syntax, and decoded only when :meth:`Message.dataset` is asked.
 Data set fragments are held as read-only memoryviews into the received
 PDUs (a fragment of a writable buffer is copied, because the driver may reuse
-it; so is one under 1 KiB, so that small views never pin large buffers) and
-joined once, when ``Message.data`` is first read; a consumer that writes
-pieces (``Message.data_parts``) never joins them.  A receiver that must not
-hold a data set at all gives the assembler a sink, which takes the fragments
-as they come (a file being written, a digest, nothing); one that holds them
-gives a bound, past which the data set is counted but dropped.
+it; so is one under 1 KiB, so that small views never pin large buffers, and
+such small copies share one buffer) and joined once, when ``Message.data``
+is first read; a consumer that writes pieces (``Message.data_parts``) never
+joins them.  A receiver that must not hold a data set at all gives the
+assembler a sink, which takes the fragments as they come (a file being
+written, a digest, nothing); one that holds them gives a bound, past which
+the data set is counted but dropped.
 
 Outbound, :func:`fragment` turns a message into P-DATA-TF PDUs, one PDV
 each, whose variable field never exceeds the peer's Maximum Length (PS3.8
@@ -472,7 +473,7 @@ class MessageAssembler:
                 raise _unexpected(
                     "data set fragment before the last command fragment", "PS3.8 E.2, PS3.7 6.3.1"
                 )
-            self._parts.append(data)
+            self._hold(data)
             self._length += len(data)
             if self._length > MAX_COMMAND_SET_LENGTH:
                 raise RemoteProtocolError(
@@ -511,7 +512,7 @@ class MessageAssembler:
         elif self._dropping:
             self._length += len(data)
         else:
-            self._parts.append(data)
+            self._hold(data)
             limit = self.max_data_length
             if limit is not None:
                 self._length += len(data)
@@ -531,6 +532,19 @@ class MessageAssembler:
         parts, self._parts = self._parts, []
         # One bytes fragment is the data set; several are joined only if someone reads ``data``.
         return head.with_data(parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else parts)  # type: ignore[union-attr]
+
+    def _hold(self, data: bytes | memoryview) -> None:
+        """Keep a fragment (PS3.8 E.1); small ones after the first share one bytearray, so that empty or
+        tiny fragments, which the length bounds barely count, cost their bytes and not an object each."""
+        parts = self._parts
+        if not parts or len(data) >= _SMALL_FRAGMENT:
+            parts.append(data)
+        elif type(parts[-1]) is bytearray:
+            parts[-1] += data
+        elif len(parts[-1]) < _SMALL_FRAGMENT:
+            parts[-1] = bytearray(parts[-1]) + data
+        else:
+            parts.append(bytearray(data))
 
 
 # --------------------------------------------------------------------------

@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, action="append", default=[], metavar="N",
                         help="treat TCP port N as DICOM (repeatable); other ports are detected by content")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the full tree of every PDU")
+    parser.add_argument("--show-secrets", dest="show_secrets", action="store_true",
+                        help="let -v show user identity passcodes and tokens (masked as *** otherwise)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--datasets", action="store_true",
                         help="also decode each DIMSE message's data set (pydicom, the context's transfer syntax)")
@@ -111,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             for f in findings:
                 write(f"{'':14}! {f}\n")
             if args.verbose:
-                write(dissect.tree(data).rstrip("\n") + "\n")
+                write(dissect.tree(data, args.show_secrets).rstrip("\n") + "\n")
             if args.datasets and data[:1] == PDATA:
                 for line in _datasets(assemblers, (conn, from_rq), data, state):
                     write(f"{'':14}{line}\n")

@@ -203,12 +203,17 @@ def summary(pdu: bytes) -> str:
     return f"{name} {rest}".rstrip()
 
 
-def tree(pdu: bytes) -> str:
-    """The full dissection: scapy's tree, then each whole command PDV decoded with pydicom."""
+def tree(pdu: bytes, show_secrets: bool = False) -> str:
+    """The full dissection: scapy's tree, then each whole command PDV decoded with pydicom.
+
+    User identity credentials print as ``***`` unless ``show_secrets`` (:mod:`dicomconf.wire.secrets`).
+    """
     from dicomconf.wire.layers import dissect
+    from dicomconf.wire.secrets import mask_packet
 
     try:
-        text = dissect(pdu).show(dump=True)
+        packet = dissect(pdu)
+        text = (packet if show_secrets else mask_packet(packet)).show(dump=True)
     except Exception as exc:  # scapy's fields raise on bytes too short for them
         from scapy.utils import hexdump
 

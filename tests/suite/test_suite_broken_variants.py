@@ -396,6 +396,7 @@ class Variant:
     config: dict = field(default_factory=dict)
     profile: dict = field(default_factory=dict)
     tls: bool = False
+    tls_config: dict = field(default_factory=dict)  # TLSConfig changes (dicomconf.scp.tls): a weak TLS listener
 
 
 _NO_TIMERS = {"artim_timeout": 60.0, "idle_timeout": None}
@@ -533,6 +534,12 @@ VARIANTS: dict[str, Variant] = {
     "called-ae-unchecked-tls": Variant(None, ("tls.called-ae-not-recognized",),
                                        config={"require_called_ae": False}, tls=True),
     "oversized-pdata-taken-tls": Variant(oversized_pdata_taken, ("tls.pdata-exceeds-acceptor-max-length",), tls=True),
+    # A TLS listener weaker than the BCP 195 profiles allow (PS3.15 B.10, B.12).
+    "tls-1.0-and-1.1-negotiated": Variant(None, ("tls.tls-1-0-refused", "tls.tls-1-1-refused"), tls=True,
+                                          tls_config={"min_version": "TLSv1", "ciphers": "DEFAULT:@SECLEVEL=0"}),
+    "tls-1.2-refused": Variant(None, ("tls.tls-1-2-supported",), tls=True, tls_config={"min_version": "TLSv1.3"}),
+    "null-suites-negotiated": Variant(None, ("tls.null-and-export-suites-refused",), tls=True,
+                                      tls_config={"ciphers": "DEFAULT:eNULL:@SECLEVEL=0"}),
 }
 
 # Must-level scenarios of the shipped library that no variant above catches yet.
@@ -573,6 +580,8 @@ def test_broken_variant_is_caught_by_its_scenarios(name, tmp_path):
         except TLSUnavailable as exc:
             pytest.skip(f"no TLS certificate can be made here: {exc}")
     config = dataclasses.replace(base.scp_config(port=0, cert=cert, key=key), **variant.config)
+    if variant.tls_config:
+        config = dataclasses.replace(config, tls=dataclasses.replace(config.tls, **variant.tls_config))
     handle = run_in_thread(config, hooks=variant.hooks() if variant.hooks else None)
     try:
         tls = {"enabled": True, "port": handle.tls_port, "ca": cert} if variant.tls else {"enabled": False}
