@@ -49,6 +49,7 @@ from pydicom.uid import UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 from dicomconf.ul import dimse as D
+from dicomconf.ul.dimse_codec import inflate
 from dicomconf.ul.errors import LocalProtocolError, RemoteProtocolError
 from dicomconf.ul.negotiation_check import MUST, SHOULD, Problem
 
@@ -258,13 +259,13 @@ def _check_explicit_vrs(data: bytes, uid: UID) -> None:
     raw = data
     if uid.is_deflated:
         try:
-            raw = zlib.decompress(data, -zlib.MAX_WBITS)
-        except zlib.error:
+            raw = inflate(data)
+        except (zlib.error, ValueError):
             return  # decode_dataset says why
     order = "<" if uid.is_little_endian else ">"
     pos, end = 0, len(raw)
     while end - pos >= 8:
-        vr = raw[pos + 4 : pos + 6]
+        vr = bytes(raw[pos + 4 : pos + 6])
         if vr not in _VRS:
             group, element = struct.unpack_from(order + "HH", raw, pos)
             raise ValueError(f"element ({group:04X},{element:04X}) at offset {pos} has no explicit VR "

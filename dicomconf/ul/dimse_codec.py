@@ -373,7 +373,7 @@ def _check_top_level(raw: bytes, implicit: bool, little: bool) -> None:
         if implicit:
             (length,) = struct.unpack_from(order + "I", raw, pos + 4)
             head = 8
-        elif raw[pos + 4 : pos + 6] in _LONG_VRS:
+        elif bytes(raw[pos + 4 : pos + 6]) in _LONG_VRS:
             if end - pos < 12:
                 raise ValueError(f"element header at offset {pos} is cut short")
             (length,) = struct.unpack_from(order + "I", raw, pos + 8)
@@ -388,6 +388,33 @@ def _check_top_level(raw: bytes, implicit: bool, little: bool) -> None:
         pos += head + length
 
 
+INFLATE_LIMIT = 256 << 20  # the most a deflated data set may inflate to (bytes): a bound on a zip bomb
+
+
+def inflate(data: bytes | memoryview, limit: int = INFLATE_LIMIT) -> bytearray:
+    """The bytes of a data set in Deflated Explicit VR Little Endian (PS3.5 A.5), inflated.
+
+    Raises ``zlib.error`` for bytes that do not inflate and ``ValueError`` when they would inflate
+    to more than ``limit`` bytes: deflate reaches about 1000:1, so without a bound a data set the
+    size of one PDU could take a gigabyte.  Inflated 1 MiB at a time into one buffer, so the
+    memory taken stays near what the data set holds.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    pending = bytes(data)
+    while True:
+        out += inflater.decompress(pending, 1 << 20)
+        if len(out) > limit:
+            raise ValueError(f"it inflates to more than {limit} bytes")
+        pending = inflater.unconsumed_tail
+        if not pending:
+            break
+    out += inflater.flush()  # all input taken: what zlib still holds is at most its window
+    if len(out) > limit:
+        raise ValueError(f"it inflates to more than {limit} bytes")
+    return out
+
+
 def decode_dataset(data: bytes | memoryview, transfer_syntax: str) -> Dataset:
     """Decode data set bytes in ``transfer_syntax`` (PS3.5 7, 10), every element converted.
 
@@ -397,9 +424,7 @@ def decode_dataset(data: bytes | memoryview, transfer_syntax: str) -> Dataset:
     """
     uid = _transfer_syntax(transfer_syntax)
     try:
-        raw = bytes(data)
-        if uid.is_deflated:
-            raw = zlib.decompress(raw, -zlib.MAX_WBITS)
+        raw = inflate(data) if uid.is_deflated else bytes(data)
         _check_top_level(raw, uid.is_implicit_VR, uid.is_little_endian)
         ds = read_dataset(BytesIO(raw), uid.is_implicit_VR, uid.is_little_endian)
         for elem in ds.iterall():

@@ -222,3 +222,26 @@ def test_tiny_fragments_cost_their_bytes_up_to_the_bound():
     done = [e for e in a.receive_data(_pdata(b"\x00\x00", 0x02)) if isinstance(e, MessageReceived)]
     assert len(done) == 1 and not done[0].message.data_dropped
     assert done[0].message.data == bytes((bound // 200 - 1) * 200 + 2)
+
+
+def test_a_deflated_data_set_inflates_within_its_bound():
+    """A zip bomb (a few hundred KB that inflate to 300 MiB) is refused as the peer's fault, not inflated."""
+    import zlib
+
+    from dicomconf.ul.dimse_codec import INFLATE_LIMIT, decode_dataset, inflate
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    bomb = packer.compress(b"\0" * (INFLATE_LIMIT + (44 << 20))) + packer.flush()
+    assert len(bomb) < 400_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(RemoteProtocolError, match="inflates to more than"):
+            decode_dataset(bomb, "1.2.840.10008.1.2.1.99")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < INFLATE_LIMIT * 1.25  # the limit, the buffer's growth margin and one 1 MiB step
+    small = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    assert inflate(small.compress(b"abc" * 1000) + small.flush()) == b"abc" * 1000
+    with pytest.raises(ValueError):
+        inflate(zlib.compress(b"x" * 2000)[2:-4], limit=1000)
