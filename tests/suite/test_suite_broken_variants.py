@@ -539,7 +539,7 @@ VARIANTS: dict[str, Variant] = {
                                           tls_config={"min_version": "TLSv1", "ciphers": "DEFAULT:@SECLEVEL=0"}),
     "tls-1.2-refused": Variant(None, ("tls.tls-1-2-supported",), tls=True, tls_config={"min_version": "TLSv1.3"}),
     "null-suites-negotiated": Variant(None, ("tls.null-and-export-suites-refused",), tls=True,
-                                      tls_config={"ciphers": "DEFAULT:eNULL:@SECLEVEL=0"}),
+                                      tls_config={"ciphers": "ALL:eNULL:@SECLEVEL=0"}),  # DEFAULT removes eNULL for good
 }
 
 # Must-level scenarios of the shipped library that no variant above catches yet.

@@ -70,6 +70,7 @@ FAILS: dict[str, set[str]] = {
 VARIES: dict[str, set[str]] = {
     "pynetdicom-echoscu": {"scu.release.acceptor-release-accepted"},
     "pynetdicom-findscu": {"scu.release.acceptor-release-accepted"},
+    "pynetdicom-storescu": {"scu.release.acceptor-release-accepted"},  # 2 of 6 runs failed, 2026-12-07
 }
 
 
