@@ -223,10 +223,10 @@ class ReferenceSCU:
         received = exc.received
         pdu = getattr(received, "pdu", None)
         if isinstance(pdu, AReleaseRQ):
-            self.conn.send(AReleaseRP())
             try:
+                self.conn.send(AReleaseRP())
                 self.conn.wait_closed(self.job.release_timeout)
-            except Silence:
+            except (Silence, Closed, OSError):
                 pass
             raise Ended(FAILED, "the acceptor released the association before answering")
         if isinstance(received, dimse.Message):
@@ -259,8 +259,8 @@ class ReferenceSCU:
     def abort(self, source: int, reason: int, why: str) -> None:
         try:
             self.conn.send(AAbort(source, reason))
-        except OSError:
-            pass
+        except (OSError, Closed):
+            pass  # the peer has already gone: the association is over either way
         raise Ended(NO_ASSOCIATION, f"aborted (source {source}, reason {reason}): {why}")
 
 

@@ -428,7 +428,8 @@ class SCU:
         Raises :class:`Aborted` on an A-ABORT, :class:`UnexpectedReply` on
         any other PDU than P-DATA-TF, and the core's ``RemoteProtocolError``
         when the PDVs break PS3.8 Annex E (a context not accepted, a data set
-        before its command, ...).
+        before its command, ...); :class:`Silence` when no whole message came
+        within ``timeout``, however many PDUs did.
         """
         deadline = time.monotonic() + timeout
         while not self._messages:
@@ -443,6 +444,8 @@ class SCU:
                 raise Aborted(pdu, received)
             else:
                 raise UnexpectedReply(f"expected P-DATA-TF, received {received.name}", received)
+            if not self._messages and time.monotonic() >= deadline:
+                raise Silence(timeout)  # P-DATA-TF kept coming, but no whole message within the timeout
         return self._messages.popleft()
 
     def _request(self, message: dimse.Message, expected: str, timeout: float) -> dimse.Message:
@@ -450,6 +453,8 @@ class SCU:
         reply = self.receive_message(timeout)
         if reply.name != expected:
             raise UnexpectedReply(f"expected {expected}, received {reply.name}", reply)
+        if reply.status is None:  # Status (0000,0900) is mandatory in every response (PS3.7 9.3)
+            raise UnexpectedReply(f"{expected} without a Status (0000,0900)", reply)
         return reply
 
     def echo(self, timeout: float = 5.0) -> int:
@@ -511,6 +516,8 @@ class SCU:
                 self.connection.passed_over.append(received)
             else:
                 raise UnexpectedReply(f"expected A-RELEASE-RP, received {received.name}", received)
+            if time.monotonic() >= deadline:
+                raise Silence(timeout)  # other PDUs kept coming, but no A-RELEASE-RP within the timeout
 
     def abort(self, source: int = C.ABORT_SOURCE_USER, reason: int = C.ABORT_REASON_NOT_SPECIFIED) -> None:
         """Send an A-ABORT and close the connection (PS3.8 7.3, 9.3.8)."""

@@ -48,6 +48,7 @@ from dicomconf.wire.capture import Conversation
 from dicomconf.wire.findings import ConversationState, Finding
 
 RECV_SIZE = 256 * 1024
+DRAIN_LIMIT = 4 * RECV_SIZE  # bytes read at most by one drain before a send or a close
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -64,7 +65,7 @@ class Closed(Exception):
 
 
 class Silence(Exception):
-    """Nothing (or not enough for a whole PDU) arrived within ``waited`` seconds."""
+    """Nothing (or not enough for a whole PDU, or for what the caller waits for) arrived within ``waited`` seconds."""
 
     def __init__(self, waited: float) -> None:
         super().__init__(f"nothing arrived within {waited:.3f} s")
@@ -343,7 +344,10 @@ class Connection:
             if self._end is not None:
                 raise self._end
             remaining = deadline - time.monotonic()
-            if not self._read(max(remaining, 0.0)) and remaining <= 0:
+            self._read(max(remaining, 0.0))
+            # Past the deadline one poll is made and no more, so bytes that never make a whole
+            # PDU (a length that lies, then a stream without end) cannot hold the caller.
+            if remaining <= 0 and not self._ready and self._end is None:
                 raise Silence(timeout)
         return self._ready.popleft()
 
@@ -361,7 +365,10 @@ class Connection:
             if self._end is not None:
                 return self._end.kind
             remaining = deadline - time.monotonic()
-            if not self._read(max(remaining, 0.0)) and remaining <= 0:
+            self._read(max(remaining, 0.0))
+            if remaining <= 0 and self._end is None:  # a peer that keeps sending does not extend the wait
+                while self._ready:
+                    self.passed_over.append(self._ready.popleft())
                 raise Silence(timeout)
 
     def _read(self, timeout: float) -> bool:
@@ -387,9 +394,11 @@ class Connection:
         return True
 
     def _drain(self) -> None:
-        """Read whatever has already arrived, without waiting."""
-        while self._end is None and self._read(0):
-            pass
+        """Read what has already arrived, without waiting: at most :data:`DRAIN_LIMIT` bytes' worth of
+        reads, so that a peer sending without end cannot hold a send or a close."""
+        for _ in range(DRAIN_LIMIT // RECV_SIZE):
+            if self._end is not None or not self._read(0):
+                return
 
     def _take(self, data: bytes) -> None:
         at = time.monotonic()
