@@ -62,6 +62,10 @@ async def _serve(config: SCPConfig) -> int:
     host = f"[{config.host}]" if ":" in config.host else config.host
     print(f"dicomconf scp listening on {host}:{scp.port}"
           + (f" (TLS on {scp.tls_port})" if scp.tls_port else ""), file=sys.stderr, flush=True)
+    if scp.tls_port and (config.tls.min_version or config.tls.ciphers):
+        print(f"dicomconf scp: the TLS listener is outside the BCP 195 profile (PS3.15 B.12): "
+              f"min_version {config.tls.min_version or 'TLSv1.2'}, ciphers {config.tls.ciphers or 'the profile'}",
+              file=sys.stderr, flush=True)
     try:
         await stop.wait()
     finally:

@@ -495,7 +495,7 @@ def _version_problem(value: str) -> str | None:
     return None
 
 
-_TLS_FIELDS = {"cert", "key", "ca", "require_client_cert", "port"}
+_TLS_FIELDS = {"cert", "key", "ca", "require_client_cert", "port", "min_version", "ciphers"}
 
 
 def _tls(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
@@ -503,7 +503,8 @@ def _tls(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
         cfg.tls = TLSConfig()
         return
     if not isinstance(value, _LineDict):
-        raise _fail(at, line, "tls must be a mapping with cert, key, ca, require_client_cert, port")
+        raise _fail(at, line, "tls must be a mapping with cert, key, ca, require_client_cert, port, "
+                              "min_version, ciphers")
     base = os.path.dirname(at.name) if os.path.exists(at.name) else ""
     tls = TLSConfig(port=0)
     for key, item in value.items():
@@ -518,6 +519,12 @@ def _tls(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
             if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= 65535:
                 raise _fail(at, kline, f"tls.port must be an integer 0-65535, not {item!r}")
             tls.port = item
+        elif key in ("min_version", "ciphers"):
+            # Loosening the BCP 195 profile (PS3.15 B.12), e.g. for a fake PACS that old modalities
+            # reach with TLS 1.0; server_context() below checks the value, with this file's line.
+            if not isinstance(item, str) or not item:
+                raise _fail(at, kline, f"tls.{key} must be a string, not {item!r}")
+            setattr(tls, key, item)
         else:
             if not isinstance(item, str) or not item:
                 raise _fail(at, kline, f"tls.{key} must be a file path")

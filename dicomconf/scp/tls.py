@@ -13,8 +13,10 @@ one offering only NULL-encryption, anonymous or export suites, fails its
 handshake and the connection is closed.  ``require_client_cert`` makes the
 handshake fail without a client certificate that ``ca`` verifies.
 
-``min_version`` and ``ciphers`` loosen the profile, for a deliberately weak
-server in tests; they are not configuration-file settings.  A bad file, key,
+``min_version`` and ``ciphers`` (configuration keys ``tls.min_version`` and
+``tls.ciphers``) loosen the profile: a fake PACS that old modalities reach
+with TLS 1.0, or a deliberately weak server in tests; the command says at
+start that its listener is outside the profile.  A bad file, key,
 version or cipher list is a :class:`TLSSetupError` with one line saying which
 and why; the configuration loader reports it with the ``file:line`` of the
 setting, the server at start.  The handshake itself runs per connection

@@ -69,3 +69,55 @@ def test_stalled_tls_handshake_is_closed_and_delays_nobody(scp_factory, certific
     with RawClient(handle.tls_port) as stalled:
         assert _echo(handle.tls_port, _client_context(certificates, with_cert=False))  # served meanwhile
         assert stalled.wait_closed(4.0) is not None, "a client that never finishes the handshake was kept"
+
+
+def _config_file(tmp_path, certificates, extra: str):
+    import shutil
+
+    for name in ("server", "server_key"):
+        shutil.copy(certificates[name], tmp_path / f"{name}.pem")
+    path = tmp_path / "scp.yaml"
+    path.write_text("tls:\n  cert: server.pem\n  key: server_key.pem\n  port: 0\n" + extra)
+    return path
+
+
+def _tls10_client() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return ctx
+
+
+def test_configuration_file_loosens_the_profile_for_old_clients(scp_factory, certificates, tmp_path):
+    """tls.min_version / tls.ciphers let old TLS 1.0 modalities in; without them the profile refuses them."""
+    from dicomconf.scp.config import SCPConfig
+
+    loose = SCPConfig.from_yaml(str(_config_file(tmp_path, certificates,
+                                                 "  min_version: TLSv1\n  ciphers: 'DEFAULT:@SECLEVEL=0'\n")))
+    assert (loose.tls.min_version, loose.tls.ciphers) == ("TLSv1", "DEFAULT:@SECLEVEL=0")
+    strict = scp_factory(tls=TLSConfig(cert=certificates["server"], key=certificates["server_key"], port=0))
+    assert not _echo(strict.tls_port, _tls10_client())
+    handle = scp_factory(tls=loose.tls)
+    if not _echo(handle.tls_port, _tls10_client()):
+        pytest.skip(f"this machine's OpenSSL ({ssl.OPENSSL_VERSION}) cannot make a TLS 1.0 handshake at all")
+    assert _echo(handle.tls_port, _client_context(certificates, with_cert=False))  # TLS 1.2+ clients still served
+
+
+@pytest.mark.parametrize("extra, line, words", [
+    ("  min_version: TLSv0.9\n", 1, "unknown TLS version"),
+    ("  ciphers: NO-SUCH-SUITE\n", 1, "selects no cipher suite"),
+    ("  ciphers: 12\n", 5, "tls.ciphers must be a string"),
+])
+def test_bad_loosening_fails_with_file_and_line(certificates, tmp_path, extra, line, words):
+    from dicomconf.scp.config import ConfigError, SCPConfig
+
+    path = _config_file(tmp_path, certificates, extra)
+    with pytest.raises(ConfigError) as info:
+        SCPConfig.from_yaml(str(path))
+    assert f"{path}:{line}" in str(info.value) and words in str(info.value)
