@@ -232,11 +232,12 @@ class Runner(Player):
 
         if "file" in args:
             # Scenario files are data: they name files below their own directory, nothing else.
-            name = os.path.normpath(str(args["file"]))
-            if os.path.isabs(name) or name == ".." or name.startswith(".." + os.sep):
+            # A symbolic link that leads out counts as out: the check is on the resolved path.
+            base = Path(step.file).parent.resolve()
+            path = (base / str(args["file"])).resolve()
+            if os.path.isabs(str(args["file"])) or base not in path.parents:
                 raise step.error(f"{args['file']!r} is outside the scenario's directory: a store step reads "
                                  "files below the directory of its scenario file only", "file")
-            path = Path(step.file).parent / name
             if not path.is_file():
                 raise step.error(f"no such file {path}", "file")
             return str(path)

@@ -121,6 +121,21 @@ def test_store_file_outside_the_scenario_directory_is_refused(tmp_path, file):
     assert runner.all_connections == []
 
 
+def test_store_file_through_a_link_that_leads_out_is_refused(tmp_path):
+    (tmp_path / "outside.dcm").write_bytes(b"\0" * 132 + b"DICM")
+    scenarios = tmp_path / "scenarios"
+    scenarios.mkdir()
+    (scenarios / "data").symlink_to(tmp_path)  # data/outside.dcm resolves outside the directory
+    path = scenarios / "hostile.yaml"
+    path.write_text(HEAD + '  - store: {file: "data/outside.dcm"}\n')
+    (entry,) = load_file(path)
+    runner = Runner(entry.scenario, _profile(), Target("127.0.0.1", 9))
+    with pytest.raises(SourceError, match=r"hostile\.yaml:7: steps\[0\]\.store\.file: .* is outside the "
+                                          r"scenario's directory"):
+        runner.run(None, time_limit=10)
+    assert runner.all_connections == []
+
+
 def test_store_file_below_the_scenario_directory_is_looked_up_there(tmp_path):
     path = tmp_path / "hostile.yaml"
     path.write_text(HEAD + '  - store: {file: "data/./missing.dcm"}\n')
