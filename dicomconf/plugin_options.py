@@ -47,6 +47,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--tls-key", metavar="FILE", default=None, help="the key of --tls-cert (PEM)")
     group.addoption("--tls-server-name", metavar="NAME", default=None,
                     help="the host name the target's certificate must carry (default: the target's host)")
+    group.addoption("--tls-ciphers", metavar="LIST", default=None,
+                    help="the TLS 1.2 suites we offer, an OpenSSL cipher string (default: the profile's, else "
+                         "BCP 195's, PS3.15 B.12)")
     group.addoption("--tls-insecure", action="store_true", default=False,
                     help="do not verify the target's certificate or host name (recorded in the report)")
     group.addoption("--dicomconf-baseline", metavar="FILE", default=None,

@@ -136,8 +136,19 @@ def _tls(target: Target, timeout: float) -> Reachability | None:
                             "give its CA with --tls-ca, the name it is for with --tls-server-name, "
                             "or --tls-insecure")
     except ssl.SSLError as exc:
-        return Reachability(False, "tls", f"TLS handshake with {where} failed: {exc.reason or exc}",
-                            "does the target require a client certificate (--tls-cert/--tls-key)?")
+        reason = str(exc.reason or exc)
+        upper = reason.upper()
+        if "PROTOCOL" in upper or "VERSION" in upper:
+            # We offer TLS 1.2 and 1.3 only: PS3.15 B.10 forbids negotiating 1.0 or 1.1.
+            hint = ("the target seems to speak only TLS 1.0/1.1, which the BCP 195 profiles forbid "
+                    "(PS3.15 B.10, B.12)")
+        elif "CERTIFICATE" in upper:
+            hint = "does the target require a client certificate (--tls-cert/--tls-key)?"
+        else:
+            # A plain handshake-failure alert: no shared suite, or a client certificate it wants.
+            hint = ("does the target require a client certificate (--tls-cert/--tls-key), or accept only "
+                    "suites outside BCP 195 (PS3.15 B.12; --tls-ciphers widens the suites we offer)?")
+        return Reachability(False, "tls", f"TLS handshake with {where} failed: {reason}", hint)
     except OSError as exc:
         return _connect_failure(f"{where} (TLS)", exc, timeout)
     conn.close()

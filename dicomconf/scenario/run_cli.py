@@ -90,6 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tls.add_argument("--tls-key", metavar="FILE", help="the key of --tls-cert (PEM)")
     tls.add_argument("--tls-server-name", metavar="NAME",
                      help="the host name the target's certificate must carry (default: the target's host)")
+    tls.add_argument("--tls-ciphers", metavar="LIST",
+                     help="the TLS 1.2 suites we offer, an OpenSSL cipher string (default: BCP 195's, PS3.15 B.12)")
     tls.add_argument("--tls-insecure", action="store_true",
                      help="do not verify the target's certificate or host name (recorded in the report)")
 
@@ -163,6 +165,7 @@ def pytest_args(args: argparse.Namespace) -> list[str] | str:
                         ("--calling-ae", args.calling_ae), ("--profile", args.profile),
                         ("--tls-port", args.tls_port), ("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
                         ("--tls-key", args.tls_key), ("--tls-server-name", args.tls_server_name),
+                        ("--tls-ciphers", getattr(args, "tls_ciphers", None)),
                         ("--target-timeout", args.target_timeout), ("--scenario-timeout", args.scenario_timeout),
                         ("--scu-command", getattr(args, "scu_command", None)), ("--scu-listen", getattr(args, "scu_listen", None)),
                         ("--scu-profile", getattr(args, "scu_profile", None)), ("--scu-wait", getattr(args, "scu_wait", None)),

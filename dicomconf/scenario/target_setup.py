@@ -55,6 +55,7 @@ class TargetOptions:
     tls_key: str | None = None
     tls_insecure: bool = False
     tls_server_name: str | None = None
+    tls_ciphers: str | None = None
     target_timeout: float | None = None
 
     @classmethod
@@ -110,7 +111,7 @@ def client_tls(options: TargetOptions, profile: Profile, *, ca: str | None = Non
             cert=options.tls_cert or profile.tls.cert,
             key=options.tls_key or profile.tls.key,
             insecure=tls_insecure(options, profile),
-            ciphers=profile.tls.ciphers,
+            ciphers=options.tls_ciphers or profile.tls.ciphers,
         )
     except ValueError as exc:
         raise TargetSetupError(f"TLS: {exc}") from None

@@ -187,3 +187,68 @@ def test_the_target_may_live_in_the_profile_and_the_option_overrides_it(tmp_path
         closed = s.getsockname()[1]
     result, _ = _run(tmp_path, "--profile", "pacs.yaml", "--target", f"127.0.0.1:{closed}", "--report-dir", "flag")
     assert result.returncode == exitcodes.TARGET_UNREACHABLE and f"127.0.0.1:{closed} refused" in result.stderr
+
+
+class _OldTLSServer:
+    """A TLS listener of an old device: TLS 1.2 at most, one suite outside BCP 195; it closes after the handshake."""
+
+    def __init__(self, tmp_path, *, maximum: str, ciphers: str) -> None:
+        import ssl
+        import threading
+        import warnings
+
+        cert, key = self_signed(tmp_path, ("localhost",), stem="old-")
+        self.cert = cert
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.ctx.minimum_version = ssl.TLSVersion.TLSv1
+            self.ctx.maximum_version = getattr(ssl.TLSVersion, maximum)
+        self.ctx.set_ciphers(ciphers)
+        self.ctx.load_cert_chain(cert, key)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import ssl
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.settimeout(5)
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("maximum, ciphers, words", [
+    ("TLSv1_2", "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA", "--tls-ciphers widens"),
+    ("TLSv1", "DEFAULT:@SECLEVEL=0", "only TLS 1.0/1.1, which the BCP 195 profiles forbid"),
+])
+def test_old_tls_target_gets_a_hint(tmp_path, checking_scp, maximum, ciphers, words):
+    """A target whose TLS is older than BCP 195 stops the run with a hint that names the cause."""
+    old = _OldTLSServer(tmp_path, maximum=maximum, ciphers=ciphers)
+    try:
+        _setup(tmp_path)
+        base = ["--target", f"127.0.0.1:{checking_scp.port}", "--calling-ae", "PRE-SCU", "--tls-port",
+                str(old.port), "--tls-insecure", "--profile", "profile.yaml"]
+        result, took = _run(tmp_path, *base, "--report-dir", "bad")
+        assert result.returncode == exitcodes.TARGET_UNREACHABLE and took < 15, result.stderr
+        line = _one_message(result)
+        assert "TLS handshake with" in line and words in line, line
+        if maximum == "TLSv1_2":  # widening the suites we offer gets past the handshake
+            result, _ = _run(tmp_path, *base, "--tls-ciphers", "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA", "--report-dir", "wide", "-q")
+            assert result.returncode != exitcodes.TARGET_UNREACHABLE, result.stdout + result.stderr
+            assert _preflight(tmp_path / "wide")["ok"] is True
+    finally:
+        old.close()
