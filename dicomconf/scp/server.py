@@ -61,6 +61,7 @@ from dicomconf.scp.config import ConfigError, SCPConfig
 from dicomconf.scp.describe import describe
 from dicomconf.scp.hooks import Hooks
 from dicomconf.scp.responses import response_command, response_pdata
+from dicomconf.scp.service_driver import ServiceDriver, read_part10
 from dicomconf.scp.storage import (
     STATUS_OUT_OF_RESOURCES,
     STATUS_PROCESSING_FAILURE,
@@ -96,6 +97,7 @@ class _Connection(asyncio.Protocol):
         "server", "loop", "transport", "assoc", "peer", "tls", "started", "timer", "timer_at", "artim_at", "artim_start",
         "idle_on", "last_pdu", "spool", "write_paused",
         "queue", "busy", "counted", "calling", "called", "accepted", "proposed", "outcome", "closed",
+        "negotiated", "services",
     )
 
     def __init__(self, server: "ReferenceSCP", tls: bool) -> None:
@@ -118,6 +120,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.last_pdu = 0.0
         self.spool: Spool | None = None  # the data set arriving now, when it goes to a spool
+        self.negotiated: Any = None  # what the A-ASSOCIATE-AC agreed (roles, extended negotiation)
+        self.services: ServiceDriver | None = None  # the DIMSE services beyond echo and store, when offered
 
     # ------------------------------------------------------------ transport
 
@@ -177,6 +181,8 @@ class _Connection(asyncio.Protocol):
         self._discard_open_spool()
         if not self.busy:
             self._drain()
+        if self.services is not None:
+            self.services.close()
         self._finish()
 
     def _discard_open_spool(self) -> None:
@@ -353,6 +359,9 @@ class _Connection(asyncio.Protocol):
         result = negotiate(rq, server.policy, active_associations=server.active)
         reply = result.reply
         if isinstance(reply, AAssociateAC):
+            self.negotiated = result
+            if server.handlers:
+                self.services = ServiceDriver(self, server.handlers, server.read_instance)
             self.accepted = len(result.accepted)
             self.counted = True
             server.active += 1
@@ -367,7 +376,10 @@ class _Connection(asyncio.Protocol):
     def _on_message(self, msg: dimse.Message) -> None:
         """P-DATA indication: one whole DIMSE message (PS3.7 9.1)."""
         field = msg.command_field
-        if field == dimse.C_ECHO_RQ:
+        services = self.services
+        if services is not None and services.handles(msg):
+            services.on_message(msg)
+        elif field == dimse.C_ECHO_RQ:
             self._respond(msg, 0x0000)
         elif field == dimse.C_STORE_RQ:
             self._on_store(msg)
@@ -416,6 +428,8 @@ class _Connection(asyncio.Protocol):
         if self.spool is not None and not self.spool.ended:
             self.spool.discard()  # cannot happen: the assembler completes one data set before the next
         self.spool = None
+        if command.command_field != dimse.C_STORE_RQ and self.services is not None and self.services.handles(command):
+            return None  # a service's identifier or attribute list: held (within max_dataset_length) and decoded
         instance = self._instance(command) if command.command_field == dimse.C_STORE_RQ else 0
         if isinstance(instance, int):
             return Spool()  # answered without its data set (refused, or not a service we offer): only counted
@@ -600,6 +614,7 @@ class ReferenceSCP:
         self.refused = 0  # connections closed at once past max_connections
         self.max_connections = config.max_connections  # lowered at start() when file descriptors are short
         self.tracing = config.verbose
+        self.handlers: dict = {}  # SOP class UID -> service handler (dicomconf.services); empty: echo and store only
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: set[_Connection] = set()
         self._in_flight: set[asyncio.Future] = set()
@@ -619,6 +634,15 @@ class ReferenceSCP:
                 instance.calling_ae_title, path(instance.sop_instance_uid) if path else None,
             )
         )
+
+    def read_instance(self, sub: Any) -> tuple[str, bytes] | None:
+        """(transfer syntax, data set bytes) of a stored instance a sub-operation sends, or None."""
+        if isinstance(self.storage, MemoryStorage):
+            for instance in reversed(self.storage.instances):
+                if instance.sop_instance_uid == sub.sop_instance_uid:
+                    return instance.transfer_syntax, bytes(instance.data)
+            return None
+        return read_part10(sub.path) if sub.path else None
 
     async def start(self) -> None:
         """Bind the listeners (PS3.8 9.1.2: the acceptor listens); port 0 picks a free port."""

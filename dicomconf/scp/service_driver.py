@@ -1,0 +1,423 @@
+"""Runs the DIMSE service handlers (``dicomconf.services``) on one SCP connection (PS3.7 9.3, 10.3).
+
+Theory of operation
+-------------------
+A service handler is a generator (:mod:`dicomconf.services.base`): it
+yields the responses a request earns and the sub-operations it needs, and is
+told how each sub-operation ended.  :class:`ServiceDriver` is the asyncio side
+of that contract for one connection of the reference SCP:
+
+* a request whose SOP class has a handler starts an :class:`_Exchange`, kept
+  by its Message ID until its final response (PS3.7 9.3.2.3: the Message ID
+  is what a C-CANCEL-RQ names);
+* each :class:`~dicomconf.services.base.Reply` becomes a response message
+  (command elements from the Reply, the data set encoded in the transfer
+  syntax of the request's presentation context, PS3.7 6.3.1), sent after its
+  ``delay`` when one is scripted; ``abort`` sends an A-ABORT instead
+  (PS3.8 7.3.1).  The exchange ends when the generator does;
+* a :class:`~dicomconf.services.base.SubOperation` without destination (a
+  C-GET's, PS3.4 C.4.3.2) is a C-STORE-RQ on this association, on a context
+  of the instance's SOP class for which the requestor took the SCP role
+  (PS3.7 D.3.3.4); the exchange waits for the C-STORE-RSP with that Message
+  ID and sends the generator its status;
+* a sub-operation with a destination (a C-MOVE's, PS3.4 C.4.2.2) goes to the
+  connection's ``move`` callable (which opens the association to the move
+  destination); an :class:`~dicomconf.services.base.EventReport` without
+  ``to`` is an N-EVENT-REPORT-RQ on this association, answered like a
+  C-STORE-RSP, and one with ``to`` goes to the connection's ``report``
+  callable;
+* a C-CANCEL-RQ throws :class:`~dicomconf.services.base.Cancel` into the
+  exchange it names (an exchange waiting on a sub-operation takes it when that
+  ends); the handler answers with its final response (FE00).
+
+A handler that raises is a bug of ours: the request is answered with status
+0110 (processing failure) and an Error Comment, and the connection goes on.
+The driver never blocks the event loop on a peer: what it waits for is a
+callback.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from pydicom import Dataset
+
+from dicomconf.services.base import Cancel, EventReport, Handler, Reply, Request, SubOperation
+from dicomconf.ul import constants as C
+from dicomconf.ul import dimse
+from dicomconf.ul.pdu import AAbort
+
+log = logging.getLogger("dicomconf.scp")
+
+STATUS_PROCESSING_FAILURE = 0x0110  # PS3.7 C.4.2 (and 10.1 for DIMSE-N): Failure, processing failure
+PENDING = frozenset({0xFF00, 0xFF01})  # PS3.7 C.4.1.1.4, C.4.2.1.5, C.4.3.1.5: Pending
+
+# The request commands a service handler answers, and the response each earns (PS3.7 9.3, 10.3).
+SERVICE_REQUESTS = frozenset({
+    dimse.C_FIND_RQ, dimse.C_MOVE_RQ, dimse.C_GET_RQ, dimse.N_CREATE_RQ, dimse.N_SET_RQ, dimse.N_ACTION_RQ,
+    dimse.N_GET_RQ, dimse.N_DELETE_RQ, dimse.N_EVENT_REPORT_RQ,
+})
+# Responses from the peer that an exchange waits for: to our C-STORE-RQ and N-EVENT-REPORT-RQ.
+AWAITED_RESPONSES = frozenset({dimse.C_STORE_RSP, dimse.N_EVENT_REPORT_RSP})
+
+
+@dataclass
+class _Exchange:
+    """One request being served: its generator, the request message, what it waits for."""
+
+    request: dimse.Message
+    transfer_syntax: str
+    generator: Any
+    waiting: int | None = None  # Message ID of our C-STORE-RQ / N-EVENT-REPORT-RQ it waits on
+    cancelled: bool = False
+    done: bool = False
+    timer: Any = None
+    sop_class: str = ""
+
+
+class ServiceDriver:
+    """The services of one connection (see the module docstring).
+
+    ``conn`` is the SCP's connection object: the driver uses its ``assoc``,
+    ``loop``, ``peer``, ``calling``/``called``, ``negotiated`` (the
+    :class:`~dicomconf.ul.negotiation.Negotiated` of its association) and
+    ``_send``/``_flush``.  ``handlers`` maps SOP class UIDs to handlers.
+    ``read_instance(sub)`` returns ``(transfer_syntax, data set bytes)`` of a
+    sub-operation's instance, or None; ``move(sub, exchange_key, done)`` and
+    ``report(event, exchange_key, done)`` perform the far ones and call
+    ``done(status | None)`` on the event loop.
+    """
+
+    def __init__(
+        self,
+        conn: Any,
+        handlers: Mapping[str, Handler],
+        read_instance: Callable[[SubOperation], tuple[str, bytes] | None],
+        move: Callable[..., None] | None = None,
+        report: Callable[..., None] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.handlers = handlers
+        self.read_instance = read_instance
+        self.move = move
+        self.report = report
+        self.exchanges: dict[int, _Exchange] = {}
+        self.awaiting: dict[int, _Exchange] = {}  # our request's Message ID -> the exchange waiting on it
+        self._ids = itertools.count(1)
+
+    # ------------------------------------------------------------ inbound
+
+    def handles(self, msg: dimse.Message) -> bool:
+        """Whether ``msg`` is for the services: a request with a handler, a C-CANCEL, an awaited response."""
+        field_ = msg.command_field
+        if field_ in SERVICE_REQUESTS:
+            return (msg.affected_sop_class_uid or msg.requested_sop_class_uid or "") in self.handlers
+        return field_ == dimse.C_CANCEL_RQ or (field_ in AWAITED_RESPONSES
+                                               and msg.message_id_being_responded_to in self.awaiting)
+
+    def on_message(self, msg: dimse.Message) -> None:
+        field_ = msg.command_field
+        if field_ == dimse.C_CANCEL_RQ:
+            self._cancel(msg)
+        elif field_ in AWAITED_RESPONSES:
+            exchange = self.awaiting.pop(msg.message_id_being_responded_to, None)
+            if exchange is not None:
+                exchange.waiting = None
+                self._step(exchange, msg.status)
+        else:
+            self._start(msg)
+
+    def _start(self, msg: dimse.Message) -> None:
+        sop_class = msg.affected_sop_class_uid or msg.requested_sop_class_uid or ""
+        context = self.conn.assoc.accepted_contexts.get(msg.context_id)
+        transfer_syntax = context[1] if context else C.IMPLICIT_VR_LITTLE_ENDIAN
+        dataset = None
+        if msg.data is not None:
+            try:
+                dataset = msg.dataset(transfer_syntax)
+            except Exception as exc:  # a data set pydicom cannot read: the request cannot be processed
+                self._answer(msg, transfer_syntax, Reply(0xC000 if msg.command_field in (
+                    dimse.C_FIND_RQ, dimse.C_MOVE_RQ, dimse.C_GET_RQ) else STATUS_PROCESSING_FAILURE,
+                    fields={"ErrorComment": f"cannot decode the data set: {exc}"[:64]}))
+                return
+        negotiated = getattr(self.conn, "negotiated", None)
+        extended = b""
+        if negotiated is not None:
+            extended = dict(getattr(negotiated, "extended_negotiation", {}) or {}).get(sop_class, b"") or b""
+        request = Request(
+            command_field=msg.command_field,
+            message_id=msg.message_id if msg.message_id is not None else 0,
+            sop_class_uid=sop_class,
+            command=msg.command,
+            dataset=dataset,
+            sop_instance_uid=msg.affected_sop_instance_uid or _requested_instance(msg),
+            transfer_syntax=transfer_syntax,
+            calling_ae=self.conn.calling,
+            called_ae=self.conn.called,
+            extended=extended,
+        )
+        try:
+            generator = self.handlers[sop_class](request)
+        except Exception as exc:
+            self._failed(msg, transfer_syntax, exc)
+            return
+        exchange = _Exchange(msg, transfer_syntax, generator, sop_class=sop_class)
+        if msg.message_id is not None:
+            self.exchanges[msg.message_id] = exchange
+        self._step(exchange, None)
+
+    def _cancel(self, msg: dimse.Message) -> None:
+        """C-CANCEL-RQ (PS3.7 9.3.2.3): the exchange it names ends with its Cancel response."""
+        exchange = self.exchanges.get(msg.message_id_being_responded_to)
+        if exchange is None or exchange.done:
+            return  # the operation had ended: nothing to cancel (PS3.7 9.3.2.3 asks no response)
+        exchange.cancelled = True
+        if exchange.waiting is None and exchange.timer is None:
+            self._step(exchange, None)
+
+    # ------------------------------------------------------------ the exchange
+
+    def _step(self, exchange: _Exchange, value: Any) -> None:
+        """Advance ``exchange`` until it waits (a sub-operation, a delay) or ends."""
+        while not exchange.done:
+            try:
+                if exchange.cancelled:
+                    exchange.cancelled = False
+                    action = exchange.generator.throw(Cancel())
+                else:
+                    action = exchange.generator.send(value)
+            except StopIteration:
+                self._end(exchange)
+                return
+            except Exception as exc:
+                self._end(exchange)
+                self._failed(exchange.request, exchange.transfer_syntax, exc)
+                return
+            value = None
+            if isinstance(action, Reply):
+                if action.delay > 0:
+                    exchange.timer = self.conn.loop.call_later(action.delay, self._delayed, exchange, action)
+                    return
+                if not self._reply(exchange, action):
+                    return
+            elif isinstance(action, SubOperation):
+                if action.destination is None:
+                    if not self._c_get_store(exchange, action):
+                        value = None  # could not be attempted: the handler counts a failure
+                        continue
+                    return
+                if self.move is None:
+                    continue
+                self._wait_far(exchange, lambda done: self.move(action, exchange.request.message_id, done))
+                return
+            elif isinstance(action, EventReport):
+                if action.to is None:
+                    self._event_report(exchange, action)
+                    return
+                if self.report is None:
+                    continue
+                self._wait_far(exchange, lambda done: self.report(action, exchange.request.message_id, done))
+                return
+            else:
+                self._end(exchange)
+                self._failed(exchange.request, exchange.transfer_syntax,
+                             TypeError(f"a handler yielded {type(action).__name__}"))
+                return
+
+    def _delayed(self, exchange: _Exchange, reply: Reply) -> None:
+        exchange.timer = None
+        if exchange.done or self.conn.closed:
+            return
+        if exchange.cancelled:  # a C-CANCEL came during the delay: the handler answers it
+            self._step(exchange, None)
+        elif self._reply(exchange, reply):
+            self._step(exchange, None)
+        self.conn._flush()
+
+    def _reply(self, exchange: _Exchange, reply: Reply) -> bool:
+        """Send ``reply``; False when it ended the association (a scripted abort)."""
+        if reply.abort:
+            self.conn._send(AAbort(C.ABORT_SOURCE_USER, C.ABORT_REASON_NOT_SPECIFIED))
+            self.conn.outcome = "aborted by a scripted service answer"
+            self._end(exchange)
+            self.close()
+            return False
+        self._answer(exchange.request, exchange.transfer_syntax, reply)
+        return True
+
+    def _wait_far(self, exchange: _Exchange, start: Callable[[Callable[[int | None], None]], None]) -> None:
+        token = -next(self._ids)  # far operations are not on this association: a key no Message ID takes
+        exchange.waiting = token
+
+        def done(status: int | None) -> None:
+            if exchange.done or exchange.waiting != token:
+                return
+            exchange.waiting = None
+            self._step(exchange, status)
+            self.conn._flush()
+
+        start(done)
+
+    def _end(self, exchange: _Exchange) -> None:
+        exchange.done = True
+        if exchange.timer is not None:
+            exchange.timer.cancel()
+            exchange.timer = None
+        if exchange.waiting is not None:
+            self.awaiting.pop(exchange.waiting, None)
+        mid = exchange.request.message_id
+        if self.exchanges.get(mid) is exchange:
+            del self.exchanges[mid]
+
+    def close(self) -> None:
+        """The connection ended: every exchange is dropped (its generator closed)."""
+        for exchange in list(self.exchanges.values()):
+            self._end(exchange)
+            try:
+                exchange.generator.close()
+            except Exception as exc:  # a handler's cleanup failing is ours to log, not the peer's
+                log.error("%s: closing the %s exchange failed: %s", self.conn.peer, exchange.request.name, exc)
+        self.exchanges.clear()
+        self.awaiting.clear()
+
+    # ------------------------------------------------------------ sending
+
+    def _answer(self, request: dimse.Message, transfer_syntax: str, reply: Reply) -> None:
+        """The response to ``request`` carrying ``reply`` (PS3.7 9.3, 10.3; command in E.1 order by pydicom)."""
+        command = Dataset()
+        sop_class = request.affected_sop_class_uid or request.requested_sop_class_uid
+        if sop_class:
+            command.AffectedSOPClassUID = sop_class
+        command.CommandField = (request.command_field | 0x8000) & 0xFFFF
+        if request.message_id is not None:
+            command.MessageIDBeingRespondedTo = request.message_id
+        command.CommandDataSetType = dimse.NO_DATA_SET if reply.dataset is None else dimse.DATA_SET_PRESENT
+        command.Status = reply.status
+        for keyword, value in reply.fields.items():
+            setattr(command, keyword, value)
+        data = None
+        if reply.dataset is not None:
+            data = dimse.encode_dataset(reply.dataset, transfer_syntax)
+        self.conn._send(dimse.Message(request.context_id, command, data))
+
+    def _failed(self, request: dimse.Message, transfer_syntax: str, exc: BaseException) -> None:
+        log.error("%s: the %s handler failed: %s: %s", self.conn.peer, request.name, type(exc).__name__, exc)
+        self._answer(request, transfer_syntax, Reply(STATUS_PROCESSING_FAILURE,
+                                                     fields={"ErrorComment": "internal error of the SCP"}))
+
+    def _context_for(self, sop_class: str, transfer_syntax: str, *, as_scu: bool) -> tuple[int, str] | None:
+        """An accepted context for ``sop_class``, preferring ``transfer_syntax`` (PS3.8 9.3.3.2).
+
+        ``as_scu``: we act as SCU on it (a C-GET's C-STORE), which needs the requestor's SCP role
+        (PS3.7 D.3.3.4).
+        """
+        negotiated = getattr(self.conn, "negotiated", None)
+        if as_scu:
+            roles = getattr(negotiated, "roles", {}) or {}
+            if not roles.get(sop_class, (True, False))[1]:
+                return None
+        candidates = [(cid, ts) for cid, (abstract, ts) in self.conn.assoc.accepted_contexts.items()
+                      if abstract == sop_class]
+        for cid, ts in candidates:
+            if ts == transfer_syntax:
+                return cid, ts
+        return candidates[0] if candidates else None
+
+    def _c_get_store(self, exchange: _Exchange, sub: SubOperation) -> bool:
+        """A C-GET's C-STORE sub-operation on this association (PS3.4 C.4.3.2); False if impossible."""
+        found = self.read_instance(sub)
+        if found is None:
+            log.warning("%s: C-GET sub-operation: %s cannot be read", self.conn.peer, sub.sop_instance_uid)
+            return False
+        stored_ts, data = found
+        context = self._context_for(sub.sop_class_uid, stored_ts, as_scu=True)
+        if context is None:
+            log.info("%s: C-GET sub-operation: no context for %s with the SCP role of the requestor",
+                     self.conn.peer, sub.sop_class_uid)
+            return False
+        context_id, ts = context
+        if ts != stored_ts:
+            data = transcode(data, stored_ts, ts)
+            if data is None:
+                return False
+        message_id = self._message_id()
+        command = Dataset()
+        command.AffectedSOPClassUID = sub.sop_class_uid
+        command.CommandField = dimse.C_STORE_RQ
+        command.MessageID = message_id
+        command.Priority = dimse.PRIORITY_MEDIUM
+        command.CommandDataSetType = dimse.DATA_SET_PRESENT
+        command.AffectedSOPInstanceUID = sub.sop_instance_uid
+        exchange.waiting = message_id
+        self.awaiting[message_id] = exchange
+        self.conn._send(dimse.Message(context_id, command, data))
+        return True
+
+    def _event_report(self, exchange: _Exchange, event: EventReport) -> None:
+        """An N-EVENT-REPORT-RQ on this association (PS3.7 10.3.1; e.g. PS3.4 J.3.3)."""
+        context = self._context_for(event.sop_class_uid, exchange.transfer_syntax, as_scu=False)
+        context_id, ts = context if context is not None else (exchange.request.context_id, exchange.transfer_syntax)
+        message_id = self._message_id()
+        command = Dataset()
+        command.AffectedSOPClassUID = event.sop_class_uid
+        command.CommandField = dimse.N_EVENT_REPORT_RQ
+        command.MessageID = message_id
+        command.CommandDataSetType = dimse.NO_DATA_SET if event.dataset is None else dimse.DATA_SET_PRESENT
+        command.AffectedSOPInstanceUID = event.sop_instance_uid
+        command.EventTypeID = event.event_type_id
+        data = None if event.dataset is None else dimse.encode_dataset(event.dataset, ts)
+        exchange.waiting = message_id
+        self.awaiting[message_id] = exchange
+        self.conn._send(dimse.Message(context_id, command, data))
+
+    def _message_id(self) -> int:
+        """A Message ID for our own request on this association (PS3.7 9.3.1.1: unique among those outstanding)."""
+        while True:
+            mid = next(self._ids) & 0xFFFF
+            if mid and mid not in self.awaiting:
+                return mid
+
+
+def _requested_instance(msg: dimse.Message) -> str | None:
+    """Requested SOP Instance UID (0000,1001) of an N-SET/N-GET/N-ACTION/N-DELETE-RQ (PS3.7 10.3)."""
+    value = msg.command.get("RequestedSOPInstanceUID")
+    return str(value).rstrip("\0 ") if value else None
+
+
+def read_part10(path: str) -> tuple[str, bytes] | None:
+    """(transfer syntax, data set bytes) of a DICOM Part 10 file (PS3.10 7.1), or None if unreadable.
+
+    The data set's bytes are taken as stored, after the File Meta Information (whose group
+    length, (0002,0000), says where it ends), so that a sub-operation sends what was received.
+    """
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        meta = read_file_meta_info(path)
+        length = int(meta.FileMetaInformationGroupLength)
+        transfer_syntax = str(meta.TransferSyntaxUID)
+        with open(path, "rb") as f:
+            f.seek(128 + 4 + 12 + length)  # preamble, "DICM", the group length element, the group
+            return transfer_syntax, f.read()
+    except Exception:  # a file gone, truncated or without group length: the sub-operation fails
+        return None
+
+
+_UNCOMPRESSED = frozenset({C.IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
+
+
+def transcode(data: bytes, source: str, target: str) -> bytes | None:
+    """``data`` re-encoded from ``source`` to ``target`` transfer syntax, or None when that needs a codec
+    (only between the uncompressed ones, PS3.5 A.1-A.3; anything else is the sender's choice to refuse)."""
+    if source not in _UNCOMPRESSED or target not in _UNCOMPRESSED:
+        return None
+    try:
+        return dimse.encode_dataset(dimse.decode_dataset(data, source), target)
+    except Exception:
+        return None
+
+
+__all__ = ["AWAITED_RESPONSES", "PENDING", "SERVICE_REQUESTS", "ServiceDriver", "read_part10", "transcode"]

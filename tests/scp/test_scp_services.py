@@ -1,0 +1,215 @@
+"""The reference SCP drives service handlers over the network (PS3.7 9.3, 10.3; dicomconf.scp.service_driver).
+
+The handlers here are small stand-ins written for the driver's contract
+(dicomconf.services.base): each test checks one thing the driver does with what a
+handler yields — pending responses with identifiers, a scripted delay a
+C-CANCEL interrupts, a C-GET's C-STORE on the same association with the
+requestor's SCP role, an N-EVENT-REPORT on the same association, a handler
+that raises. The peer is pynetdicom, on loopback.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+from dicomconf.scp.storage import StoredInstance
+from dicomconf.services.base import Cancel, EventReport, Reply, SubOperation
+from dicomconf.ul.negotiation import default_supported
+
+pynetdicom = pytest.importorskip("pynetdicom")
+from pynetdicom import AE, build_role, evt  # noqa: E402
+
+pytestmark = pytest.mark.network
+
+FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
+GET = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve Information Model - GET
+COMMITMENT = "1.2.840.10008.1.20.1"  # Storage Commitment Push Model
+CT = "1.2.840.10008.5.1.4.1.1.2"
+TS = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
+
+
+def _supported() -> dict:
+    supported = default_supported()
+    for uid in (FIND, GET, COMMITMENT):
+        supported[uid] = TS
+    return supported
+
+
+@pytest.fixture
+def services_scp(scp_factory):
+    def start(handlers, **overrides):
+        handle = scp_factory(supported=_supported(), roles={CT: (True, True)}, idle_timeout=10.0, **overrides)
+        handle.scp.handlers = handlers
+        return handle
+    return start
+
+
+def _ae(*contexts) -> AE:
+    ae = AE(ae_title="SVCSCU")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    for uid in contexts:
+        ae.add_requested_context(uid, [ImplicitVRLittleEndian])
+    return ae
+
+
+def _identifier(name: str) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.PatientName = name
+    return ds
+
+
+def test_pending_responses_carry_the_identifiers_then_success(services_scp):
+    seen = []
+
+    def find(request):
+        seen.append((request.calling_ae, request.dataset.QueryRetrieveLevel, request.transfer_syntax))
+        for name in ("A^ONE", "B^TWO", "C^THREE"):
+            yield Reply(0xFF00, _identifier(name))
+        yield Reply(0x0000)
+
+    handle = services_scp({FIND: find})
+    assoc = _ae(FIND).associate("127.0.0.1", handle.port, ae_title="DICOMCONF")
+    assert assoc.is_established
+    answers = [(status.Status, ident.PatientName if ident is not None else None)
+               for status, ident in assoc.send_c_find(_identifier("*"), FIND)]
+    assoc.release()
+    assert answers == [(0xFF00, "A^ONE"), (0xFF00, "B^TWO"), (0xFF00, "C^THREE"), (0x0000, None)]
+    assert seen == [("SVCSCU", "STUDY", ImplicitVRLittleEndian)]
+
+
+def test_cancel_during_a_scripted_delay_ends_with_the_handlers_cancel_response(services_scp):
+    cancelled = threading.Event()
+
+    def slow_find(request):
+        try:
+            for i in range(20):
+                yield Reply(0xFF00, _identifier(f"P^{i}"), delay=0.3)
+            yield Reply(0x0000)
+        except Cancel:
+            cancelled.set()
+            yield Reply(0xFE00)
+
+    handle = services_scp({FIND: slow_find})
+    assoc = _ae(FIND).associate("127.0.0.1", handle.port, ae_title="DICOMCONF")
+    statuses = []
+    started = time.monotonic()
+    for status, _ in assoc.send_c_find(_identifier("*"), FIND, msg_id=7):
+        statuses.append(status.Status)
+        if len(statuses) == 1:
+            context_id = next(cx.context_id for cx in assoc.accepted_contexts if cx.abstract_syntax == FIND)
+            assoc.send_c_cancel(7, context_id)
+    took = time.monotonic() - started
+    assoc.release()
+    assert cancelled.is_set()
+    assert statuses[0] == 0xFF00 and statuses[-1] == 0xFE00 and len(statuses) <= 3, statuses
+    assert took < 3.0, took  # not the 6 s the twenty delays would take
+
+
+def test_c_get_sub_operation_is_a_c_store_on_the_same_association(services_scp):
+    """PS3.4 C.4.3.2: the C-STORE goes on the C-GET's association, with the requestor in the SCP role."""
+    handle = services_scp({}, storage="memory")
+    ct = Dataset()
+    ct.SOPClassUID, ct.SOPInstanceUID = CT, generate_uid()
+    ct.PatientName, ct.Modality = "GET^ME", "CT"
+    ct.file_meta = FileMetaDataset()
+    ct.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    store_ae = _ae(CT)
+    assoc = store_ae.associate("127.0.0.1", handle.port, ae_title="DICOMCONF")
+    assert assoc.send_c_store(ct).Status == 0x0000
+    assoc.release()
+
+    results = []
+
+    def get(request):
+        status = yield SubOperation(CT, ct.SOPInstanceUID, "")
+        results.append(status)
+        missing = yield SubOperation(CT, "1.2.3.999", "")
+        results.append(missing)
+        yield Reply(0xB000, fields={"NumberOfCompletedSuboperations": 1, "NumberOfFailedSuboperations": 1,
+                                    "NumberOfWarningSuboperations": 0})
+
+    handle.scp.handlers = {GET: get}
+    received = []
+
+    def on_store(event):
+        received.append(event.dataset.PatientName)
+        return 0x0000
+
+    ae = _ae(GET, CT)
+    assoc = ae.associate("127.0.0.1", handle.port, ae_title="DICOMCONF",
+                         ext_neg=[build_role(CT, scp_role=True)], evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert assoc.is_established
+    finals = [status for status, _ in assoc.send_c_get(_identifier("*"), GET)]
+    assoc.release()
+    assert received == ["GET^ME"]
+    assert results == [0x0000, None]  # the second could not be attempted: nothing stored under that UID
+    assert finals[-1].Status == 0xB000 and finals[-1].NumberOfFailedSuboperations == 1
+
+
+def test_c_get_without_the_scp_role_stores_nothing(services_scp):
+    handle = services_scp({}, storage="memory")
+    results = []
+
+    def get(request):
+        results.append((yield SubOperation(CT, "1.2.3.4", "")))
+        yield Reply(0xA702)
+
+    handle.scp.handlers = {GET: get}
+    handle.scp.storage.keep(StoredInstance(CT, "1.2.3.4", ImplicitVRLittleEndian, b"\x08\x00\x60\x00\x02\x00\x00\x00CT"))
+    assoc = _ae(GET, CT).associate("127.0.0.1", handle.port, ae_title="DICOMCONF")  # no role selection
+    finals = [status.Status for status, _ in assoc.send_c_get(_identifier("*"), GET)]
+    assoc.release()
+    assert results == [None] and finals[-1] == 0xA702
+
+
+def test_event_report_on_the_same_association_gets_the_peers_status(services_scp):
+    """An N-EVENT-REPORT-RQ after the N-ACTION-RSP, on the same association (PS3.4 J.3.3)."""
+    answered = []
+
+    def commit(request):
+        yield Reply(0x0000, fields={"AffectedSOPInstanceUID": request.sop_instance_uid,
+                                    "ActionTypeID": 1})
+        report = Dataset()
+        report.TransactionUID = request.dataset.TransactionUID
+        answered.append((yield EventReport(COMMITMENT, request.sop_instance_uid, 1, report)))
+
+    handle = services_scp({COMMITMENT: commit})
+    reports = []
+
+    def on_report(event):
+        reports.append((event.event_type, event.event_information.TransactionUID))
+        return 0x0000, None
+
+    ae = _ae(COMMITMENT)
+    assoc = ae.associate("127.0.0.1", handle.port, ae_title="DICOMCONF",
+                         ext_neg=[build_role(COMMITMENT, scu_role=True, scp_role=True)],
+                         evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+    action = Dataset()
+    action.TransactionUID = uid = generate_uid()
+    status, _ = assoc.send_n_action(action, 1, COMMITMENT, "1.2.840.10008.1.20.1.1")
+    deadline = time.monotonic() + 5
+    while not answered and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assoc.release()
+    assert status.Status == 0x0000
+    assert reports == [(1, uid)] and answered == [0x0000]
+
+
+def test_a_handler_that_raises_answers_processing_failure_and_the_association_goes_on(services_scp):
+    def broken(request):
+        raise RuntimeError("a bug")
+        yield  # pragma: no cover - makes this a generator
+
+    handle = services_scp({FIND: broken})
+    assoc = _ae(FIND, "1.2.840.10008.1.1").associate("127.0.0.1", handle.port, ae_title="DICOMCONF")
+    statuses = [status.Status for status, _ in assoc.send_c_find(_identifier("*"), FIND)]
+    assert statuses == [0x0110]
+    assert assoc.send_c_echo().Status == 0x0000  # still serving
+    assoc.release()
