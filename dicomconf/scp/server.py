@@ -361,7 +361,8 @@ class _Connection(asyncio.Protocol):
         if isinstance(reply, AAssociateAC):
             self.negotiated = result
             if server.handlers:
-                self.services = ServiceDriver(self, server.handlers, server.read_instance)
+                self.services = ServiceDriver(self, server.handlers, server.read_instance, server.move_destinations,
+                                              server.config.ae_titles[0], max(server.config.artim_timeout, 60.0))
             self.accepted = len(result.accepted)
             self.counted = True
             server.active += 1
@@ -615,6 +616,7 @@ class ReferenceSCP:
         self.max_connections = config.max_connections  # lowered at start() when file descriptors are short
         self.tracing = config.verbose
         self.handlers: dict = {}  # SOP class UID -> service handler (dicomconf.services); empty: echo and store only
+        self.move_destinations: dict = {}  # AE title -> (host, port): C-MOVE destinations, commitment reports
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: set[_Connection] = set()
         self._in_flight: set[asyncio.Future] = set()

@@ -20,12 +20,17 @@ of that contract for one connection of the reference SCP:
   of the instance's SOP class for which the requestor took the SCP role
   (PS3.7 D.3.3.4); the exchange waits for the C-STORE-RSP with that Message
   ID and sends the generator its status;
-* a sub-operation with a destination (a C-MOVE's, PS3.4 C.4.2.2) goes to the
-  connection's ``move`` callable (which opens the association to the move
-  destination); an :class:`~dicomconf.services.base.EventReport` without
-  ``to`` is an N-EVENT-REPORT-RQ on this association, answered like a
-  C-STORE-RSP, and one with ``to`` goes to the connection's ``report``
-  callable;
+* a sub-operation with a destination (a C-MOVE's, PS3.4 C.4.2.2) is a
+  C-STORE-RQ over an association the SCP requests from the move destination
+  (:class:`~dicomconf.scp.requestor.OutboundAssociation`), carrying the Move
+  Originator's AE title and Message ID (PS3.7 9.3.1.1).  One association
+  serves the whole C-MOVE; an instance of a SOP class it did not negotiate
+  opens the next one with that class added, and the last is released when the
+  exchange ends;
+* an :class:`~dicomconf.services.base.EventReport` without ``to`` is an
+  N-EVENT-REPORT-RQ on this association, answered like a C-STORE-RSP; one
+  with ``to`` goes over a new association to that AE, on which the SCP
+  proposes the SCP role for the SOP class (PS3.4 J.3.3.1, PS3.7 D.3.3.4);
 * a C-CANCEL-RQ throws :class:`~dicomconf.services.base.Cancel` into the
   exchange it names (an exchange waiting on a sub-operation takes it when that
   ends); the handler answers with its final response (FE00).
@@ -38,13 +43,15 @@ callback.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from pydicom import Dataset
 
+from dicomconf.scp.requestor import OutboundAssociation, OutboundError
 from dicomconf.services.base import Cancel, EventReport, Handler, Reply, Request, SubOperation
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
@@ -76,6 +83,10 @@ class _Exchange:
     done: bool = False
     timer: Any = None
     sop_class: str = ""
+    outbound: OutboundAssociation | None = None  # a C-MOVE's association to its destination
+    task: Any = None  # the far operation running now
+    keep: bool = False  # waiting on work that outlives the connection (a far event report)
+    classes: dict = field(default_factory=dict)  # SOP class -> transfer syntaxes proposed to the destination
 
 
 class ServiceDriver:
@@ -86,9 +97,9 @@ class ServiceDriver:
     :class:`~dicomconf.ul.negotiation.Negotiated` of its association) and
     ``_send``/``_flush``.  ``handlers`` maps SOP class UIDs to handlers.
     ``read_instance(sub)`` returns ``(transfer_syntax, data set bytes)`` of a
-    sub-operation's instance, or None; ``move(sub, exchange_key, done)`` and
-    ``report(event, exchange_key, done)`` perform the far ones and call
-    ``done(status | None)`` on the event loop.
+    sub-operation's instance, or None.  ``destinations`` maps AE titles to
+    (host, port) for far operations, requested as ``ae_title`` with every wait
+    bounded by ``timeout`` seconds.
     """
 
     def __init__(
@@ -96,14 +107,16 @@ class ServiceDriver:
         conn: Any,
         handlers: Mapping[str, Handler],
         read_instance: Callable[[SubOperation], tuple[str, bytes] | None],
-        move: Callable[..., None] | None = None,
-        report: Callable[..., None] | None = None,
+        destinations: Mapping[str, tuple[str, int]] | None = None,
+        ae_title: str = "DICOMCONF",
+        timeout: float = 30.0,
     ) -> None:
         self.conn = conn
         self.handlers = handlers
         self.read_instance = read_instance
-        self.move = move
-        self.report = report
+        self.destinations = destinations or {}
+        self.ae_title = ae_title
+        self.timeout = timeout
         self.exchanges: dict[int, _Exchange] = {}
         self.awaiting: dict[int, _Exchange] = {}  # our request's Message ID -> the exchange waiting on it
         self._ids = itertools.count(1)
@@ -209,17 +222,13 @@ class ServiceDriver:
                         value = None  # could not be attempted: the handler counts a failure
                         continue
                     return
-                if self.move is None:
-                    continue
-                self._wait_far(exchange, lambda done: self.move(action, exchange.request.message_id, done))
+                self._wait_far(exchange, self._c_move_store(exchange, action))
                 return
             elif isinstance(action, EventReport):
                 if action.to is None:
                     self._event_report(exchange, action)
                     return
-                if self.report is None:
-                    continue
-                self._wait_far(exchange, lambda done: self.report(action, exchange.request.message_id, done))
+                self._wait_far(exchange, self._far_event_report(action), keep=True)
                 return
             else:
                 self._end(exchange)
@@ -248,24 +257,116 @@ class ServiceDriver:
         self._answer(exchange.request, exchange.transfer_syntax, reply)
         return True
 
-    def _wait_far(self, exchange: _Exchange, start: Callable[[Callable[[int | None], None]], None]) -> None:
+    def _wait_far(self, exchange: _Exchange, work: Any, keep: bool = False) -> None:
+        """Run ``work`` (a coroutine giving a status or None) and resume the exchange with its result.
+
+        ``keep``: the work outlives this connection (a commitment report is typically sent after the
+        requestor released, PS3.4 J.3.3.1); the server holds it among its in-flight work, which
+        :meth:`~dicomconf.scp.server.ReferenceSCP.stop` waits for.
+        """
         token = -next(self._ids)  # far operations are not on this association: a key no Message ID takes
         exchange.waiting = token
+        task = asyncio.ensure_future(work)
+        exchange.keep = keep
+        if keep:
+            in_flight = self.conn.server._in_flight
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        else:
+            exchange.task = task
 
-        def done(status: int | None) -> None:
-            if exchange.done or exchange.waiting != token:
+        def done(task: asyncio.Future) -> None:
+            exchange.task = None
+            exchange.keep = False
+            if task.cancelled() or exchange.done or exchange.waiting != token:
                 return
             exchange.waiting = None
-            self._step(exchange, status)
+            self._step(exchange, task.result())  # after the connection ended, only the handler hears of it
             self.conn._flush()
 
-        start(done)
+        task.add_done_callback(done)
+
+    async def _c_move_store(self, exchange: _Exchange, sub: SubOperation) -> int | None:
+        """One C-MOVE sub-operation: a C-STORE-RQ to the move destination (PS3.4 C.4.2.2); None: not attempted."""
+        where = self.destinations.get(sub.destination or "")
+        found = self.read_instance(sub)
+        if where is None or found is None:
+            log.warning("%s: C-MOVE sub-operation for %s: %s", self.conn.peer, sub.sop_instance_uid,
+                        "no such destination" if where is None else "the instance cannot be read")
+            return None
+        stored_ts, data = found
+        outbound = exchange.outbound
+        if outbound is not None and (outbound.ended or outbound.context_for(sub.sop_class_uid) is None):
+            await outbound.release(self.timeout)
+            outbound = None
+        if outbound is None:
+            classes = exchange.classes
+            classes[sub.sop_class_uid] = _offer(stored_ts)
+            try:
+                outbound = await OutboundAssociation.open(
+                    where[0], where[1], calling=self.ae_title, called=sub.destination or "",
+                    contexts=list(classes.items()), timeout=self.timeout)
+            except OutboundError as exc:
+                log.warning("%s: C-MOVE to %s: %s", self.conn.peer, sub.destination, exc)
+                return None
+            exchange.outbound = outbound
+        context = outbound.context_for(sub.sop_class_uid, stored_ts)
+        if context is None:
+            return None
+        context_id, ts = context
+        if ts != stored_ts:
+            data = transcode(data, stored_ts, ts)
+            if data is None:
+                return None
+        command = _store_command(sub, outbound.next_message_id())
+        command.MoveOriginatorApplicationEntityTitle = self.conn.calling
+        command.MoveOriginatorMessageID = exchange.request.message_id
+        try:
+            response = await outbound.request(dimse.Message(context_id, command, data), self.timeout)
+        except OutboundError as exc:
+            log.warning("%s: C-MOVE sub-operation for %s: %s", self.conn.peer, sub.sop_instance_uid, exc)
+            return None
+        return response.status
+
+    async def _far_event_report(self, event: EventReport) -> int | None:
+        """An N-EVENT-REPORT over a new association to ``event.to``, taking the SCP role (PS3.4 J.3.3.1)."""
+        where = self.destinations.get(event.to or "")
+        if where is None:
+            log.warning("%s: N-EVENT-REPORT to %s: no such destination", self.conn.peer, event.to)
+            return None
+        try:
+            outbound = await OutboundAssociation.open(
+                where[0], where[1], calling=self.ae_title, called=event.to or "",
+                contexts=[(event.sop_class_uid, (C.IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.1"))],
+                roles={event.sop_class_uid: (False, True)}, timeout=self.timeout)
+        except OutboundError as exc:
+            log.warning("%s: N-EVENT-REPORT to %s: %s", self.conn.peer, event.to, exc)
+            return None
+        try:
+            context = outbound.context_for(event.sop_class_uid)
+            if context is None:
+                return None
+            command = _event_command(event, outbound.next_message_id())
+            data = None if event.dataset is None else dimse.encode_dataset(event.dataset, context[1])
+            response = await outbound.request(dimse.Message(context[0], command, data), self.timeout)
+            return response.status
+        except OutboundError as exc:
+            log.warning("%s: N-EVENT-REPORT to %s: %s", self.conn.peer, event.to, exc)
+            return None
+        finally:
+            await outbound.release(self.timeout)
 
     def _end(self, exchange: _Exchange) -> None:
         exchange.done = True
         if exchange.timer is not None:
             exchange.timer.cancel()
             exchange.timer = None
+        if exchange.task is not None:
+            exchange.task.cancel()
+            exchange.task = None
+        if exchange.outbound is not None:
+            asyncio.ensure_future(exchange.outbound.release(self.timeout))  # the C-MOVE's last association
+            exchange.outbound = None
         if exchange.waiting is not None:
             self.awaiting.pop(exchange.waiting, None)
         mid = exchange.request.message_id
@@ -275,6 +376,8 @@ class ServiceDriver:
     def close(self) -> None:
         """The connection ended: every exchange is dropped (its generator closed)."""
         for exchange in list(self.exchanges.values()):
+            if exchange.keep:
+                continue  # its far work goes on; the handler hears how it ended
             self._end(exchange)
             try:
                 exchange.generator.close()
@@ -344,13 +447,7 @@ class ServiceDriver:
             if data is None:
                 return False
         message_id = self._message_id()
-        command = Dataset()
-        command.AffectedSOPClassUID = sub.sop_class_uid
-        command.CommandField = dimse.C_STORE_RQ
-        command.MessageID = message_id
-        command.Priority = dimse.PRIORITY_MEDIUM
-        command.CommandDataSetType = dimse.DATA_SET_PRESENT
-        command.AffectedSOPInstanceUID = sub.sop_instance_uid
+        command = _store_command(sub, message_id)
         exchange.waiting = message_id
         self.awaiting[message_id] = exchange
         self.conn._send(dimse.Message(context_id, command, data))
@@ -361,13 +458,7 @@ class ServiceDriver:
         context = self._context_for(event.sop_class_uid, exchange.transfer_syntax, as_scu=False)
         context_id, ts = context if context is not None else (exchange.request.context_id, exchange.transfer_syntax)
         message_id = self._message_id()
-        command = Dataset()
-        command.AffectedSOPClassUID = event.sop_class_uid
-        command.CommandField = dimse.N_EVENT_REPORT_RQ
-        command.MessageID = message_id
-        command.CommandDataSetType = dimse.NO_DATA_SET if event.dataset is None else dimse.DATA_SET_PRESENT
-        command.AffectedSOPInstanceUID = event.sop_instance_uid
-        command.EventTypeID = event.event_type_id
+        command = _event_command(event, message_id)
         data = None if event.dataset is None else dimse.encode_dataset(event.dataset, ts)
         exchange.waiting = message_id
         self.awaiting[message_id] = exchange
@@ -379,6 +470,36 @@ class ServiceDriver:
             mid = next(self._ids) & 0xFFFF
             if mid and mid not in self.awaiting:
                 return mid
+
+
+def _store_command(sub: SubOperation, message_id: int) -> Dataset:
+    """A C-STORE-RQ command set for a sub-operation (PS3.7 9.3.1.1)."""
+    command = Dataset()
+    command.AffectedSOPClassUID = sub.sop_class_uid
+    command.CommandField = dimse.C_STORE_RQ
+    command.MessageID = message_id
+    command.Priority = dimse.PRIORITY_MEDIUM
+    command.CommandDataSetType = dimse.DATA_SET_PRESENT
+    command.AffectedSOPInstanceUID = sub.sop_instance_uid
+    return command
+
+
+def _event_command(event: EventReport, message_id: int) -> Dataset:
+    """An N-EVENT-REPORT-RQ command set (PS3.7 10.3.1.1)."""
+    command = Dataset()
+    command.AffectedSOPClassUID = event.sop_class_uid
+    command.CommandField = dimse.N_EVENT_REPORT_RQ
+    command.MessageID = message_id
+    command.CommandDataSetType = dimse.NO_DATA_SET if event.dataset is None else dimse.DATA_SET_PRESENT
+    command.AffectedSOPInstanceUID = event.sop_instance_uid
+    command.EventTypeID = event.event_type_id
+    return command
+
+
+def _offer(stored: str) -> tuple[str, ...]:
+    """Transfer syntaxes proposed for an instance stored in ``stored``: that one, then the uncompressed ones."""
+    uncompressed = (C.IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.1")
+    return (stored, *[ts for ts in uncompressed if ts != stored])
 
 
 def _requested_instance(msg: dimse.Message) -> str | None:

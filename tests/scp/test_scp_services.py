@@ -29,6 +29,7 @@ pytestmark = pytest.mark.network
 
 FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
 GET = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve Information Model - GET
+MOVE = "1.2.840.10008.5.1.4.1.2.2.2"  # Study Root Query/Retrieve Information Model - MOVE
 COMMITMENT = "1.2.840.10008.1.20.1"  # Storage Commitment Push Model
 CT = "1.2.840.10008.5.1.4.1.1.2"
 TS = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
@@ -36,7 +37,7 @@ TS = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
 
 def _supported() -> dict:
     supported = default_supported()
-    for uid in (FIND, GET, COMMITMENT):
+    for uid in (FIND, GET, MOVE, COMMITMENT):
         supported[uid] = TS
     return supported
 
@@ -118,6 +119,7 @@ def test_c_get_sub_operation_is_a_c_store_on_the_same_association(services_scp):
     ct = Dataset()
     ct.SOPClassUID, ct.SOPInstanceUID = CT, generate_uid()
     ct.PatientName, ct.Modality = "GET^ME", "CT"
+    ct.PatientID, ct.StudyInstanceUID, ct.SeriesInstanceUID = "GET1", generate_uid(), generate_uid()
     ct.file_meta = FileMetaDataset()
     ct.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     store_ae = _ae(CT)
@@ -213,3 +215,138 @@ def test_a_handler_that_raises_answers_processing_failure_and_the_association_go
     assert statuses == [0x0110]
     assert assoc.send_c_echo().Status == 0x0000  # still serving
     assoc.release()
+
+
+def _destination(contexts, handlers):
+    """A pynetdicom acceptor on a free loopback port: the far end of a C-MOVE or of a commitment report."""
+    ae = AE(ae_title="DEST")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    for uid, roles in contexts:
+        ae.add_supported_context(uid, [ImplicitVRLittleEndian, ExplicitVRLittleEndian], **roles)
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
+    return server, server.socket.getsockname()[1]
+
+
+def _store(handle, count):
+    uids = []
+    assoc = _ae(CT).associate("127.0.0.1", handle.port, ae_title="DICOMCONF")
+    for i in range(count):
+        ds = Dataset()
+        ds.SOPClassUID, ds.SOPInstanceUID = CT, generate_uid()
+        ds.PatientName, ds.PatientID = f"MOVE^{i}", "MOVE1"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        assert assoc.send_c_store(ds).Status == 0x0000
+        uids.append(ds.SOPInstanceUID)
+    assoc.release()
+    return uids
+
+
+def _mover(uids):
+    def move(request):
+        destination = str(request.command.MoveDestination).strip()
+        completed = failed = 0
+        for i, uid in enumerate(uids):
+            status = yield SubOperation(CT, uid, "", destination=destination)
+            if status == 0:
+                completed += 1
+            else:
+                failed += 1
+            if i < len(uids) - 1:
+                yield Reply(0xFF00, fields={"NumberOfRemainingSuboperations": len(uids) - i - 1,
+                                            "NumberOfCompletedSuboperations": completed,
+                                            "NumberOfFailedSuboperations": failed,
+                                            "NumberOfWarningSuboperations": 0})
+        yield Reply(0x0000 if not failed else 0xB000,
+                    fields={"NumberOfCompletedSuboperations": completed, "NumberOfFailedSuboperations": failed,
+                            "NumberOfWarningSuboperations": 0})
+    return move
+
+
+def test_c_move_sub_operations_go_to_the_destination_over_one_association(services_scp):
+    """PS3.4 C.4.2.2: C-STOREs to the move destination, carrying the Move Originator (PS3.7 9.3.1.1)."""
+    arrived = []
+
+    def on_store(event):
+        arrived.append((event.dataset.PatientName, event.request.MoveOriginatorApplicationEntityTitle,
+                        event.request.MoveOriginatorMessageID, event.assoc.requestor.ae_title))
+        return 0x0000
+
+    associations = []
+    server, port = _destination([(CT, {})], [(evt.EVT_C_STORE, on_store),
+                                             (evt.EVT_ESTABLISHED, lambda e: associations.append(1))])
+    try:
+        handle = services_scp({}, storage="memory")
+        uids = _store(handle, 3)
+        handle.scp.handlers = {MOVE: _mover(uids)}
+        handle.scp.move_destinations = {"DEST": ("127.0.0.1", port)}
+        assoc = _ae(MOVE).associate("127.0.0.1", handle.port, ae_title="DICOMCONF")
+        replies = [status for status, _ in assoc.send_c_move(_identifier("*"), "DEST", MOVE, msg_id=9)]
+        assoc.release()
+    finally:
+        server.shutdown()
+    assert [str(name) for name, *_ in arrived] == ["MOVE^0", "MOVE^1", "MOVE^2"]
+    assert {(str(o).strip(), m, str(r).strip()) for _, o, m, r in arrived} == {("SVCSCU", 9, "DICOMCONF")}
+    assert associations == [1]
+    assert [r.Status for r in replies] == [0xFF00, 0xFF00, 0x0000]
+    assert replies[-1].NumberOfCompletedSuboperations == 3
+
+
+def test_c_move_to_a_destination_that_refuses_counts_failures(services_scp):
+    handle = services_scp({}, storage="memory")
+    uids = _store(handle, 2)
+    closed = socket_port()
+    handle.scp.handlers = {MOVE: _mover(uids)}
+    handle.scp.move_destinations = {"DEST": ("127.0.0.1", closed)}
+    assoc = _ae(MOVE).associate("127.0.0.1", handle.port, ae_title="DICOMCONF")
+    replies = [status for status, _ in assoc.send_c_move(_identifier("*"), "DEST", MOVE)]
+    assoc.release()
+    assert replies[-1].Status == 0xB000 and replies[-1].NumberOfFailedSuboperations == 2
+
+
+def socket_port() -> int:
+    """A loopback port nobody listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_event_report_over_a_new_association_takes_the_scp_role(services_scp):
+    """PS3.4 J.3.3.1: the report may go over an association the SCP requests, proposing the SCP role."""
+    reports = []
+
+    def on_report(event):
+        roles = [(cx.abstract_syntax, cx.as_scu, cx.as_scp) for cx in event.assoc.accepted_contexts]
+        reports.append((event.event_type, str(event.event_information.TransactionUID), roles))
+        return 0x0000, None
+
+    server, port = _destination([(COMMITMENT, {"scu_role": True, "scp_role": True})],
+                                [(evt.EVT_N_EVENT_REPORT, on_report)])
+    answered = []
+
+    def commit(request):
+        yield Reply(0x0000, fields={"AffectedSOPInstanceUID": request.sop_instance_uid, "ActionTypeID": 1})
+        report = Dataset()
+        report.TransactionUID = request.dataset.TransactionUID
+        answered.append((yield EventReport(COMMITMENT, request.sop_instance_uid, 1, report, to="DEST")))
+
+    try:
+        handle = services_scp({COMMITMENT: commit})
+        handle.scp.move_destinations = {"DEST": ("127.0.0.1", port)}
+        assoc = _ae(COMMITMENT).associate("127.0.0.1", handle.port, ae_title="DICOMCONF")
+        action = Dataset()
+        action.TransactionUID = uid = generate_uid()
+        status, _ = assoc.send_n_action(action, 1, COMMITMENT, "1.2.840.10008.1.20.1.1")
+        assoc.release()
+        deadline = time.monotonic() + 5
+        while not answered and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.shutdown()
+    assert status.Status == 0x0000 and answered == [0x0000]
+    assert reports and reports[0][:2] == (1, uid)
+    # the acceptor's view: it is the SCU of the class on that association, so the reference SCP is its SCP
+    assert reports[0][2] == [(COMMITMENT, True, False)]
