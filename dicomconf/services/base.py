@@ -115,8 +115,38 @@ class EventReport:
     to: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Misbehaviour:
+    """What a scenario scripts a service to do wrong: a failure status, a delay, an abort.
+
+    ``fail_status`` refuses the request with that status before the service
+    changes anything (no pending responses, no sub-operations, no event
+    report), with ``error_comment`` as Error Comment (0000,0902) when given
+    (PS3.7 Annex C); ``delay`` is seconds the driver waits before each reply;
+    ``abort`` turns the first reply into an A-ABORT (PS3.8 7.3.1).
+    """
+
+    fail_status: int | None = None
+    error_comment: str | None = None
+    delay: float = 0.0
+    abort: bool = False
+
+    def refusal(self) -> Reply | None:
+        """The scripted failure reply, or None when the service is to answer for real."""
+        if self.fail_status is None:
+            return None
+        fields = {"ErrorComment": self.error_comment} if self.error_comment else {}
+        return self.shape(Reply(self.fail_status, fields=fields))
+
+    def shape(self, reply: Reply) -> Reply:
+        """``reply`` with the scripted delay and abort applied (the service's status kept)."""
+        if not self.delay and not self.abort:
+            return reply
+        return Reply(reply.status, reply.dataset, reply.fields, max(reply.delay, self.delay), reply.abort or self.abort)
+
+
 Action = Union[Reply, SubOperation, EventReport]
 Exchange = Generator[Action, Union[int, None], None]
 Handler = Callable[[Request], Exchange]
 
-__all__ = ["Action", "Cancel", "EventReport", "Exchange", "Handler", "Reply", "Request", "SubOperation"]
+__all__ = ["Action", "Cancel", "EventReport", "Exchange", "Handler", "Misbehaviour", "Reply", "Request", "SubOperation"]
