@@ -536,6 +536,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+def pytest_assertrepr_compare(op: str, left: Any, right: Any) -> list[str] | None:
+    """A failed comparison of objects holding a user identity credential shows sizes, not bytes."""
+    from dicomconf.wire.secrets import assertrepr_compare
+
+    return assertrepr_compare(op, left, right)
+
+
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     record = getattr(report, "dicomconf", None)
     if record is None or report.outcome == "rerun" or record["outcome"] != "failed" or record["severity"] != "should":

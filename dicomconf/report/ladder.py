@@ -20,7 +20,10 @@ result, source and reason for A-ASSOCIATE-RJ and A-ABORT (PS3.8 9.3.4,
 the time since the first packet), a transport event (connect, FIN, RST), or
 a note of the stream reader (bytes missing, a resynchronisation).  Each PDU
 row also carries its decoded fields (the core's strict codec, walked
-generically) and a hex dump of at most :data:`HEX_LIMIT` bytes.  A PDU the
+generically) and a hex dump of at most :data:`HEX_LIMIT` bytes; the
+credentials of a User Identity sub-item (PS3.7 D.3.3.7: passcode, token,
+server response) show in neither, only their size in the fields and ``**``
+in the dump (:mod:`dicomconf.wire.secrets`; the pcap keeps them).  A PDU the
 codec refuses is shown with the reason and its bytes; a capture that cannot
 be read gives a ladder with ``error`` set, never an exception.  At most
 :data:`HEAD` + :data:`TAIL` PDUs are drawn (the first and the last ones;
@@ -53,6 +56,7 @@ from dicomconf.ul.pdu import (
     PDataTF,
     decode_pdu,
 )
+from dicomconf.wire import secrets
 from dicomconf.wire.dissect import command_name, fast_command, summary, uid_name
 from dicomconf.wire.pcapread import (
     CapturedPDU,
@@ -193,9 +197,13 @@ def _value(name: str, value: Any) -> str:
 
 
 def _walk(obj: Any, indent: str, out: list[str]) -> None:
-    """Every field of a decoded core object, nested objects and tuples indented."""
+    """Every field of a decoded core object, nested objects and tuples indented; credentials by size only."""
+    hidden = getattr(obj, "secret_fields", ())
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
+        if f.name in hidden and value:
+            out.append(f"{indent}{f.name}: {secrets.MASK} ({len(value)} bytes)")
+            continue
         if f.name == "data" and hasattr(obj, "is_command"):  # a PDV (PS3.8 E.2)
             if obj.is_command and obj.is_last:
                 cmd = fast_command(value)
@@ -232,15 +240,8 @@ def decoded_fields(data: bytes, decoded: Any = None) -> str:
 
 
 def hexdump(data: bytes, limit: int = HEX_LIMIT) -> tuple[str, int]:
-    """``(dump, bytes left out)``: offset, 16 bytes in hex, their printable ASCII."""
-    shown = data[:limit]
-    lines = []
-    for pos in range(0, len(shown), 16):
-        chunk = shown[pos : pos + 16]
-        hexes = chunk[:8].hex(" ") + ("  " + chunk[8:].hex(" ") if len(chunk) > 8 else "")
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{pos:04x}  {hexes:<48}  {text}")
-    return "\n".join(lines), len(data) - len(shown)
+    """``(dump, bytes left out)``: offset, 16 bytes in hex, their printable ASCII; credentials as ``**``."""
+    return secrets.hexdump(data, limit)
 
 
 def pdu_row(data: bytes) -> Row:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
+import os
 from pathlib import Path
 
 
@@ -63,10 +64,11 @@ def self_signed(directory: Path, names: tuple[str, ...] = DEFAULT_NAMES, stem: s
     )
     cert_path, key_path = directory / f"{stem}cert.pem", directory / f"{stem}key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_path.chmod(0o600)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    if key_path.exists():
+        key_path.unlink()
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from its first byte
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
     return str(cert_path), str(key_path)

@@ -25,6 +25,10 @@ lists, tuples and strings.  Nothing calls a function the
 list above does not name (``__import__``, ``open``, ``eval``, a method), so
 an expression can neither run code nor read a file; a refusal is an
 :class:`ExpressionError` that the step reports with its ``file:line``.
+Its message never quotes a credential (PS3.7 D.3.3.7): every secret value
+the namespace holds (the profile's passcodes, a saved user identity field:
+:func:`dicomconf.wire.secrets.credentials_in`) is replaced by ``***`` in it,
+also where it is part of a longer value (``'<passcode>-x'``).
 
 Durations are ``500ms``, ``5s``, ``1.5s``, ``2m`` or a bare number of
 seconds; :func:`duration` accepts any of them after templating.
@@ -173,7 +177,12 @@ def evaluate(text: str, ns: Mapping[str, Any]) -> Any:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"{text!r}: not an expression ({exc.msg})") from None
-    return _eval(tree, ns, text)
+    try:
+        return _eval(tree, ns, text)
+    except ExpressionError as exc:
+        from dicomconf.wire.secrets import credentials_in, scrub
+
+        raise ExpressionError(scrub(str(exc), credentials_in(dict(ns)))) from None
 
 
 _PART = re.compile(r"\{\{|\}\}|\{([^{}]+)\}")

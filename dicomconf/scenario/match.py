@@ -26,6 +26,14 @@ differences (empty: it matched).  Rules, for each expected key:
 * a mapping against a mapping matches recursively (keys not named are free);
 * a mapping against a scalar is an operator set: ``min``, ``max``, ``not``,
   ``any`` (alternatives), ``present`` (true/false), ``exactly``.
+
+The differences never quote a credential (PS3.7 D.3.3.7): a value under a
+credential key of a user identity (``secondary_field``, ``server_response``,
+the ``primary_field`` of a token type; :func:`dicomconf.wire.secrets.secret_keys`)
+shows by its size only, expected and received alike, and a mapping quoted
+whole has its credentials masked.  :func:`get_path` hands such a value out
+as a :class:`~dicomconf.wire.secrets.SecretText`, so that a saved credential
+stays masked where a scenario uses it.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dicomconf.ul import constants as C
+from dicomconf.wire.secrets import SecretText, secret_keys
+from dicomconf.wire.secrets import show as _r
 
 OPERATORS = frozenset({"min", "max", "not", "any", "present", "exactly"})
 # Keys of a P-DATA-TF expectation that are about the DIMSE message, not the one PDU: they are
@@ -163,14 +173,16 @@ def field_names(pdu_name: str) -> set[str]:
 def get_path(view: Mapping[str, Any], path: str) -> Any:
     """``user_information.maximum_length`` or ``presentation_contexts.0.result`` from a view."""
     value: Any = view
+    secret = False
     for part in path.split("."):
         if isinstance(value, Mapping) and part in value:
+            secret = part in secret_keys(value)
             value = value[part]
         elif isinstance(value, list) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
             value = value[int(part)]
         else:
             raise KeyError(path)
-    return value
+    return SecretText(value) if secret and isinstance(value, str) else value
 
 
 def _norm(value: Any) -> Any:
@@ -190,39 +202,44 @@ def _scalar_equal(want: Any, have: Any) -> bool:
     return want == have
 
 
-def _operators(want: Mapping[str, Any], have: Any, where: str) -> list[str]:
+def _operators(want: Mapping[str, Any], have: Any, where: str, secret: bool = False) -> list[str]:
     problems: list[str] = []
+    got = _r(have, secret)
     for op, arg in want.items():
         if op == "present":
             if bool(arg) != (have is not None):
-                problems.append(f"{where}: expected {'present' if arg else 'absent'}, got {have!r}")
+                problems.append(f"{where}: expected {'present' if arg else 'absent'}, got {got}")
         elif op == "any":
-            if not any(not match(a, have, where) for a in arg):
-                problems.append(f"{where}: expected any of {arg!r}, got {have!r}")
+            if not any(not match(a, have, where, secret=secret) for a in arg):
+                problems.append(f"{where}: expected any of {_r(arg, secret)}, got {got}")
         elif op == "not":
-            if not match(arg, have, where):
-                problems.append(f"{where}: expected not {arg!r}, got {have!r}")
+            if not match(arg, have, where, secret=secret):
+                problems.append(f"{where}: expected not {_r(arg, secret)}, got {got}")
         elif op == "exactly":
             if not isinstance(have, list) or len(have) != len(arg) or any(
-                match(a, h, where) for a, h in zip(arg, have)
+                match(a, h, where, secret=secret) for a, h in zip(arg, have)
             ):
-                problems.append(f"{where}: expected exactly {arg!r}, got {have!r}")
+                problems.append(f"{where}: expected exactly {_r(arg, secret)}, got {got}")
         elif op in ("min", "max"):
             if not isinstance(have, (int, float)) or isinstance(have, bool):
-                problems.append(f"{where}: expected a number ({op} {arg}), got {have!r}")
+                problems.append(f"{where}: expected a number ({op} {arg}), got {got}")
             elif (op == "min" and have < arg) or (op == "max" and have > arg):
-                problems.append(f"{where}: expected {op} {arg}, got {have!r}")
+                problems.append(f"{where}: expected {op} {arg}, got {got}")
     return problems
 
 
-def match(want: Any, have: Any, where: str = "") -> list[str]:
-    """The differences between expectation ``want`` and actual ``have`` (empty: match)."""
+def match(want: Any, have: Any, where: str = "", *, secret: bool = False) -> list[str]:
+    """The differences between expectation ``want`` and actual ``have`` (empty: match).
+
+    ``secret``: ``have`` is a credential, quoted by size only (see the module docstring).
+    """
     label = where or "value"
     if isinstance(want, Mapping):
         if want and set(want) <= OPERATORS:  # an operator set, also against a mapping ({present: false})
-            return _operators(want, have, label)
+            return _operators(want, have, label, secret)
         if isinstance(have, Mapping):
             problems: list[str] = []
+            hidden = secret_keys(have)
             for key, sub in want.items():
                 path = f"{where}.{key}" if where else str(key)
                 if key not in have:
@@ -230,21 +247,21 @@ def match(want: Any, have: Any, where: str = "") -> list[str]:
                         continue
                     problems.append(f"{path}: not present (fields: {', '.join(sorted(map(str, have)))})")
                     continue
-                problems += match(sub, have[key], path)
+                problems += match(sub, have[key], path, secret=secret or key in hidden)
             return problems
-        return [f"{label}: expected {want!r}, got {have!r}"]
+        return [f"{label}: expected {_r(want, secret)}, got {_r(have, secret)}"]
     if isinstance(want, list):
         if isinstance(have, list):
             problems = []
             for i, w in enumerate(want):
-                if all(match(w, h, f"{label}[]") for h in have):
-                    problems.append(f"{label}: no element matches {w!r} (got {have!r})")
+                if all(match(w, h, f"{label}[]", secret=secret) for h in have):
+                    problems.append(f"{label}: no element matches {_r(w, secret)} (got {_r(have, secret)})")
             return problems
-        if any(not match(w, have, label) for w in want):
+        if any(not match(w, have, label, secret=secret) for w in want):
             return []
-        return [f"{label}: expected one of {want!r}, got {have!r}"]
+        return [f"{label}: expected one of {_r(want, secret)}, got {_r(have, secret)}"]
     if want is None:
-        return [] if have is None else [f"{label}: expected null, got {have!r}"]
+        return [] if have is None else [f"{label}: expected null, got {_r(have, secret)}"]
     if _scalar_equal(want, have):
         return []
-    return [f"{label}: expected {want!r}, got {have!r}"]
+    return [f"{label}: expected {_r(want, secret)}, got {_r(have, secret)}"]

@@ -123,6 +123,12 @@ class Profile:
     tls: TLSSettings = field(default_factory=TLSSettings)
     target: TargetSettings | None = None
     source: str = "<defaults>"
+
+    def __repr__(self) -> str:  # passcodes never printed (PS3.7 D.3.3.7): names and sizes only
+        from dicomconf.ul.items import masked_repr
+        from dicomconf.ul.negotiation import users_repr
+
+        return masked_repr(self, {"users": users_repr(self.users)})
     given: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property

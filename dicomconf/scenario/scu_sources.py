@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from dicomconf.wire.secrets import mask_argv
+
 PLACEHOLDERS = ("host", "port", "called_ae", "calling_ae", "file")
 OUTPUT_KEPT = 4000  # characters of an SCU command's output kept for the report
 EXIT_GRACE = 5.0  # s a command may take to exit after the scenario ended, before it is stopped
@@ -214,7 +216,7 @@ class _Process(Handle):
         self.out.seek(0)
         output = self.out.read().decode("utf-8", "replace")
         self.out.close()
-        record = {"mode": "command", "command": shlex.join(self.argv), "pid": self.proc.pid,
+        record = {"mode": "command", "command": shlex.join(mask_argv(self.argv)), "pid": self.proc.pid,
                   "exit_status": self.proc.returncode, "output": output[-OUTPUT_KEPT:]}
         if stopped:
             record["stopped"] = f"{stopped}: still running {EXIT_GRACE:g}s after the scenario ended"
@@ -242,7 +244,11 @@ class CommandSCU(SCUSource):
         self.logs = Path(tempfile.mkdtemp(prefix="dicomconf-scu-"))
 
     def describe(self) -> str:
-        return f"command: {self.command}"
+        try:
+            shown = shlex.join(mask_argv(shlex.split(self.command)))
+        except ValueError:
+            shown = self.command  # command_problem() refused it already
+        return f"command: {shown}"
 
     def start(self, call: Call) -> Handle:
         values = {"host": call.host, "port": str(call.port), "called_ae": call.called_ae,

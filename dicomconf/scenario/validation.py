@@ -120,7 +120,9 @@ def _describe(error: ValidationError, inherited: str | None = None) -> list[tupl
         return [(path, f"{dotted(path)}: {error.message}")]
     if error.validator in ("minProperties", "maxProperties") and expected:
         return [(path, f"{dotted(path)}: {expected}")]
-    found = _short(error.instance)
+    # A passcode in a profile's users (or a user identity's fields) is never quoted back (PS3.7 D.3.3.7).
+    secret = any(str(p) in ("users", "passcode", "secondary_field", "primary_field") for p in path)
+    found = "a value (not shown: it is a credential)" if secret else _short(error.instance)
     if error.validator == "enum":
         found += suggest(error.instance, [str(v) for v in schema.get("enum", [])])
     elif error.validator in _BOUNDS:

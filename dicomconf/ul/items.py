@@ -24,6 +24,11 @@ functions of a few immutable values (UID and name sub-items, accepted
 context items, Maximum Length) are kept per value with a typed
 ``lru_cache``.  Every check still runs on what is not cached, and every
 error is raised as without the caches.
+
+Credentials: the ``repr`` of a User Identity sub-item (58H, 59H) shows the
+size of its passcode, token or server response, never the bytes
+(:func:`hidden`), because a repr ends up in logs, tracebacks and pytest's
+assertion messages; the fields themselves and equality are unchanged.
 """
 
 from __future__ import annotations
@@ -360,11 +365,43 @@ class SOPClassCommonExtendedNegotiation:
         return _ITEM_HEADER.pack(self.item_type, self.sub_item_version, len(value)) + value
 
 
+def hidden(value: object) -> str:
+    """How a credential prints in a repr: ``<16 bytes hidden>``, its size and never its content.
+
+    An empty value has nothing to hide and prints as itself.
+    """
+    if value is None or not hasattr(value, "__len__") or len(value) == 0:  # type: ignore[arg-type]
+        return repr(value)
+    unit = "character" if isinstance(value, str) else "byte"
+    size = len(value)  # type: ignore[arg-type]
+    return f"<{size} {unit}{'' if size == 1 else 's'} hidden>"
+
+
+def masked_repr(obj: object, shown: dict[str, str]) -> str:
+    """The dataclass repr of ``obj``, with the text of ``shown`` for the fields it names."""
+    from dataclasses import fields
+
+    parts = (f"{f.name}={shown[f.name] if f.name in shown else repr(getattr(obj, f.name))}"
+             for f in fields(obj) if f.repr)  # type: ignore[arg-type]
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
+def credential_in_primary(user_identity_type: object) -> bool:
+    """True when the primary field of a 58H sub-item is itself the credential (PS3.7 D.3.3.7.1).
+
+    Types 1 and 2 carry a user name there; types 3-5 carry a Kerberos service
+    ticket, a SAML assertion or a JSON Web Token, and an undefined type is
+    treated as a credential too.
+    """
+    return user_identity_type not in (C.USER_IDENTITY_USERNAME, C.USER_IDENTITY_USERNAME_PASSCODE)
+
+
 @dataclass(frozen=True, slots=True)
 class UserIdentityRQ:
     """User Identity Negotiation Sub-Item 58H, A-ASSOCIATE-RQ (PS3.7 D.3.3.7.1).
 
-    The secondary-field length is always present (0 when unused).
+    The secondary-field length is always present (0 when unused).  The repr
+    hides :attr:`secret_fields`.
     """
 
     item_type: ClassVar[int] = C.SUB_USER_IDENTITY_RQ
@@ -372,6 +409,16 @@ class UserIdentityRQ:
     primary_field: bytes
     secondary_field: bytes = b""
     positive_response_requested: int = 0
+
+    @property
+    def secret_fields(self) -> tuple[str, ...]:
+        """The fields holding a credential: the secondary field (the passcode of type 2) and,
+        for types other than 1 and 2, the primary field (:func:`credential_in_primary`)."""
+        found = ("primary_field",) if credential_in_primary(self.user_identity_type) else ()
+        return found + ("secondary_field",)
+
+    def __repr__(self) -> str:
+        return masked_repr(self, {name: hidden(getattr(self, name)) for name in self.secret_fields})
 
     @checked_encode
     def encode(self) -> bytes:
@@ -389,6 +436,11 @@ class UserIdentityAC:
 
     item_type: ClassVar[int] = C.SUB_USER_IDENTITY_AC
     server_response: bytes = b""
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("server_response",)  # a ticket or token for types 3-5
+
+    def __repr__(self) -> str:
+        return masked_repr(self, {"server_response": hidden(self.server_response)})
 
     @checked_encode
     def encode(self) -> bytes:

@@ -98,6 +98,8 @@ from dicomconf.ul.items import (
     UserIdentityAC,
     UserIdentityRQ,
     UserInformation,
+    hidden,
+    masked_repr,
 )
 from dicomconf.ul.negotiation_check import Problem, check_reply
 from dicomconf.ul.pdu import AAssociateAC, AAssociateRJ, AAssociateRQ
@@ -111,6 +113,7 @@ __all__ = [
     "default_supported",
     "negotiate",
     "select_role",
+    "users_repr",
 ]
 
 # PS3.7 D.3.3.4: without a role selection item the requestor is SCU, the acceptor SCP.
@@ -173,7 +176,8 @@ class AcceptorPolicy:
     pair answered when the RQ proposes a window.  ``extended_negotiation``
     maps a SOP class to the service-class-application-information answered
     for it.  ``prefer_own_transfer_syntax_order`` picks the transfer syntax
-    by the order of ``supported`` rather than the requestor's.
+    by the order of ``supported`` rather than the requestor's.  The repr
+    shows each user's passcode by its size only (:func:`users_repr`).
     """
 
     ae_titles: tuple[str, ...] = ("DICOMCONF",)
@@ -191,6 +195,16 @@ class AcceptorPolicy:
     extended_negotiation: Mapping[str, bytes] = field(default_factory=dict)
     accept_common_extended: bool = True
     prefer_own_transfer_syntax_order: bool = False
+
+    def __repr__(self) -> str:
+        return masked_repr(self, {"users": users_repr(self.users)})
+
+
+def users_repr(users: Mapping[str, str | None] | None) -> str:
+    """``{'alice': <12 characters hidden>, 'bob': None}``: user names, never passcodes (PS3.7 D.3.3.7)."""
+    if users is None:
+        return "None"
+    return "{" + ", ".join(f"{name!r}: {hidden(passcode)}" for name, passcode in users.items()) + "}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,12 @@ DIMSE fragment-sequence checks (pydicom decoding of every command set).
 assembler and prints each data set decoded by pydicom in the transfer syntax
 its presentation context was accepted with.
 
+User identity credentials (PS3.7 D.3.3.7: a passcode, a token, a server
+response) show as ``***`` in ``-v`` trees and as ``**`` in the hex dump of a
+PDU scapy cannot dissect, malformed ones included as far as they can be
+located (:mod:`dicomconf.wire.secrets`); ``--show-secrets`` shows them.  The
+one-line summaries and ``--json`` never hold them.
+
 Exit status: 0 when PDUs were decoded, 1 when the capture cannot be read or
 holds no DICOM, 2 for a usage error; a truncated capture prints what it could
 decode, then the reason, and exits 1.  Never a traceback.

@@ -206,18 +206,19 @@ def summary(pdu: bytes) -> str:
 def tree(pdu: bytes, show_secrets: bool = False) -> str:
     """The full dissection: scapy's tree, then each whole command PDV decoded with pydicom.
 
-    User identity credentials print as ``***`` unless ``show_secrets`` (:mod:`dicomconf.wire.secrets`).
+    User identity credentials print as ``***`` unless ``show_secrets`` (:mod:`dicomconf.wire.secrets`):
+    their bytes are starred before scapy sees them (so a malformed PDU's raw remainder does not show
+    them either), then the fields scapy found are set to ``***``; the hex dump of a PDU scapy cannot
+    dissect stars them too.
     """
     from dicomconf.wire.layers import dissect
-    from dicomconf.wire.secrets import mask_packet
+    from dicomconf.wire.secrets import hexdump, mask_bytes, mask_packet
 
     try:
-        packet = dissect(pdu)
+        packet = dissect(pdu if show_secrets else mask_bytes(pdu))
         text = (packet if show_secrets else mask_packet(packet)).show(dump=True)
     except Exception as exc:  # scapy's fields raise on bytes too short for them
-        from scapy.utils import hexdump
-
-        return f"(scapy cannot dissect these {len(pdu)} byte(s): {exc})\n{hexdump(bytes(pdu), dump=True)}"
+        return f"(scapy cannot dissect these {len(pdu)} byte(s): {exc})\n{hexdump(pdu, show_secrets=show_secrets)[0]}"
     if len(pdu) and pdu[0] == C.P_DATA_TF:
         try:
             decoded = decode_pdu(pdu)
