@@ -16,6 +16,7 @@ import signal
 import sys
 
 from dicomconf.scp.config import STORAGE_KINDS, ConfigError, SCPConfig
+from dicomconf.scp.storage import StorageSetupError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-limit", dest="memory_limit", metavar="SIZE",
                         help="most bytes memory storage keeps (e.g. 256MiB, 2GiB; 'none' for no bound); "
                              "a C-STORE past it answers A700 (default 256MiB)")
+    parser.add_argument("--index", metavar="PATH",
+                        help="SQLite index of stored instances: a file, :memory:, none, or default "
+                             "(index.sqlite in --storage-dir; :memory: for memory storage)")
+    parser.add_argument("--load", action="append", metavar="DIR",
+                        help="index the DICOM files under DIR at start (repeatable; directory storage "
+                             "references them in place, memory storage reads them in)")
+    parser.add_argument("--move-destination", action="append", metavar="AE=HOST:PORT",
+                        help="a C-MOVE destination (and commitment report receiver); repeatable")
+    parser.add_argument("--worklist", metavar="PATH",
+                        help="Modality Worklist items: a YAML file or a directory of DICOM files")
+    parser.add_argument("--services", metavar="LIST",
+                        help="comma-separated services to offer beyond echo and store (find, move, get, "
+                             "commitment, mpps, worklist), or none (default: every one whose need is met)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log a trace of every PDU")
     parser.add_argument("--show-secrets", dest="show_secrets", action="store_true",
                         help="let the -v trace show user identity passcodes and tokens (masked as *** otherwise)")
@@ -89,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         loop_factory = event_loop_factory(getattr(args, "event_loop", "auto"))
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(_serve(config))
-    except ConfigError as exc:
+    except (ConfigError, StorageSetupError) as exc:
         print(f"dicomconf scp: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -61,6 +61,10 @@ def parse_size(value: Any, allow_none: bool = False) -> int | None:
     return int(m.group(1)) << _SIZE_SHIFTS[(m.group(2) or "")[:1].lower()]
 
 
+# The DIMSE services the SCP may offer beyond echo and store (dicomconf.scp.services_setup, docs/scp.md).
+SERVICES = ("find", "move", "get", "commitment", "mpps", "worklist")
+
+
 @dataclass
 class SCPConfig:
     """Every setting of the reference SCP, with defaults (see ``docs/scp.md``)."""
@@ -76,8 +80,8 @@ class SCPConfig:
     roles: dict[str, tuple[bool, bool]] = field(default_factory=dict)
     max_pdu_length: int = 16382
     max_associations: int | None = None
-    # username -> passcode (None: username alone is enough), PS3.7 D.3.3.7; never shown by repr
-    users: dict[str, str | None] | None = field(default=None, repr=False)
+    # username -> passcode (None: username alone is enough), PS3.7 D.3.3.7; the repr shows names, not passcodes
+    users: dict[str, str | None] | None = None
     require_user_identity: bool = False
     async_window: tuple[int, int] | None = None
     implementation_class_uid: str = C.IMPLEMENTATION_CLASS_UID
@@ -85,6 +89,16 @@ class SCPConfig:
     storage: str = "memory"
     storage_dir: str | None = None
     fsync: bool = False
+    # the SQLite index of stored instances: default (index.sqlite in storage_dir; :memory: for memory
+    # storage), none, :memory:, or a file path; load: directories indexed at start (docs/scp.md)
+    index: str = "default"
+    load: tuple[str, ...] = ()
+    # the DIMSE services beyond echo and store (SERVICES); None: every one whose need is met
+    services: tuple[str, ...] | None = None
+    # AE title -> (host, port): C-MOVE destinations and commitment report receivers (PS3.4 C.4.2, J.3.3)
+    move_destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
+    worklist: str | None = None  # a YAML file or a directory of DICOM files: the Modality Worklist (PS3.4 K.6)
+    commitment_report_to: str | None = None  # None: the requesting association; else an AE of move_destinations
     # the largest data set taken (bytes); past it the data set is dropped and C-STORE answers A700
     max_dataset_length: int | None = 2 << 30
     # bytes memory storage keeps in all (data sets + INSTANCE_COST each); past it C-STORE answers A700
@@ -98,6 +112,12 @@ class SCPConfig:
     verbose: bool = False
     show_secrets: bool = False  # the -v trace shows passcodes and identity tokens instead of ***
     source: str = "<defaults>"
+
+    def __repr__(self) -> str:
+        from dicomconf.ul.items import masked_repr
+        from dicomconf.ul.negotiation import users_repr
+
+        return masked_repr(self, {"users": users_repr(self.users)})
 
     # ------------------------------------------------------------------ loading
 
@@ -144,10 +164,27 @@ class SCPConfig:
             value = getattr(args, flag, None)
             if value is not None:
                 setattr(self, attr, value)
+        index = getattr(args, "index", None)
+        if index is not None:
+            self.index = index if index in ("default", "none", ":memory:") else os.path.abspath(index)
+        load = getattr(args, "load", None)
+        if load:
+            self.load = tuple(self.load) + tuple(os.path.abspath(d) for d in load)
         if getattr(args, "verbose", False):
             self.verbose = True
         if getattr(args, "show_secrets", False):
             self.show_secrets = True
+        for text in getattr(args, "move_destination", None) or ():
+            name, _, where = text.partition("=")
+            try:
+                self.move_destinations[name.strip()] = parse_hostport(where)
+            except ValueError as exc:
+                raise ConfigError(f"<command line>:0: --move-destination {text!r}: {exc}; give AE=HOST:PORT") from None
+        if getattr(args, "worklist", None):
+            self.worklist = os.path.abspath(args.worklist)
+        services = getattr(args, "services", None)
+        if services is not None:
+            self.services = () if services.strip() == "none" else tuple(s.strip() for s in services.split(",") if s.strip())
         memory_limit = getattr(args, "memory_limit", None)
         if memory_limit is not None:
             try:
@@ -166,6 +203,25 @@ class SCPConfig:
             raise ConfigError(f"{where}: storage 'directory' needs storage_dir")
         if self.storage not in STORAGE_KINDS:
             raise ConfigError(f"{where}: storage must be one of {', '.join(STORAGE_KINDS)}, not {self.storage!r}")
+        if self.storage == "discard" and self.index not in ("default", "none"):
+            raise ConfigError(f"{where}: index {self.index!r}: discard storage keeps nothing to index")
+        for name in self.services or ():
+            if name not in SERVICES:
+                raise ConfigError(f"{where}: unknown service {name!r}; known: {', '.join(SERVICES)}")
+        for title in self.move_destinations:
+            problem = _ae_problem(title) if isinstance(title, str) else f"AE title {title!r} is not a string"
+            if problem:
+                raise ConfigError(f"{where}: move_destinations: {problem}")
+        if self.commitment_report_to is not None and self.commitment_report_to not in self.move_destinations:
+            raise ConfigError(f"{where}: commitment_report_to {self.commitment_report_to!r} is not one of "
+                              "move_destinations (where would the report go?)")
+        if self.worklist is not None and not os.path.exists(self.worklist):
+            raise ConfigError(f"{where}: worklist: no such file or directory {self.worklist!r}")
+        if self.load and (self.storage == "discard" or self.index == "none"):
+            raise ConfigError(f"{where}: load needs an index and a storage that keeps instances")
+        for directory in self.load:
+            if not os.path.isdir(directory):
+                raise ConfigError(f"{where}: load: {directory!r} is not a directory")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"{where}: port {self.port} is not 0-65535")
         for title in self.ae_titles:
@@ -177,16 +233,30 @@ class SCPConfig:
 
     # -------------------------------------------------------------- conversion
 
-    def policy(self):
-        """The core's :class:`AcceptorPolicy` for these settings (PS3.8 9.3.3, PS3.7 D.3.3)."""
+    def policy(self, offered: Any = None):
+        """The core's :class:`AcceptorPolicy` for these settings (PS3.8 9.3.3, PS3.7 D.3.3).
+
+        ``offered`` (:class:`dicomconf.scp.services_setup.Offered`) adds the services' presentation
+        contexts, roles and SOP Class Extended Negotiation answers.
+        """
         from dicomconf.ul.negotiation import AcceptorPolicy, default_supported
 
+        supported = default_supported() if self.supported is None else dict(self.supported)
+        roles = dict(self.roles)
+        extended: dict = {}
+        agreed: frozenset = frozenset()
+        if offered is not None:
+            supported.update(offered.supported)
+            roles = {**offered.roles, **roles}
+            extended, agreed = dict(offered.extended), offered.agreed
         return AcceptorPolicy(
             ae_titles=tuple(self.ae_titles),
             require_called_ae=self.require_called_ae,
             allowed_calling_aes=None if self.allowed_calling_aes is None else tuple(self.allowed_calling_aes),
-            supported=default_supported() if self.supported is None else dict(self.supported),
-            roles=dict(self.roles),
+            supported=supported,
+            roles=roles,
+            extended_negotiation=extended,
+            extended_agreed=agreed,
             max_pdu_length=self.max_pdu_length,
             implementation_class_uid=self.implementation_class_uid,
             implementation_version_name=self.implementation_version_name,
@@ -468,6 +538,95 @@ def _storage_dir(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
     cfg.storage_dir = path
 
 
+def _index(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
+    """``index``: default, none, ``:memory:`` or a file path (relative to the configuration file)."""
+    if value is None:
+        value = "none"
+    if not isinstance(value, str) or not value:
+        raise _fail(at, line, f"index must be default, none, :memory: or a file path, not {value!r}")
+    if value not in ("default", "none", ":memory:"):
+        base = os.path.dirname(at.name) if os.path.exists(at.name) else ""
+        value = os.path.join(base, value)
+        if os.path.isdir(value):
+            raise _fail(at, line, f"index {value!r} is a directory, not a file")
+    cfg.index = value
+
+
+def _load(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
+    """``load``: a directory or a list of them, of Part 10 files indexed at start (relative to the file)."""
+    if isinstance(value, str):
+        value, lines = [value], [line]
+    elif isinstance(value, _LineList):
+        lines = value.item_lines
+    else:
+        raise _fail(at, line, f"load must be a directory or a list of directories, not {value!r}")
+    base = os.path.dirname(at.name) if os.path.exists(at.name) else ""
+    out = []
+    for item, item_line in zip(value, lines):
+        if not isinstance(item, str) or not item:
+            raise _fail(at, item_line, f"load: {item!r} is not a directory path")
+        path = os.path.join(base, item)
+        if not os.path.isdir(path):
+            raise _fail(at, item_line, f"load: {path!r} is not a directory")
+        out.append(path)
+    cfg.load = tuple(out)
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for an IPv6 address) -> (host, port); ValueError says what is wrong."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT with a port 1-65535")
+    return host.strip("[]"), int(port)
+
+
+def _move_destinations(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
+    """``move_destinations``: a mapping of AE title -> ``HOST:PORT`` (PS3.4 C.4.2.2.1)."""
+    if value is None:
+        cfg.move_destinations = {}
+        return
+    if not isinstance(value, _LineDict):
+        raise _fail(at, line, f"move_destinations must map AE titles to HOST:PORT, not {value!r}")
+    out = {}
+    for title, where in value.items():
+        kline = value.key_lines[title]
+        problem = _ae_problem(title) if isinstance(title, str) else f"AE title {title!r} is not a string"
+        if problem:
+            raise _fail(at, kline, f"move_destinations: {problem}")
+        try:
+            out[title] = parse_hostport(str(where))
+        except ValueError as exc:
+            raise _fail(at, kline, f"move_destinations.{title}: {exc}") from None
+    cfg.move_destinations = out
+
+
+def _services(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
+    """``services``: null (every one whose need is met) or a list of SERVICES."""
+    if value is None:
+        cfg.services = None
+        return
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(at, line, f"services must be a list of {', '.join(SERVICES)}, not {value!r}")
+    for name in value:
+        if name not in SERVICES:
+            raise _fail(at, line, f"unknown service {name!r}; known: {', '.join(SERVICES)}")
+    cfg.services = tuple(value)
+
+
+def _worklist(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
+    """``worklist``: a YAML file or a directory of DICOM files, relative to the configuration file."""
+    if value is None:
+        cfg.worklist = None
+        return
+    if not isinstance(value, str) or not value:
+        raise _fail(at, line, f"worklist must be a file or directory path, not {value!r}")
+    base = os.path.dirname(at.name) if os.path.exists(at.name) else ""
+    path = os.path.join(base, value)
+    if not os.path.exists(path):
+        raise _fail(at, line, f"worklist: no such file or directory {path!r}")
+    cfg.worklist = path
+
+
 def _memory_limit(cfg: SCPConfig, value: Any, at: _Where, line: int) -> None:
     """``memory_storage_limit``: bytes (or ``256 MiB``), or null for no bound, asked for explicitly."""
     try:
@@ -559,6 +718,12 @@ _FIELDS: dict[str, Callable] = {
     "storage": _storage,
     "storage_dir": _storage_dir,
     "fsync": _bool("fsync"),
+    "index": _index,
+    "load": _load,
+    "services": _services,
+    "move_destinations": _move_destinations,
+    "worklist": _worklist,
+    "commitment_report_to": _string("commitment_report_to", _ae_problem, optional=True),
     "max_dataset_length": _int("max_dataset_length", 1, (1 << 63) - 1, optional=True),
     "memory_storage_limit": _memory_limit,
     "max_connections": _int("max_connections", 1, 1_000_000),

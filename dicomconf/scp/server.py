@@ -62,6 +62,7 @@ from dicomconf.scp.describe import describe
 from dicomconf.scp.hooks import Hooks
 from dicomconf.scp.responses import response_command, response_pdata
 from dicomconf.scp.service_driver import ServiceDriver, read_part10
+from dicomconf.scp.services_setup import offer
 from dicomconf.scp.storage import (
     STATUS_OUT_OF_RESOURCES,
     STATUS_PROCESSING_FAILURE,
@@ -603,8 +604,9 @@ class ReferenceSCP:
         config.validate()
         self.config = config
         self.hooks = hooks  # variants (dicomconf.scp.hooks); None on the default path
-        self.policy = config.policy()
         self.storage = make_storage(config)
+        self.services = offer(config, self.storage)  # the DIMSE services beyond echo and store
+        self.policy = config.policy(self.services)
         self.stored: list[StoredInstance] = (
             self.storage.instances if isinstance(self.storage, MemoryStorage) else []
         )
@@ -615,8 +617,8 @@ class ReferenceSCP:
         self.refused = 0  # connections closed at once past max_connections
         self.max_connections = config.max_connections  # lowered at start() when file descriptors are short
         self.tracing = config.verbose
-        self.handlers: dict = {}  # SOP class UID -> service handler (dicomconf.services); empty: echo and store only
-        self.move_destinations: dict = {}  # AE title -> (host, port): C-MOVE destinations, commitment reports
+        self.handlers: dict = dict(self.services.handlers)  # SOP class UID -> handler; empty: echo and store only
+        self.move_destinations: dict = dict(config.move_destinations)  # AE -> (host, port), PS3.4 C.4.2, J.3.3
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: set[_Connection] = set()
         self._in_flight: set[asyncio.Future] = set()
@@ -704,3 +706,4 @@ class ReferenceSCP:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        self.storage.close()

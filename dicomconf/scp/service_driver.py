@@ -189,16 +189,21 @@ class ServiceDriver:
             return  # the operation had ended: nothing to cancel (PS3.7 9.3.2.3 asks no response)
         exchange.cancelled = True
         if exchange.waiting is None and exchange.timer is None:
-            self._step(exchange, None)
+            self._step(exchange, None, cancel=True)
 
     # ------------------------------------------------------------ the exchange
 
-    def _step(self, exchange: _Exchange, value: Any) -> None:
-        """Advance ``exchange`` until it waits (a sub-operation, a delay) or ends."""
+    def _step(self, exchange: _Exchange, value: Any, cancel: bool = False) -> None:
+        """Advance ``exchange`` until it waits (a sub-operation, a delay) or ends.
+
+        Once a C-CANCEL has come, the next pending reply or sub-operation the handler yields is
+        not performed: :class:`Cancel` is thrown in its place, so the handler has counted every
+        sub-operation that ended before (PS3.4 C.4.2.3.1) and answers the cancel itself.
+        """
         while not exchange.done:
             try:
-                if exchange.cancelled:
-                    exchange.cancelled = False
+                if cancel:
+                    cancel = exchange.cancelled = False
                     action = exchange.generator.throw(Cancel())
                 else:
                     action = exchange.generator.send(value)
@@ -210,6 +215,10 @@ class ServiceDriver:
                 self._failed(exchange.request, exchange.transfer_syntax, exc)
                 return
             value = None
+            if exchange.cancelled and (isinstance(action, SubOperation)
+                                       or (isinstance(action, Reply) and action.status in PENDING)):
+                cancel = True
+                continue
             if isinstance(action, Reply):
                 if action.delay > 0:
                     exchange.timer = self.conn.loop.call_later(action.delay, self._delayed, exchange, action)
@@ -240,8 +249,8 @@ class ServiceDriver:
         exchange.timer = None
         if exchange.done or self.conn.closed:
             return
-        if exchange.cancelled:  # a C-CANCEL came during the delay: the handler answers it
-            self._step(exchange, None)
+        if exchange.cancelled and reply.status in PENDING:  # a C-CANCEL came during the delay
+            self._step(exchange, None, cancel=True)
         elif self._reply(exchange, reply):
             self._step(exchange, None)
         self.conn._flush()

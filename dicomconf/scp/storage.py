@@ -44,16 +44,29 @@ and goes to a thread so that it stalls only its own association; without it,
 writes land in the page cache in well under a millisecond and are done
 inline, which saves two thread hand-offs per store (measured in
 ``docs/benchmarks/scp.md``).
+
+With an index (:class:`dicomconf.services.index.Index`, the ``index``
+setting, see :mod:`dicomconf.scp.indexing`) every store is
+indexed atomically with its object: the data set is read with pydicom (the
+written temporary file, or the held bytes), its rows are inserted in a
+transaction, the file is renamed into place (or the bytes kept), and the
+transaction commits; any failure rolls back and removes the file.  A data set
+the index cannot read or place (no Study or Series Instance UID) is not
+stored: C-STORE answers C000, cannot understand (PS3.4 B.2.3), with the
+cause logged.  At start :func:`make_storage` reconciles a directory with its
+index (crash recovery) and loads the ``load`` directories.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import hashlib
 import itertools
 import os
 import re
+import sqlite3
 import struct
 import threading
 from dataclasses import dataclass
@@ -64,6 +77,8 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700  # PS3.4 B.2.3: Refused, out of resources
 STATUS_PROCESSING_FAILURE = 0x0110  # PS3.7 C.4.2: Failure, processing failure
+STATUS_CANNOT_UNDERSTAND = 0xC000  # PS3.4 B.2.3: Error, cannot understand (the index cannot read it)
+INDEX_FILE = "index.sqlite"  # the embedded index of directory storage, in the storage directory
 
 DEFAULT_MEMORY_LIMIT = 256 << 20  # bytes held by memory storage unless configured otherwise
 INSTANCE_COST = 1024  # bytes charged per kept instance beyond its data set: the record, its UIDs, the list slot
@@ -141,6 +156,10 @@ class Spool:
         """Release what was kept of a data set that will not be stored."""
 
 
+class StorageSetupError(RuntimeError):
+    """Storage that cannot start: an index that does not open, a --load that does not fit (one line)."""
+
+
 class Storage:
     """Base backend: keeps nothing.
 
@@ -154,9 +173,15 @@ class Storage:
 
     kind = "discard"
     blocking = False
+    index = None  # a dicomconf.services.index.Index the backend keeps up to date, or None
 
     def store(self, instance: StoredInstance, parts: Sequence | None = None) -> int:
         return STATUS_SUCCESS
+
+    def close(self) -> None:
+        """Close the index (the server calls it once it has stopped)."""
+        if self.index is not None:
+            self.index.close()
 
     def open(self, instance: StoredInstance, limit: int | None = None) -> Spool | None:
         return Spool(limit)
@@ -186,6 +211,7 @@ class MemoryStorage(Storage):
         self._counted = 0  # len(instances) when _used was last right
         self._reserved = 0  # bytes of data sets still arriving
         self._lock = threading.Lock()
+        self.cause: str | None = None  # why the last keep() failed
 
     @property
     def used(self) -> int:
@@ -219,17 +245,59 @@ class MemoryStorage(Storage):
         return f"memory storage limit {format_size(self.limit or 0)} reached"
 
     def keep(self, instance: StoredInstance, charged: int = 0) -> int:
-        """Add ``instance``, moving ``charged`` reserved bytes to the kept ones; A700 past the limit."""
+        """Add ``instance``, moving ``charged`` reserved bytes to the kept ones; A700 past the limit.
+
+        With an index the data set is read and indexed in the same step; C000
+        when it cannot be (``cause`` says why), and an instance stored again
+        replaces the older copy.
+        """
         cost = len(instance.data) + INSTANCE_COST
         self._reserved -= charged
         if not self.room(cost):
+            self.cause = self.full_cause()
             return STATUS_OUT_OF_RESOURCES
+        if self.index is None:
+            self._append(instance, cost)
+            return STATUS_SUCCESS
+        from dicomconf.services.index import UnindexableError, read_bytes_for_index
+
+        again = self.index.locate(instance.sop_instance_uid) is not None
+        try:
+            ds = read_bytes_for_index(instance.data, instance.transfer_syntax)
+            with self.index.storing(ds, path=None, transfer_syntax=instance.transfer_syntax, size=len(instance.data),
+                                    sop_class_uid=instance.sop_class_uid,
+                                    sop_instance_uid=instance.sop_instance_uid):
+                self._append(instance, cost)
+        except UnindexableError as exc:
+            self.cause = f"the index cannot take it: {exc}"
+            return STATUS_CANNOT_UNDERSTAND
+        if again:
+            self._drop_older(instance)
+        return STATUS_SUCCESS
+
+    def _append(self, instance: StoredInstance, cost: int) -> None:
         with self._lock:
             self._sync()
             self.instances.append(instance)
             self._used += cost
             self._counted = len(self.instances)
-        return STATUS_SUCCESS
+
+    def _drop_older(self, instance: StoredInstance) -> None:
+        """Forget earlier copies of an instance stored again (the index holds the later one)."""
+        uid = instance.sop_instance_uid
+        with self._lock:
+            kept = [i for i in self.instances if i.sop_instance_uid != uid or i is instance]
+            self.instances[:] = kept
+            self._used = sum(len(i.data) + INSTANCE_COST for i in kept)
+            self._counted = len(kept)
+
+    def read(self, sop_instance_uid: str) -> bytes | None:
+        """The data set bytes of the latest kept instance with this SOP Instance UID, or None."""
+        with self._lock:
+            for instance in reversed(self.instances):
+                if instance.sop_instance_uid == sop_instance_uid:
+                    return instance.data
+        return None
 
     def store(self, instance: StoredInstance, parts: Sequence | None = None) -> int:
         if parts is not None:
@@ -241,6 +309,8 @@ class MemoryStorage(Storage):
 
     def remove(self, sop_instance_uid: str) -> int:
         """Forget every kept instance with this SOP Instance UID and give its memory back; how many."""
+        if self.index is not None:
+            self.index.remove(sop_instance_uid)
         with self._lock:
             self._sync()
             kept = [i for i in self.instances if i.sop_instance_uid != sop_instance_uid]
@@ -252,6 +322,9 @@ class MemoryStorage(Storage):
 
     def clear(self) -> None:
         """Forget every kept instance."""
+        if self.index is not None:
+            for instance in list(self.instances):
+                self.index.remove(instance.sop_instance_uid)
         with self._lock:
             self.instances.clear()
             self._used = self._counted = 0
@@ -302,7 +375,7 @@ class MemorySpool(Spool):
         charged, self.charged = self.charged, 0
         status = self.storage.keep(dataclasses.replace(self.instance, data=data), charged)
         if status != STATUS_SUCCESS:
-            self.status, self.cause = status, self.storage.full_cause()
+            self.status, self.cause = status, self.storage.cause
         return status
 
     def _abandon(self) -> None:
@@ -435,7 +508,7 @@ class DirectoryStorage(Storage):
             spool = Spool(limit)
             spool.fail(STATUS_PROCESSING_FAILURE, _NOT_ASCII)
             return spool
-        return FileSpool(self, self.path_for(instance.sop_instance_uid), head, limit)
+        return FileSpool(self, self.path_for(instance.sop_instance_uid), head, limit, instance)
 
     def store(self, instance: StoredInstance, parts: Sequence | None = None) -> int:
         try:
@@ -443,18 +516,43 @@ class DirectoryStorage(Storage):
         except UnicodeEncodeError:  # a UID that is not ASCII
             return STATUS_PROCESSING_FAILURE
         body = (instance.data,) if parts is None else tuple(parts)
-        return self.write_atomic(self.path_for(instance.sop_instance_uid), (head, *body))
+        return self.write_atomic(self.path_for(instance.sop_instance_uid), (head, *body), instance)
 
-    def write_atomic(self, final: str, parts: tuple[bytes, ...]) -> int:
+    def write_atomic(self, final: str, parts: tuple[bytes, ...], instance: StoredInstance | None = None) -> int:
         """Write ``parts`` to ``final`` through a temporary file in the same directory and ``os.replace``."""
-        spool = FileSpool(self, final, parts[0])
+        spool = FileSpool(self, final, parts[0], instance=instance)
         for part in parts[1:]:
             spool.write(part)
         spool.end()
         return spool.commit()
 
     def temporary_name(self) -> str:
-        return os.path.join(self.directory, f".incoming-{os.getpid()}-{next(self._counter)}.part")
+        return os.path.join(self.directory, f"{_TEMPORARY_PREFIX}{os.getpid()}-{next(self._counter)}.part")
+
+
+_TEMPORARY_PREFIX = ".incoming-"
+
+
+def is_temporary(name: str) -> bool:
+    """A temporary file of :meth:`DirectoryStorage.temporary_name` (left by a crash when found at start)."""
+    return name.startswith(_TEMPORARY_PREFIX) and name.endswith(".part")
+
+
+def is_live_temporary(name: str) -> bool:
+    """A temporary file of another process that is running now (reconcile leaves it)."""
+    try:
+        pid = int(name[len(_TEMPORARY_PREFIX):].split("-", 1)[0])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 class FileSpool(Spool):
@@ -469,12 +567,14 @@ class FileSpool(Spool):
     answers A700 for a full disk, 0110 for any other failure.
     """
 
-    __slots__ = ("storage", "final", "tmp", "fd", "pending", "pending_bytes")
+    __slots__ = ("storage", "final", "tmp", "fd", "pending", "pending_bytes", "instance")
     FLUSH_BYTES = 256 * 1024
     FLUSH_PARTS = 512
 
-    def __init__(self, storage: DirectoryStorage, final: str, head: bytes, limit: int | None = None) -> None:
+    def __init__(self, storage: DirectoryStorage, final: str, head: bytes, limit: int | None = None,
+                 instance: StoredInstance | None = None) -> None:
         super().__init__(limit)
+        self.instance = instance
         self.storage = storage
         self.final = final
         self.tmp: str | None = None
@@ -506,12 +606,51 @@ class FileSpool(Spool):
                 os.fsync(self.fd)
             os.close(self.fd)
             self.fd = -1
+            if self.storage.index is not None:
+                return self._commit_indexed()
             os.replace(self.tmp, self.final)  # type: ignore[arg-type]
             self.tmp = None
             return STATUS_SUCCESS
         except OSError as exc:
             self._fail(exc)
             return self.status  # type: ignore[return-value]
+
+    def _commit_indexed(self) -> int:
+        """Read the written file, then BEGIN; index rows; ``os.replace``; COMMIT (any failure: neither)."""
+        from dicomconf.services.index import UnindexableError, read_for_index
+
+        tmp = self.tmp
+        try:
+            ds = read_for_index(tmp)
+            meta = getattr(ds, "file_meta", None)
+            ts = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else ""
+        except UnindexableError as exc:
+            self.fail(STATUS_CANNOT_UNDERSTAND, f"the index cannot take it: {exc}")
+            return STATUS_CANNOT_UNDERSTAND
+        instance = self.instance
+        placed = False
+        try:
+            with self.storage.index.storing(
+                ds, path=self.final, transfer_syntax=ts, size=os.path.getsize(tmp),  # type: ignore[arg-type]
+                sop_class_uid=instance.sop_class_uid if instance else None,
+                sop_instance_uid=instance.sop_instance_uid if instance else None,
+            ):
+                os.replace(tmp, self.final)  # type: ignore[arg-type]
+                placed = True
+                self.tmp = None
+        except UnindexableError as exc:
+            self.fail(STATUS_CANNOT_UNDERSTAND, f"the index cannot take it: {exc}")
+            return STATUS_CANNOT_UNDERSTAND
+        except (OSError, sqlite3.Error) as exc:  # the rename or the COMMIT failed: no file without its row
+            if placed:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.final)
+            if isinstance(exc, OSError):
+                self._fail(exc)
+            else:
+                self.fail(STATUS_PROCESSING_FAILURE, f"the index failed: {exc}")
+            return self.status  # type: ignore[return-value]
+        return STATUS_SUCCESS
 
     def _flush(self) -> None:
         views = [memoryview(p) for p in self.pending]
@@ -553,14 +692,19 @@ class FileSpool(Spool):
 
 
 def make_storage(config) -> Storage:
-    """The backend an :class:`~dicomconf.scp.config.SCPConfig` asks for."""
+    """The backend an :class:`~dicomconf.scp.config.SCPConfig` asks for, with its index (``scp.indexing``)."""
     if config.storage == "memory":
-        return MemoryStorage(config.memory_storage_limit)
-    if config.storage == "directory":
-        return DirectoryStorage(
+        storage: Storage = MemoryStorage(config.memory_storage_limit)
+    elif config.storage == "directory":
+        storage = DirectoryStorage(
             config.storage_dir,
             fsync=config.fsync,
             implementation_class_uid=config.implementation_class_uid,
             implementation_version_name=config.implementation_version_name,
         )
-    return DiscardStorage()
+    else:
+        return DiscardStorage()
+    from dicomconf.scp.indexing import attach_index
+
+    attach_index(storage, getattr(config, "index", "none"), tuple(getattr(config, "load", ()) or ()))
+    return storage

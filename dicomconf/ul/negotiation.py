@@ -193,6 +193,9 @@ class AcceptorPolicy:
     require_user_identity: bool = False
     max_associations: int | None = None
     extended_negotiation: Mapping[str, bytes] = field(default_factory=dict)
+    # SOP classes whose extended negotiation sub-fields are each a proposal the acceptor accepts by
+    # returning the same value (1) or turns down with 0 (PS3.4 C.5.1.1, C.5.2.1, C.5.3.1, K.5.1.1)
+    extended_agreed: frozenset[str] = frozenset()
     accept_common_extended: bool = True
     prefer_own_transfer_syntax_order: bool = False
 
@@ -497,8 +500,11 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy, *, active_associations: 
     for ext in found[SOPClassExtendedNegotiation]:  # type: ignore[attr-defined]
         if ext.sop_class_uid in policy.extended_negotiation and ext.sop_class_uid not in extended:
             # Never longer than offered (PS3.4 C.5, K.5: a short answer means the rest are 0).
-            offered = len(ext.service_class_application_information)
-            extended[ext.sop_class_uid] = bytes(policy.extended_negotiation[ext.sop_class_uid])[:offered]
+            proposal = ext.service_class_application_information
+            ours = bytes(policy.extended_negotiation[ext.sop_class_uid])[: len(proposal)]
+            if ext.sop_class_uid in policy.extended_agreed:
+                ours = bytes(1 if mine == 1 and theirs == 1 else 0 for mine, theirs in zip(ours, proposal))
+            extended[ext.sop_class_uid] = ours
             subs.append(SOPClassExtendedNegotiation(ext.sop_class_uid, extended[ext.sop_class_uid]))
     if identity_reply is not None:
         subs.append(identity_reply)

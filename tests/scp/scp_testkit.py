@@ -48,6 +48,13 @@ def start(**overrides):
     return run_in_thread(config(**overrides))
 
 
+def stored_names(directory) -> list[str]:
+    """The files of a storage directory, without the index's own (index.sqlite and its WAL files)."""
+    from dicomconf.scp.storage import INDEX_FILE
+
+    return sorted(n for n in os.listdir(directory) if not n.startswith(INDEX_FILE))
+
+
 # ---------------------------------------------------------------- raw PDUs
 
 

@@ -11,6 +11,10 @@ from scp_testkit import CT, IVRLE, RELEASE_RQ, RawClient, abort_fields, associat
 from dicomconf.ul import constants as C
 from dicomconf.ul.pdu import PDV, PDataTF
 
+# The data sets stored here are raw bytes, not DICOM: these tests run without the index, which refuses
+# what it cannot read (C000); the index has its own tests (tests/services).
+RAW = {"index": "none"}
+
 ARTIM = 1.0
 IDLE = 1.5
 MARGIN = 1.5
@@ -31,7 +35,7 @@ def assert_still_serving(port: int) -> None:
 
 @pytest.fixture
 def server(scp_factory):
-    return scp_factory(artim_timeout=ARTIM, idle_timeout=IDLE)
+    return scp_factory(**RAW, artim_timeout=ARTIM, idle_timeout=IDLE)
 
 
 # ---------------------------------------------------------------- Sta2: before the A-ASSOCIATE-RQ
@@ -68,7 +72,7 @@ def test_item_overrunning_its_pdu_is_aborted(server):
 
 
 def test_huge_length_claim_before_association_is_refused_without_allocating(scp_factory):
-    handle = scp_factory(artim_timeout=5.0, idle_timeout=IDLE)
+    handle = scp_factory(**RAW, artim_timeout=5.0, idle_timeout=IDLE)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with RawClient(handle.port) as client:
         client.send(struct.pack(">BBI", C.A_ASSOCIATE_RQ, 0, 0xFFFFFFFF) + bytes(64))
@@ -120,7 +124,7 @@ def test_pdv_on_unaccepted_context_is_aborted(server):
 
 
 def test_pdata_above_announced_maximum_is_aborted(scp_factory):
-    handle = scp_factory(artim_timeout=ARTIM, idle_timeout=IDLE, max_pdu_length=4096)
+    handle = scp_factory(**RAW, artim_timeout=ARTIM, idle_timeout=IDLE, max_pdu_length=4096)
     with associated(handle.port, contexts=((1, CT, (IVRLE,)),)) as client:
         client.send(PDataTF((PDV(1, 0, bytes(8000)),)).encode())
         source, _reason = abort_fields(client.recv_pdu(timeout=MARGIN))
@@ -161,7 +165,7 @@ def test_client_that_never_closes_after_reject_is_closed_by_artim(server):
 
 
 def test_peer_abort_mid_store_stores_nothing(scp_factory, tmp_path):
-    handle = scp_factory(storage="directory", storage_dir=str(tmp_path))
+    handle = scp_factory(**RAW, storage="directory", storage_dir=str(tmp_path))
     from dicomconf.ul import dimse
 
     msg = dimse.c_store_rq(1, CT, "1.2.3.4.5", context_id=1, data=bytes(20000))
@@ -183,7 +187,7 @@ def test_stop_finishes_an_in_flight_store(scp_factory, tmp_path, monkeypatch):
     from dicomconf.ul import dimse
     from dicomconf.ul.pdu import decode_pdu
 
-    handle = scp_factory(storage="directory", storage_dir=str(tmp_path), fsync=True)
+    handle = scp_factory(**RAW, storage="directory", storage_dir=str(tmp_path), fsync=True)
     real_commit, started = FileSpool.commit, threading.Event()
 
     def slow_commit(spool):
@@ -212,7 +216,7 @@ def test_ac_carries_window_identity_and_implementation(scp_factory):
     from dicomconf.ul.items import AsynchronousOperationsWindow
     from dicomconf.ul.pdu import decode_pdu
 
-    handle = scp_factory(async_window=(3, 2), implementation_version_name="TESTVER", max_pdu_length=8192)
+    handle = scp_factory(**RAW, async_window=(3, 2), implementation_version_name="TESTVER", max_pdu_length=8192)
     with RawClient(handle.port) as client:
         reply = client.associate(extra_sub_items=(AsynchronousOperationsWindow(5, 5),))
         ac = decode_pdu(pdu(reply[0], reply[1]))

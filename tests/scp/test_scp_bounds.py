@@ -28,6 +28,10 @@ from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
 from dicomconf.ul.pdu import PDV, PDataTF, decode_pdu
 
+# The data sets stored here are raw bytes, not DICOM: these tests run without the index, which refuses
+# what it cannot read (C000); the index has its own tests (tests/services).
+RAW = {"index": "none"}
+
 pytestmark = pytest.mark.network
 MIB = 1 << 20
 REPO = Path(__file__).resolve().parents[2]
@@ -172,7 +176,7 @@ def test_memory_limit_flag():
 
 def test_scp_refuses_a700_at_the_memory_limit_and_logs_why(scp_factory, scp_log):
     """PS3.4 B.2.3: Refused, out of resources; the association goes on; removing an instance makes room."""
-    handle = scp_factory(storage="memory", memory_storage_limit=3 * MIB)
+    handle = scp_factory(**RAW, storage="memory", memory_storage_limit=3 * MIB)
     with _associated(handle.port) as client:
         assert _store(client, "1.2.3.1", MIB, 1) == 0
         assert _store(client, "1.2.3.2", MIB, 2) == 0
@@ -187,7 +191,7 @@ def test_scp_refuses_a700_at_the_memory_limit_and_logs_why(scp_factory, scp_log)
 
 def test_scp_budget_is_shared_and_a_store_is_dropped_while_it_arrives(scp_factory):
     """Two associations storing at once: the second is dropped as soon as it passes what is left, not at its end."""
-    handle = scp_factory(storage="memory", memory_storage_limit=3 * MIB)
+    handle = scp_factory(**RAW, storage="memory", memory_storage_limit=3 * MIB)
     first, second = _store_pdus("1.2.3.10", bytes(2 * MIB)), _store_pdus("1.2.3.11", bytes(2 * MIB))
     storage = handle.scp.storage
     with _associated(handle.port) as a, _associated(handle.port) as b:
@@ -207,7 +211,7 @@ def test_scp_budget_is_shared_and_a_store_is_dropped_while_it_arrives(scp_factor
 
 def test_refused_store_holds_nothing_of_its_data_set(scp_factory):
     """A C-STORE refused for its SOP class (0122) is answered without keeping its data set, whatever its size."""
-    handle = scp_factory(storage="memory", max_dataset_length=None)
+    handle = scp_factory(**RAW, storage="memory", max_dataset_length=None)
     mr = "1.2.840.10008.5.1.4.1.1.4"
     pdus = dimse.fragment(dimse.c_store_rq(1, mr, "1.2.3.20", data=bytes(3 * MIB)), 16382)
     with _associated(handle.port) as client:
@@ -224,7 +228,7 @@ def test_refused_store_holds_nothing_of_its_data_set(scp_factory):
 
 
 def test_data_set_too_large_is_logged_with_its_cause(scp_factory, scp_log):
-    handle = scp_factory(storage="discard", max_dataset_length=100_000)
+    handle = scp_factory(**RAW, storage="discard", max_dataset_length=100_000)
     with _associated(handle.port) as client:
         assert _store(client, "1.2.3.30", 300_000) == STATUS_OUT_OF_RESOURCES
     assert any(re.search(r"C-STORE of 1\.2\.3\.30 answered A700: data set longer than max_dataset_length "
@@ -232,7 +236,7 @@ def test_data_set_too_large_is_logged_with_its_cause(scp_factory, scp_log):
 
 
 def test_full_disk_is_logged_with_its_cause(scp_factory, scp_log, tmp_path, monkeypatch):
-    handle = scp_factory(storage="directory", storage_dir=str(tmp_path))
+    handle = scp_factory(**RAW, storage="directory", storage_dir=str(tmp_path))
 
     def full(fd, buffers):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -263,7 +267,7 @@ def test_quota_and_permission_causes(tmp_path, monkeypatch, code, status):
 
 
 def test_refused_sop_class_is_logged_with_its_cause(scp_factory, scp_log):
-    handle = scp_factory()
+    handle = scp_factory(**RAW)
     mr = "1.2.840.10008.5.1.4.1.1.4"
     with _associated(handle.port) as client:
         client.send(b"".join(_store_pdus("1.2.3.33", bytes(10), sop_class=mr)))
@@ -278,7 +282,7 @@ def test_refused_sop_class_is_logged_with_its_cause(scp_factory, scp_log):
 def test_stored_files_are_private(scp_factory, tmp_path):
     """Patient data: files 0o600, directories the storage creates 0o700 (parents included)."""
     directory = tmp_path / "new" / "incoming"
-    handle = scp_factory(storage="directory", storage_dir=str(directory))
+    handle = scp_factory(**RAW, storage="directory", storage_dir=str(directory))
     with _associated(handle.port) as client:
         assert _store(client, "1.2.3.40", 100_000) == 0
     for path, mode in ((directory / "1.2.3.40.dcm", 0o600), (directory, 0o700), (tmp_path / "new", 0o700)):
@@ -305,7 +309,7 @@ def test_file_spool_creates_private_temporary_files(tmp_path):
 
 
 def test_connections_past_max_connections_are_closed_at_once(scp_factory, scp_log):
-    handle = scp_factory(max_connections=2)
+    handle = scp_factory(**RAW, max_connections=2)
     with _associated(handle.port, C.VERIFICATION_SOP_CLASS) as a, RawClient(handle.port) as b:
         assert _wait_for(lambda: handle.call(lambda: len(handle.scp._connections)) == 2)
         with RawClient(handle.port) as third:
@@ -343,7 +347,7 @@ def test_records_of_stored_files_are_bounded(monkeypatch):
 
 
 def test_command_set_over_64_kib_is_aborted_with_reason_0(scp_factory):
-    handle = scp_factory()
+    handle = scp_factory(**RAW)
     chunk = PDataTF((PDV(1, C.MCH_COMMAND, bytes(16000)),)).encode()
     with _associated(handle.port) as client:
         for _ in range(5):
@@ -352,7 +356,7 @@ def test_command_set_over_64_kib_is_aborted_with_reason_0(scp_factory):
 
 
 def test_data_set_fragment_before_a_command_is_aborted_with_reason_5(scp_factory):
-    handle = scp_factory()
+    handle = scp_factory(**RAW)
     with _associated(handle.port) as client:
         client.send(PDataTF((PDV(1, C.MCH_LAST, bytes(10)),)).encode())
         assert abort_fields(client.recv_pdu(timeout=3)) == (C.ABORT_SOURCE_PROVIDER,
@@ -360,7 +364,7 @@ def test_data_set_fragment_before_a_command_is_aborted_with_reason_5(scp_factory
 
 
 def test_idle_association_is_aborted_by_the_service_user_with_reason_0(scp_factory):
-    handle = scp_factory(idle_timeout=0.3)
+    handle = scp_factory(**RAW, idle_timeout=0.3)
     with _associated(handle.port) as client:
         assert abort_fields(client.recv_pdu(timeout=3)) == (C.ABORT_SOURCE_USER, C.ABORT_REASON_NOT_SPECIFIED)
 

@@ -49,7 +49,7 @@ def test_cli_refuses_uvloop_when_missing_with_exit_2(tmp_path):
 @pytest.mark.skipif(not HAVE_UVLOOP, reason="uvloop is not installed")
 @pytest.mark.network
 def test_echo_store_and_bad_input_on_uvloop():
-    handle = run_in_thread(config(artim_timeout=1.0), event_loop="uvloop")
+    handle = run_in_thread(config(artim_timeout=1.0, index="none"), event_loop="uvloop")  # raw-byte data sets
     try:
         assert type(handle.loop).__module__.startswith("uvloop")
         with RawClient(handle.port) as client:

@@ -15,6 +15,7 @@ from scp_testkit import (
     dcmtk_env,
     have_dcmtk,
     make_dataset,
+    stored_names,
     with_syntax,
     write_part10,
 )
@@ -133,8 +134,8 @@ def test_pynetdicom_without_identity_is_rejected_when_required(scp_factory):
 
 
 def test_unrecognised_operation_is_answered_0211(scp_factory):
-    find = "1.2.840.10008.5.1.4.1.2.1.1"  # Patient Root Q/R Find: negotiable, but no service behind it
-    handle = scp_factory(supported={C.VERIFICATION_SOP_CLASS: (IVRLE,), find: (IVRLE,)})
+    find = "1.2.840.10008.5.1.4.1.2.1.1"  # Patient Root Q/R Find: negotiable, but no service offered
+    handle = scp_factory(services=(), supported={C.VERIFICATION_SOP_CLASS: (IVRLE,), find: (IVRLE,)})
     a = ae()
     a.add_requested_context(find, IVRLE)
     assoc = a.associate("127.0.0.1", handle.port, ae_title="DICOMCONF")
@@ -195,7 +196,7 @@ def test_dcmtk_storescu_100_instances_byte_identical_on_disk(scp_factory, tmp_pa
         env=dcmtk_env(), capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    received = sorted(os.listdir(dst))
+    received = stored_names(dst)
     assert len(received) == 100
     assert not [n for n in received if not n.endswith(".dcm")], "temporary files left behind"
     import pydicom
@@ -221,7 +222,7 @@ def test_pynetdicom_store_into_directory_with_fsync(scp_factory, tmp_path):
         assert assoc.send_c_store(ds).Status == 0x0000
         sent[ds.SOPInstanceUID] = encode_dataset(ds, EVRLE)
     assoc.release()
-    assert sorted(os.listdir(tmp_path)) == sorted(f"{uid}.dcm" for uid in sent)
+    assert stored_names(tmp_path) == sorted(f"{uid}.dcm" for uid in sent)
     for uid, data in sent.items():
         assert dataset_bytes_of_file(str(tmp_path / f"{uid}.dcm")) == data
 
@@ -241,7 +242,7 @@ def test_store_that_cannot_be_written_answers_failure_and_leaves_nothing(scp_fac
     status = assoc.send_c_store(with_syntax(make_dataset(1), EVRLE)).Status
     assoc.release()
     assert status == 0x0110
-    assert os.listdir(tmp_path) == []
+    assert stored_names(tmp_path) == []
     assert handle.stored == []
 
 

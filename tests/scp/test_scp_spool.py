@@ -21,6 +21,10 @@ from dicomconf.ul import dimse
 from dicomconf.ul.pdu import PDV, PDataTF, decode_pdu
 from scp_testkit import pdu
 
+# The data sets stored here are raw bytes, not DICOM: these tests run without the index, which refuses
+# what it cannot read (C000); the index has its own tests (tests/services).
+RAW = {"index": "none"}
+
 pytestmark = pytest.mark.network
 MIB = 1 << 20
 
@@ -65,7 +69,7 @@ def _part_appears(directory) -> bool:
 
 def test_directory_store_is_written_while_it_arrives(scp_factory, tmp_path):
     """Half a data set in: a temporary file holds most of it, no final file exists; complete: renamed."""
-    handle = scp_factory(storage="directory", storage_dir=str(tmp_path))
+    handle = scp_factory(**RAW, storage="directory", storage_dir=str(tmp_path))
     data = bytes(range(256)) * (4 * 1024)  # 1 MiB
     pdus = _store_pdus("1.2.3.50", data)
     with _associated(handle.port) as client:
@@ -82,7 +86,7 @@ def test_directory_store_is_written_while_it_arrives(scp_factory, tmp_path):
 
 
 def test_connection_lost_mid_data_set_leaves_nothing(scp_factory, tmp_path):
-    handle = scp_factory(storage="directory", storage_dir=str(tmp_path))
+    handle = scp_factory(**RAW, storage="directory", storage_dir=str(tmp_path))
     pdus = _store_pdus("1.2.3.51", bytes(MIB))
     with _associated(handle.port) as client:
         client.send(b"".join(pdus[:40]))
@@ -92,7 +96,7 @@ def test_connection_lost_mid_data_set_leaves_nothing(scp_factory, tmp_path):
 
 
 def test_stop_mid_data_set_leaves_nothing(scp_factory, tmp_path):
-    handle = scp_factory(storage="directory", storage_dir=str(tmp_path))
+    handle = scp_factory(**RAW, storage="directory", storage_dir=str(tmp_path))
     pdus = _store_pdus("1.2.3.52", bytes(MIB))
     with _associated(handle.port) as client:
         client.send(b"".join(pdus[:40]))
@@ -106,7 +110,7 @@ def test_stop_mid_data_set_leaves_nothing(scp_factory, tmp_path):
 def test_data_set_over_the_bound_answers_a700_and_the_association_goes_on(scp_factory, tmp_path, storage):
     """PS3.4 B.2.3: Refused, out of resources; nothing kept; the next store on the association succeeds."""
     extra = {"storage_dir": str(tmp_path)} if storage == "directory" else {}
-    handle = scp_factory(storage=storage, max_dataset_length=100_000, **extra)
+    handle = scp_factory(**RAW, storage=storage, max_dataset_length=100_000, **extra)
     with _associated(handle.port) as client:
         client.send(b"".join(_store_pdus("1.2.3.53", bytes(300_000))))
         assert _status(client) == STATUS_OUT_OF_RESOURCES
@@ -121,7 +125,7 @@ def test_data_set_over_the_bound_answers_a700_and_the_association_goes_on(scp_fa
 
 def test_endless_data_set_into_memory_does_not_grow_the_server(scp_factory):
     """A peer sending data set fragments without end: the held bytes stay within the bound."""
-    handle = scp_factory(storage="memory", max_dataset_length=MIB)
+    handle = scp_factory(**RAW, storage="memory", max_dataset_length=MIB)
     command = dimse.encode_command(dimse.c_store_rq(1, CT, "1.2.3.55").command)
     chunk = PDataTF((PDV(1, 0, bytes(16000)),)).encode()
     with _associated(handle.port) as client:

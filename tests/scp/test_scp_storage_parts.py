@@ -13,6 +13,10 @@ from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
 from dicomconf.ul.dimse import encode_dataset
 
+# The data sets stored here are raw bytes, not DICOM: these tests run without the index, which refuses
+# what it cannot read (C000); the index has its own tests (tests/services).
+RAW = {"index": "none"}
+
 
 def _instance() -> StoredInstance:
     ds = Dataset()
@@ -48,7 +52,7 @@ def test_memory_storage_joins_parts():
 
 def test_scp_writes_a_fragmented_store_byte_for_byte(scp_factory, tmp_path):
     """End to end at a small PDU size: many data set fragments, one file with the data set untouched."""
-    handle = scp_factory(storage="directory", storage_dir=str(tmp_path))
+    handle = scp_factory(**RAW, storage="directory", storage_dir=str(tmp_path))
     whole = _instance()
     msg = dimse.c_store_rq(1, CT, whole.sop_instance_uid, data=whole.data)
     with RawClient(handle.port) as client:
@@ -69,7 +73,7 @@ def test_memory_storage_keeps_bytes_even_from_one_view():
 
 
 def test_scp_memory_storage_keeps_bytes_of_a_fragmented_store(scp_factory):
-    handle = scp_factory()
+    handle = scp_factory(**RAW)
     whole = _instance()
     msg = dimse.c_store_rq(1, CT, whole.sop_instance_uid, data=whole.data)
     with RawClient(handle.port) as client:

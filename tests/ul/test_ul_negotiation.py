@@ -398,6 +398,17 @@ def test_extended_negotiation_answered_only_when_proposed_and_configured():
     legal(request, result)
 
 
+def test_agreed_extended_negotiation_accepts_each_sub_field_only_when_proposed():
+    """PS3.4 C.5.1.1: the acceptor returns the same value (1) to accept a proposed sub-field, or 0."""
+    request = rq(pc(1, FIND), subs=(SOPClassExtendedNegotiation(FIND, b"\x00\x01\x01"),))
+    policy = AcceptorPolicy(supported={FIND: (IMPL,)}, extended_negotiation={FIND: b"\x01\x01\x00"},
+                            extended_agreed=frozenset({FIND}))
+    result = negotiate(request, policy)
+    # relational: ours 1, not proposed -> 0; combined date-time: both -> 1; fuzzy: proposed, not ours -> 0
+    assert result.extended_negotiation == {FIND: b"\x00\x01\x00"}
+    legal(request, result)
+
+
 def _common(sop: str, *related: str) -> SOPClassCommonExtendedNegotiation:
     return SOPClassCommonExtendedNegotiation(sop, STORAGE_SERVICE, related)
 
