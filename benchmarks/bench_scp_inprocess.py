@@ -60,7 +60,7 @@ class Transport:
 
 
 def server(loop, **cfg) -> ReferenceSCP:
-    scp = ReferenceSCP(SCPConfig(port=0, **cfg))
+    scp = ReferenceSCP(SCPConfig(port=0, index="none", **cfg))  # raw data sets: a storage sink
     scp._loop = loop
     return scp
 

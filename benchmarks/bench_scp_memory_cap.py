@@ -84,7 +84,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = os.path.join(tmp, "scp.yaml")
         with open(cfg, "w") as f:
-            f.write(f"storage: memory\nmemory_storage_limit: {limit if limit is not None else 'null'}\n"
+            # raw data sets, and the cap is what is measured: no index (which would read and refuse them)
+            f.write(f"storage: memory\nindex: none\nmemory_storage_limit: {limit if limit is not None else 'null'}\n"
                     "artim_timeout: 60\nidle_timeout: 600\n")
         with dicomconf_scp(port, "--event-loop", "asyncio", config=cfg) as server:
             samples.append((0, server.rss_kib()))

@@ -241,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the samples and verdict as JSON")
     args = parser.parse_args(argv)
     timers = H.Timers()
-    extra = ["--storage", args.storage, "--event-loop", args.event_loop]
+    # the store lane sends raw bytes, not DICOM: a storage sink without the index (which would refuse them)
+    extra = ["--storage", args.storage, "--event-loop", args.event_loop, "--index", "none"]
     if args.storage == "memory":
         extra += ["--memory-limit", args.memory_limit]
     samples: list[dict] = []
