@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 :func:`attach_index` runs once, when the server builds its storage
-(:func:`dicomconf.scp.storage.make_storage`).  It opens the
+(:func:`make_storage`, here, which builds the backend the configuration asks
+for).  It opens the
 :class:`~dicomconf.services.index.Index` where the ``index`` setting says
 (:func:`index_location`), reconciles a storage directory with it (the crash
 windows of ``docs/scp.md``: a temporary file is deleted unless its process is
@@ -23,6 +24,7 @@ from dicomconf.scp.storage import (
     INDEX_FILE,
     INSTANCE_COST,
     DirectoryStorage,
+    DiscardStorage,
     MemoryStorage,
     Storage,
     StorageSetupError,
@@ -103,3 +105,20 @@ def _load_into_memory(storage: MemoryStorage, found, stats: dict[str, int]) -> N
         storage.remove(instance.sop_instance_uid)
         stats["duplicates"] += 1
     storage.index.load_one(found, None, stats, then=lambda: storage._append(instance, cost))
+
+
+def make_storage(config) -> Storage:
+    """The backend an :class:`~dicomconf.scp.config.SCPConfig` asks for, with its index (:func:`attach_index`)."""
+    if config.storage == "memory":
+        storage: Storage = MemoryStorage(config.memory_storage_limit)
+    elif config.storage == "directory":
+        storage = DirectoryStorage(
+            config.storage_dir,
+            fsync=config.fsync,
+            implementation_class_uid=config.implementation_class_uid,
+            implementation_version_name=config.implementation_version_name,
+        )
+    else:
+        return DiscardStorage()
+    attach_index(storage, getattr(config, "index", "none"), tuple(getattr(config, "load", ()) or ()))
+    return storage

@@ -60,6 +60,7 @@ from typing import Any
 from dicomconf.scp.config import ConfigError, SCPConfig
 from dicomconf.scp.describe import describe
 from dicomconf.scp.hooks import Hooks
+from dicomconf.scp.indexing import make_storage
 from dicomconf.scp.responses import response_command, response_pdata
 from dicomconf.scp.service_driver import ServiceDriver, read_part10
 from dicomconf.scp.services_setup import offer
@@ -70,7 +71,6 @@ from dicomconf.scp.storage import (
     Spool,
     StoredInstance,
     format_size,
-    make_storage,
 )
 from dicomconf.scp.tls import TLSSetupError, server_context
 from dicomconf.ul import constants as C

@@ -53,7 +53,7 @@ transaction, the file is renamed into place (or the bytes kept), and the
 transaction commits; any failure rolls back and removes the file.  A data set
 the index cannot read or place (no Study or Series Instance UID) is not
 stored: C-STORE answers C000, cannot understand (PS3.4 B.2.3), with the
-cause logged.  At start :func:`make_storage` reconciles a directory with its
+cause logged.  At start :func:`dicomconf.scp.indexing.make_storage` reconciles a directory with its
 index (crash recovery) and loads the ``load`` directories.
 """
 
@@ -689,22 +689,3 @@ class FileSpool(Spool):
             except OSError:
                 pass
             self.tmp = None
-
-
-def make_storage(config) -> Storage:
-    """The backend an :class:`~dicomconf.scp.config.SCPConfig` asks for, with its index (``scp.indexing``)."""
-    if config.storage == "memory":
-        storage: Storage = MemoryStorage(config.memory_storage_limit)
-    elif config.storage == "directory":
-        storage = DirectoryStorage(
-            config.storage_dir,
-            fsync=config.fsync,
-            implementation_class_uid=config.implementation_class_uid,
-            implementation_version_name=config.implementation_version_name,
-        )
-    else:
-        return DiscardStorage()
-    from dicomconf.scp.indexing import attach_index
-
-    attach_index(storage, getattr(config, "index", "none"), tuple(getattr(config, "load", ()) or ()))
-    return storage

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from scp_testkit import CT, IVRLE, RawClient, abort_fields, pdu
 
-from dicomconf.scp import storage as storage_module
+from dicomconf.scp.indexing import make_storage
 from dicomconf.scp.config import ConfigError, SCPConfig, parse_size
 from dicomconf.scp.storage import (
     INSTANCE_COST,
@@ -149,10 +149,10 @@ def test_memory_spool_discarded_mid_data_set_gives_its_reservation_back():
 
 def test_unbounded_memory_storage_only_when_asked(tmp_path):
     assert SCPConfig().memory_storage_limit == 256 * MIB
-    assert storage_module.make_storage(SCPConfig()).limit == 256 * MIB
+    assert make_storage(SCPConfig()).limit == 256 * MIB
     cfg = tmp_path / "scp.yaml"
     cfg.write_text("storage: memory\nmemory_storage_limit: null\n")
-    assert storage_module.make_storage(SCPConfig.from_yaml(cfg)).limit is None
+    assert make_storage(SCPConfig.from_yaml(cfg)).limit is None
     cfg.write_text("memory_storage_limit: 64 MiB\n")
     assert SCPConfig.from_yaml(cfg).memory_storage_limit == 64 * MIB
     cfg.write_text("storage: memory\nmemory_storage_limit: lots\n")

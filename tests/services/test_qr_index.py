@@ -20,8 +20,8 @@ from dicomconf.scp.storage import (
     MemoryStorage,
     StorageSetupError,
     StoredInstance,
-    make_storage,
 )
+from dicomconf.scp.indexing import make_storage
 from dicomconf.services.index import SCHEMA_VERSION, Index, IndexFileError
 from dicomconf.services.matching import values_of
 from dicomconf.ul import constants as C
@@ -195,7 +195,8 @@ CRASH_CHILD = textwrap.dedent("""
     sys.path.insert(0, {kit!r})
     import qr_kit
     from dicomconf.scp.config import SCPConfig
-    from dicomconf.scp.storage import StoredInstance, make_storage
+    from dicomconf.scp.indexing import make_storage
+    from dicomconf.scp.storage import StoredInstance
     from dicomconf.ul.dimse_codec import encode_dataset
 
     storage = make_storage(SCPConfig(storage="directory", storage_dir={store!r}, index="default"))
