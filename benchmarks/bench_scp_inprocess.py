@@ -25,7 +25,8 @@ import time
 from bench_scp_common import ECHO_RQ, RELEASE_RQ, associate_rq
 
 from dicomconf.scp.config import SCPConfig
-from dicomconf.scp.server import ReferenceSCP, _Connection
+from dicomconf.scp.connection import SCPConnection as _Connection
+from dicomconf.scp.server import ReferenceSCP
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
 
