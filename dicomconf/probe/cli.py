@@ -61,23 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for a connection or an answer (default 10)")
 
 
-def _ae_problem(title: str) -> str | None:
-    """Why ``title`` cannot be an AE title (PS3.8 9.3.2: 16 bytes, not all spaces; PS3.5 6.2 AE), or None."""
-    if not title.strip():
-        return "is empty or all spaces"
-    if len(title) > 16:
-        return "is longer than 16 characters"
-    if any(not " " <= c <= "~" or c == "\\" for c in title):
-        return "may hold only printable ASCII characters, no backslash"
-    return None
-
-
 def _options(args: argparse.Namespace):
     """(Session, ProbeOptions) from the command line, or a usage message."""
     from dicomconf.probe.probe import ProbeOptions, TLSOptions
     from dicomconf.probe.session import DEFAULT_CALLING_AE, Session
     from dicomconf.scu.target import check_port, parse_target
     from dicomconf.ul import constants as C
+    from dicomconf.ul.pdu import ae_title_problem
 
     try:
         address = parse_target(args.target)
@@ -85,9 +75,9 @@ def _options(args: argparse.Namespace):
         return f"--target: {exc}"
     calling = args.calling_ae if args.calling_ae is not None else DEFAULT_CALLING_AE
     for flag, title in (("--called-ae", args.called_ae), ("--calling-ae", calling)):
-        problem = _ae_problem(title)
+        problem = ae_title_problem(title)
         if problem:
-            return f"{flag} {title!r} {problem} (PS3.8 9.3.2)"
+            return f"{flag} {title!r} {problem}"
     if not 0 < args.timeout <= 3600:
         return "--timeout must be more than 0 and at most 3600 seconds"
     if args.limit_max is not None and not args.limits:

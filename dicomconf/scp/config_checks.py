@@ -16,7 +16,7 @@ from typing import Any
 
 from pydicom.uid import UID_dictionary
 
-from dicomconf.ul import constants as C
+from dicomconf.ul.pdu import ae_title_problem
 
 STORAGE_KINDS = ("memory", "directory", "discard")
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -52,13 +52,9 @@ SERVICES = ("find", "move", "get", "commitment", "mpps", "worklist")
 
 
 def ae_problem(title: str) -> str | None:
-    if not title.strip():
-        return "an AE title may not be all spaces (PS3.8 9.3.2)"
-    if len(title.encode("latin-1", "replace")) > C.AE_TITLE_LENGTH:
-        return f"AE title {title!r} is longer than 16 bytes (PS3.8 9.3.2)"
-    if any(ord(c) < 0x20 or c == "\\" for c in title):
-        return f"AE title {title!r} contains a control character or backslash (PS3.5 6.2)"
-    return None
+    """Why ``title`` cannot be one of our AE titles (``dicomconf.ul.pdu.ae_title_problem``), or None."""
+    problem = ae_title_problem(title)
+    return None if problem is None else f"AE title {title!r} {problem}"
 
 
 def check_ae(title: str, where: str) -> None:

@@ -73,6 +73,21 @@ def encode_ae_title(title: str) -> bytes:
     return raw.ljust(C.AE_TITLE_LENGTH, b" ")
 
 
+def ae_title_problem(title: str) -> str | None:
+    """Why ``title`` cannot be an AE title we send or answer to, or None (PS3.8 9.3.2; PS3.5 6.2, VR AE:
+    16 characters at most of the default repertoire, no backslash or control character, not all spaces).
+
+    The phrase reads after the title: ``f"AE title {title!r} {problem}"``.
+    """
+    if not title.strip():
+        return "is empty or all spaces (PS3.8 9.3.2)"
+    if len(title) > C.AE_TITLE_LENGTH:
+        return f"is longer than {C.AE_TITLE_LENGTH} characters (PS3.8 9.3.2)"
+    if any(not " " <= c <= "~" or c == "\\" for c in title):
+        return "may hold only printable ASCII characters, no backslash (PS3.5 6.2, VR AE)"
+    return None
+
+
 def decode_ae_title(raw: bytes) -> str:
     """Decode a 16-byte AE title field; trailing padding is not significant."""
     return raw.decode("latin-1").rstrip(" \x00")

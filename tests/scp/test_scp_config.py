@@ -66,7 +66,7 @@ idle_timeout: null
     [
         ("port: 11112\nportt: 5\n", 2, "unknown setting 'portt'"),
         ("port: 70000\n", 1, "port must be an integer 0-65535"),
-        ("ae_titles:\n  - GOOD\n  - THIS_TITLE_IS_TOO_LONG\n", 3, "longer than 16 bytes"),
+        ("ae_titles:\n  - GOOD\n  - THIS_TITLE_IS_TOO_LONG\n", 3, "longer than 16 characters"),
         ("ae_titles: ['   ']\n", 1, "all spaces"),
         ("supported:\n  Verification: [NotASyntax]\n", 2, "'NotASyntax' is neither a UID"),
         ("supported:\n  NoSuchSOP: default\n", 2, "'NoSuchSOP' is neither a UID"),
@@ -128,3 +128,10 @@ def test_tls_key_that_does_not_load_names_the_line(tmp_path):
     (tmp_path / "junk.pem").write_text("not a certificate\n")
     with pytest.raises(ConfigError, match=r"scp.yaml:2: cannot load tls.cert"):
         load("port: 0\ntls:\n  cert: junk.pem\n  key: junk.pem\n", tmp_path)
+
+
+def test_an_ae_title_outside_the_default_repertoire_is_refused():
+    """PS3.5 6.2, VR AE: the default character repertoire (printable ASCII), no backslash."""
+    for title in ("CAFÉ", "A\\B", "TAB\tX"):
+        with pytest.raises(ConfigError, match="printable ASCII"):
+            SCPConfig.from_text(f"ae_titles: [{title!r}]\n", "scp.yaml")
