@@ -26,6 +26,11 @@ documented ones, no traceback in any output, ``dicomconf run`` exits 0 or 1.
 
     python benchmarks/fuzz_live.py [--connections 10000] [--seconds 900] [--seed 1] [--json FILE]
     python benchmarks/fuzz_live.py --direction scu [--connections 600] [--runs 2] [--timeout 1]
+    python benchmarks/fuzz_live.py --direction fake-scp [--connections 2000] [--within 1] [--workers 8]
+
+``--direction fake-scp`` fuzzes the acceptor role: hostile SCUs (the same
+generators, and floods of PDUs while a step waits) against the scripted fake
+SCP (``role: scp`` scenarios), see :mod:`fuzz_fake_scp`.
 
 Exit status 0 when every limit holds, 1 otherwise.
 """
@@ -493,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?")
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--direction", choices=("scp", "scu"), default="scp")
+    parser.add_argument("--direction", choices=("scp", "scu", "fake-scp"), default="scp")
     parser.add_argument("--connections", type=int, help="hostile connections (scp: 10000) or SCU jobs (scu: 600)")
     parser.add_argument("--seconds", type=float, default=900.0, help="stop drawing new ones after this long")
     parser.add_argument("--seed", type=int, default=1)
@@ -516,8 +521,26 @@ def main(argv: list[str] | None = None) -> int:
     scu.add_argument("--command-every", type=int, default=20, help="every Nth job runs the SCU as a command")
     scu.add_argument("--behaviours", help="comma-separated behaviours of the fuzzing SCP (default: all)")
     scu.add_argument("--store-mib", type=float, default=8.0, help="size of the data set the store jobs send")
+    fake = parser.add_argument_group("direction fake-scp")
+    fake.add_argument("--within", type=float, default=1.0, help="every wait of the fake SCP's scripts (s)")
+    fake.add_argument("--flood-seconds", type=float, default=12.0,
+                      help="how long a flooding SCU sends at most (longer than a script's bound)")
+    fake.add_argument("--fake-margin", dest="fake_margin", type=float, default=3.0,
+                      help="beyond a script's own waits, a run still going is a hang (s)")
+    fake.add_argument("--capture-mib", type=float, default=256.0,
+                      help="payload one captured conversation keeps (dicomconf.wire.capture.MAX_CAPTURE_BYTES)")
     args = parser.parse_args(argv)
-    if args.direction == "scp":
+    if args.direction == "fake-scp":
+        import fuzz_fake_scp
+
+        from dicomconf.wire import capture
+
+        capture.MAX_CAPTURE_BYTES = int(args.capture_mib * 1024 * 1024)
+
+        args.connections = args.connections or 2000
+        args.margin = args.fake_margin
+        ok, data = fuzz_fake_scp.run(args)
+    elif args.direction == "scp":
         args.connections = args.connections or 10000
         ok, data = run_scp_direction(args)
     else:

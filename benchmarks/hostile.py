@@ -21,6 +21,11 @@ played again.
   association is established, or an answer the peer never closes after
   (Sta13), then silence: the SCP must end it by its own timers.
 
+:func:`flood` (not among :data:`KINDS`: it holds a connection for seconds)
+draws PDUs to repeat without pause once the A-ASSOCIATE-AC is in (C-ECHO-RQs,
+C-CANCEL-RQs, data set fragments that never end, undecodable P-DATA-TF,
+A-ASSOCIATE-RQs, A-RELEASE-RPs): a peer that keeps a waiting side busy.
+
 :func:`run_attack` plays one on an asyncio connection and says what the SCP
 did: ``answered`` (bytes came back; we then close, as a requestor does after
 A-ABORT, AA-3/AA-4), ``closed``, ``reset``, ``connect-failed``, or ``hang``:
@@ -189,6 +194,7 @@ class Attack:
     first: bytes
     after_ac: bytes | None = None  # sent once an A-ASSOCIATE-AC came back (None: do not wait for one)
     stall: bool = False  # then stay silent and open: the SCP must close by its own timers
+    flood: bytes = b""  # sent again and again after the A-ASSOCIATE-AC (flood())
 
 
 def random_bytes(rng: random.Random) -> Attack:
@@ -305,6 +311,43 @@ def stalled(rng: random.Random) -> Attack:
     if choice == 6:
         return Attack("stalled", "after-release", rq, after_ac=RELEASE_RQ, stall=True)
     return Attack("stalled", "after-rejection", legal_rq(called="NOT-OUR-AE"), stall=True)
+
+
+FLOODS = ("echo-rq", "cancel-rq", "endless-data-set", "bad-pdata", "associate-rq", "release-rp")
+
+
+def flood(rng: random.Random, variant: str | None = None) -> Attack:
+    """A legal A-ASSOCIATE-RQ, then PDUs of one ``variant`` (:data:`FLOODS`) as fast as the peer reads."""
+    variant = variant or rng.choice(FLOODS)
+    if variant == "echo-rq":  # distinct Message IDs (PS3.7 9.1.5.1), so each is a legal request
+        first = rng.randrange(1, 60000)
+        return Attack("flood", variant, RQ_CORPUS[1], after_ac=b"", flood=b"".join(
+            pdata(pdv(1, C.MCH_COMMAND | C.MCH_LAST, dimse.encode_command(dimse.c_echo_rq(first + i).command)))
+            for i in range(2000)))
+    elif variant == "cancel-rq":
+        cancel = dimse.encode_command(_cancel_command())
+        unit = pdata(pdv(1, C.MCH_COMMAND | C.MCH_LAST, cancel))
+    elif variant == "endless-data-set":  # a C-STORE-RQ command on context 3, then fragments without a last
+        unit = pdata(pdv(3, 0x00, rng.randbytes(64)))
+        return Attack("flood", variant, RQ_CORPUS[1], after_ac=pdata(pdv(3, C.MCH_COMMAND | C.MCH_LAST,
+                                                                           STORE_COMMAND)), flood=unit * 64)
+    elif variant == "bad-pdata":
+        unit = pdata(pdv(1, C.MCH_COMMAND | C.MCH_LAST, rng.randbytes(40)), length=None)[:-3] + b"\x00" * 3
+    elif variant == "associate-rq":
+        unit = RQ_CORPUS[0]
+    else:
+        unit = RELEASE_RP
+    return Attack("flood", variant, RQ_CORPUS[1], after_ac=b"", flood=unit * max(1, 4096 // len(unit)))
+
+
+def _cancel_command():
+    from pydicom import Dataset
+
+    command = Dataset()  # C-CANCEL-RQ, PS3.7 9.3.2.3
+    command.CommandField = dimse.C_CANCEL_RQ
+    command.MessageIDBeingRespondedTo = 1
+    command.CommandDataSetType = dimse.NO_DATA_SET
+    return command
 
 
 _MAKERS = {"random": random_bytes, "mutated-rq": mutated_rq, "bad-pdata": bad_pdata, "stalled": stalled}

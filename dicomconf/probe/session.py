@@ -228,7 +228,9 @@ def wait_for_end(connection: Connection, bound: float) -> tuple[str, float] | No
 
     Returns (what happened, when) — "A-ABORT", "A-RELEASE-RQ" (answered with
     an A-RELEASE-RP, PS3.8 7.2), "closed" or "reset" — or None if nothing
-    happened in time.
+    happened in time.  Other PDUs are passed over (kept in the connection's
+    ``passed_over``); a target that keeps sending them does not extend the
+    wait past ``bound`` (PS3.8 9.1.5: the harness's own timer).
     """
     deadline = time.monotonic() + bound
     while True:
@@ -246,6 +248,9 @@ def wait_for_end(connection: Connection, bound: float) -> tuple[str, float] | No
             except (Closed, OSError):
                 pass
             return "A-RELEASE-RQ", received.at
+        connection.passed_over.append(received)
+        if time.monotonic() >= deadline:  # other PDUs kept coming: they do not extend the wait
+            return None
 
 
 __all__ = ["Session", "Outcome", "Unreachable", "reachable", "resolve", "rj_text", "wait_for_end",

@@ -383,6 +383,8 @@ class AcceptorRunner(Player):
             if event.kind != "message" or event.message.command_field != dimse.C_CANCEL_RQ:
                 return event
             self._record(name, event.message)
+            if time.monotonic() >= deadline:  # C-CANCEL-RQs kept coming: they do not extend the wait
+                return Event("silence", waited=within)
 
     def _step_release(self, step: Step, args: Any, local: dict) -> None:
         args = args or {}
@@ -473,11 +475,9 @@ class AcceptorRunner(Player):
                 self._record(name, event.message)
                 if not event.message.is_response and event.message.command_field != dimse.C_CANCEL_RQ:
                     self._answer(None, name, conn, event.message, {})
-                continue
-            pdu = event.received.pdu
-            if pdu is None:
-                continue  # the findings have judged it
-            if pdu.pdu_type == C.A_ASSOCIATE_RQ and assoc.rq is None:
+            elif (pdu := event.received.pdu) is None:
+                pass  # the findings have judged it
+            elif pdu.pdu_type == C.A_ASSOCIATE_RQ and assoc.rq is None:
                 assoc.rq = pdu
                 self.received.associations.append(pdu)
                 self._accept_rq(None, name, conn, pdu, None)
@@ -487,6 +487,14 @@ class AcceptorRunner(Player):
             elif pdu.pdu_type in (C.A_ABORT, C.A_RELEASE_RP):
                 conn.close()
                 return
+            if time.monotonic() >= deadline:  # an SCU that keeps sending does not hold the scenario
+                raise ScenarioFailure(
+                    None,
+                    f"the SCU kept sending on connection {name} for {self.finish_within:g}s after the scenario's "
+                    "last step without releasing or closing it",
+                    expected="an A-RELEASE-RQ, an A-ABORT or the transport closed",
+                    came=event.describe(),
+                )
 
 
 def _on(message: dimse.Message, context_id: int | None) -> dimse.Message:

@@ -22,7 +22,11 @@ release, and end every failure the way the requestor's rows of PS3.8 Table
 
 C-STORE sends the file's data set in the accepted transfer syntax within the
 acceptor's maximum length; C-FIND reads pending responses to the final one,
-and sends C-CANCEL-RQ after ``cancel_after`` of them (PS3.7 9.3.2.3).
+and sends C-CANCEL-RQ after ``cancel_after`` of them (PS3.7 9.3.2.3).  Each
+response must come within the DIMSE timeout, and the C-FIND as a whole is
+bounded too, so an acceptor answering "pending" for ever cannot hold the job:
+after ``max_pending`` pending responses (default 100,000) or ``find_timeout``
+seconds (default none), the SCU gives up with A-ABORT (PS3.8 7.3) and status 1.
 
 The outcome is an exit status like a command-line SCU's (0 success, 1 the
 operation failed or was refused, 2 the association failed) with the lines it
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +67,8 @@ class Job:
     query: dict = field(default_factory=lambda: {"QueryRetrieveLevel": "STUDY", "PatientID": "*",
                                                   "StudyInstanceUID": ""})
     cancel_after: int | None = None  # find: send C-CANCEL-RQ after this many pending responses
+    max_pending: int = 100_000  # find: give up (A-ABORT) after this many pending responses
+    find_timeout: float | None = None  # find: give up (A-ABORT) when the final response is not in within this
     max_pdu_length: int = 16382
     connect_timeout: float = 5.0
     association_timeout: float = 5.0
@@ -188,7 +195,9 @@ class ReferenceSCU:
         command.CommandDataSetType = dimse.DATA_SET_PRESENT
         scu.send_message(dimse.Message(context_id, command, encode_dataset(ds, ts)))
         pending = 0
+        started = time.monotonic()
         while True:
+            self.check_find_bounds(pending, started)
             reply = scu.receive_message(self.job.dimse_timeout)
             self.check_received()
             if reply.name != "C-FIND-RSP" or reply.message_id_being_responded_to != message_id:
@@ -202,6 +211,22 @@ class ReferenceSCU:
                 cancel.MessageIDBeingRespondedTo = message_id
                 cancel.CommandDataSetType = dimse.NO_DATA_SET
                 scu.send_message(dimse.Message(context_id, cancel))
+
+    def check_find_bounds(self, pending: int, started: float) -> None:
+        """End a C-FIND that the acceptor keeps pending past ``max_pending`` responses or
+        ``find_timeout`` seconds: A-ABORT (PS3.8 7.3), status 1."""
+        job = self.job
+        if pending >= job.max_pending:
+            why = f"C-FIND still pending after {pending} pending responses (max_pending {job.max_pending})"
+        elif job.find_timeout is not None and time.monotonic() - started >= job.find_timeout:
+            why = f"C-FIND still pending after {job.find_timeout:g}s ({pending} pending responses)"
+        else:
+            return
+        try:
+            self.conn.send(AAbort(C.ABORT_SOURCE_USER, C.ABORT_REASON_NOT_SPECIFIED))
+        except (OSError, Closed):
+            pass
+        raise Ended(FAILED, f"gave up: {why}; A-ABORT sent")
 
     def release(self) -> None:
         try:

@@ -28,6 +28,19 @@ The end of the connection is an exception, :class:`Closed` (``kind`` is
 it was seen; :class:`Silence` says nothing arrived within the timeout.
 Timestamps are taken when bytes are read, so a PDU that arrived while nobody
 was reading is stamped when it was read.
+
+What a peer sends cannot make the harness hold memory without end.  The
+framer refuses a PDU longer than the receive bound (:attr:`Connection.receive_bound`:
+the larger of the Maximum Length we announced, header included, and
+:data:`DEFAULT_RECEIVE_BOUND`, 64 MiB; an announced 0, "unlimited" by PS3.8
+D.1, gets the default): such a PDU is handed out as soon as its header is
+read, as an undecodable Received whose ``raw`` holds at most its first
+:data:`PENDING_SHOWN` bytes, and the rest of its announced length is counted
+and dropped as it arrives; framing goes on after it.  The bytes of an
+incomplete PDU are held once, by the framer (``pending`` shows the first
+:data:`PENDING_SHOWN` of them).  ``findings`` and ``passed_over`` keep their
+first :data:`KEPT_AT_MOST` entries and count the rest (``left_out``), so a
+peer streaming small PDUs through a long wait cannot grow them either.
 """
 
 from __future__ import annotations
@@ -41,14 +54,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from dicomconf.scu.target import check_host, check_port
+from dicomconf.ul import constants as C
 from dicomconf.ul.errors import RemoteProtocolError
-from dicomconf.ul.framing import PDUReader
+from dicomconf.ul.framing import HEADER_LENGTH, FramingError, PDUReader
 from dicomconf.ul.pdu import PDU, decode_pdu, pdu_name
 from dicomconf.wire.capture import Conversation
 from dicomconf.wire.findings import ConversationState, Finding
 
 RECV_SIZE = 256 * 1024
 DRAIN_LIMIT = 4 * RECV_SIZE  # bytes read at most by one drain before a send or a close
+DEFAULT_RECEIVE_BOUND = 64 * 1024 * 1024  # the longest PDU held whatever we announced (PS3.8 9.3.1, D.1)
+PENDING_SHOWN = 64 * 1024  # bytes of an incomplete or refused PDU kept for reports
+KEPT_AT_MOST = 1000  # entries of findings / passed_over kept; later ones are counted
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -70,6 +87,29 @@ class Silence(Exception):
     def __init__(self, waited: float) -> None:
         super().__init__(f"nothing arrived within {waited:.3f} s")
         self.waited = waited
+
+
+class Kept(list):
+    """A list that keeps its first ``limit`` items and counts the others in ``left_out``."""
+
+    def __init__(self, limit: int = KEPT_AT_MOST) -> None:
+        super().__init__()
+        self.limit = limit
+        self.left_out = 0
+
+    def append(self, item: Any) -> None:
+        if len(self) < self.limit:
+            super().append(item)
+        else:
+            self.left_out += 1
+
+    def extend(self, items: Any) -> None:
+        for item in items:
+            self.append(item)
+
+    def __iadd__(self, items: Any) -> "Kept":
+        self.extend(items)
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +199,15 @@ class Connection:
         self.local = sock.getsockname()[:2]
         self.peer = sock.getpeername()[:2]
         self.conversation = conversation
-        self.findings: list[Finding] = []
-        self.sent_findings: list[Finding] = []
-        self.passed_over: list[Received] = []
+        self.findings: Kept = Kept()
+        self.sent_findings: Kept = Kept()
+        self.passed_over: Kept = Kept()
         self._state = ConversationState(data_sets_of=(peer_requests,))  # the peer's data sets, not ours
-        self._reader = PDUReader()
+        self.default_receive_bound = DEFAULT_RECEIVE_BOUND
+        self._reader = PDUReader(DEFAULT_RECEIVE_BOUND)
         self._out_reader = PDUReader()
-        self._tail = bytearray()
+        self._tail = bytearray()  # the first PENDING_SHOWN bytes of the incomplete PDU the framer holds
+        self._skip = 0  # bytes of a PDU above the receive bound still to come (dropped)
         self.pdus_received = 0  # PDUs from the peer that decoded: it spoke DICOM on this connection
         self._offset = 0  # bytes of the peer's stream handed out so far
         self._garbage = False  # the stream stopped being PDUs (see _not_a_pdu)
@@ -250,8 +292,17 @@ class Connection:
 
     @property
     def pending(self) -> bytes:
-        """The bytes of an incomplete PDU received so far (PS3.8 9.3.1), for reports."""
+        """The bytes of an incomplete PDU received so far (PS3.8 9.3.1), for reports: at most
+        the first :data:`PENDING_SHOWN` of them."""
         return bytes(self._tail)
+
+    @property
+    def receive_bound(self) -> int:
+        """The longest whole PDU this connection holds (PS3.8 9.3.1, D.1): the Maximum Length we
+        announced plus the PDU header, or ``default_receive_bound`` if that is larger or we
+        announced 0 (unlimited) or nothing yet."""
+        ours = self._state.limit_for(self.peer_requests)  # what the receiver of the peer's PDUs (we) announced
+        return max(self.default_receive_bound, (ours or 0) + HEADER_LENGTH)
 
     @property
     def is_open(self) -> bool:
@@ -405,18 +456,85 @@ class Connection:
         if self._garbage:
             self._not_a_pdu(bytes(data), at, "more bytes after what was not a DICOM PDU")
             return
-        self._tail += data
-        for raw in self._reader.feed(data):
+        view = memoryview(data)
+        if self._skip:  # the rest of a PDU above the receive bound: counted, not kept
+            dropped = min(self._skip, len(view))
+            self._skip -= dropped
+            self._offset += dropped
+            view = view[dropped:]
+            if not view:
+                return
+        start = self._offset + self._reader.buffered  # the stream position of view[0]
+        self._reader.max_pdu_length = self.receive_bound
+        try:
+            pdus, refused = self._reader.feed(view), False
+        except FramingError as exc:
+            pdus, refused = exc.completed, True
+        for raw in pdus:
             raw = bytes(raw)
-            del self._tail[: len(raw)]
             self._offset += len(raw)
             self._ready.append(self._received(raw, at))
+        if refused:
+            self._refuse(view, start, at)
+            return
+        self._keep_pending(view, start)
         why = _impossible_header(self._tail)
         if why is not None:
             raw = bytes(self._tail)
+            self._offset += self._reader.buffered - len(raw)  # bytes held beyond what is shown
             self._tail.clear()
+            self._reader = PDUReader()
             self._garbage = True
             self._not_a_pdu(raw, at, why)
+
+    def _keep_pending(self, view: memoryview, start: int) -> None:
+        """Keep the first :data:`PENDING_SHOWN` bytes of the PDU the framer is still waiting for
+        (it starts at stream position ``self._offset``: everything before it was handed out)."""
+        held = self._reader.buffered
+        if not held:
+            self._tail.clear()
+        elif self._offset >= start:  # it starts in this chunk: its bytes are the chunk's last ``held``
+            self._tail = bytearray(view[len(view) - held :][:PENDING_SHOWN])
+        elif len(self._tail) < PENDING_SHOWN:  # it goes on from an earlier chunk
+            self._tail += view[: PENDING_SHOWN - len(self._tail)]
+
+    def _refuse(self, view: memoryview, start: int, at: float) -> None:
+        """The framer refused a header announcing more than :attr:`receive_bound` (PS3.8 9.3.1,
+        D.1): hand the PDU out now, undecodable, with its first bytes, and drop the rest of its
+        announced length as it comes."""
+        bound = self._reader.max_pdu_length or 0
+        begin = self._offset - start  # where the refused PDU starts in view (< 0: its header began earlier)
+        head = bytes(view[begin:]) if begin >= 0 else bytes(self._tail[:-begin]) + bytes(view)
+        self._reader = PDUReader(bound)
+        self._tail.clear()
+        why = _impossible_header(head)
+        if why is not None:
+            self._garbage = True
+            self._not_a_pdu(head, at, why)
+            return
+        pdu_type, length = head[0], struct.unpack_from(">I", head, 2)[0]
+        total = length + HEADER_LENGTH
+        error = RemoteProtocolError(
+            f"PDU type {pdu_type:#04x} announces a length of {length} bytes, above the harness's receive bound "
+            f"of {bound - HEADER_LENGTH} (the larger of the Maximum Length we announced and "
+            f"{self.default_receive_bound - HEADER_LENGTH}); its bytes are counted, not kept "
+            f"(at byte {self._offset} of the stream)",
+            "PS3.8 9.3.1, D.1", reason=C.ABORT_REASON_INVALID_PARAMETER_VALUE, offset=self._offset,
+        )
+        findings: tuple[Finding, ...] = ()
+        ours = self._state.limit_for(self.peer_requests)
+        if pdu_type == C.P_DATA_TF and ours and length > ours:
+            findings = (Finding("pdata.exceeds-max-length", "PS3.8 D.1.1", "must", 2,
+                                f"P-DATA-TF variable field of {length} bytes exceeds the peer's maximum length {ours}"),)
+            self.findings.extend(findings)
+        self._ready.append(Received(head[:PENDING_SHOWN], None, error, findings, at))
+        if len(head) >= total:  # the whole refused PDU is in this chunk: frame what follows it
+            self._offset += total
+            if len(head) > total:
+                self._take(head[total:])
+        else:
+            self._offset += len(head)
+            self._skip = total - len(head)
 
     def _not_a_pdu(self, raw: bytes, at: float, why: str) -> None:
         """Bytes that cannot be (the start of) a PDU (PS3.8 9.3.1): handed out at once as an
@@ -444,11 +562,14 @@ class Connection:
 
     def _peer_ended(self, kind: str) -> None:
         at = time.monotonic()
-        if self._tail:
+        held = self._reader.buffered if not self._garbage else 0
+        if held:
             raw = bytes(self._tail)
             self._tail.clear()
+            self._reader = PDUReader()
+            shown = f" (the first {len(raw)} kept)" if len(raw) < held else ""
             error = RemoteProtocolError(
-                f"connection {kind} after {len(raw)} byte(s) of an incomplete PDU", "PS3.8 9.3.1"
+                f"connection {kind} after {held} byte(s) of an incomplete PDU{shown}", "PS3.8 9.3.1"
             )
             findings = tuple(self._state.observe(raw, self.peer_requests))
             self.findings.extend(findings)

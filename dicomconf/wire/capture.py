@@ -17,6 +17,18 @@ never called), payloads cut into segments of at most
 FIN follows when it closes too, or at the end of the recording.
 Frames of several conversations are merged by time.  Headers are packed here
 with ``struct`` (checksums included) and written by scapy's pcap writer.
+
+A conversation keeps at most ``max_bytes`` bytes of payload (default
+:data:`MAX_CAPTURE_BYTES`, 256 MiB; a caller passes its own, or sets the
+module constant before conversations are made).  Past it, pcap's snap length
+rule applies: a data event keeps its original length but only the bytes that
+still fit (none, once the bound is reached), and consecutive such events of
+one side become one.  Their frames are written with the captured length
+shorter than the original length (pcap's incl_len < orig_len; Wireshark says
+"packet size limited during capture"); IP lengths and TCP sequence numbers
+count every byte sent, so the stream stays consistent, and the TCP checksum
+of a cut frame covers only what was kept.  ``left_out`` counts the bytes not
+kept.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from typing import Iterable
 
 # 65535 (largest IPv4 total length) - 20 (IPv4 header) - 20 (TCP header).
 MAX_SEGMENT_PAYLOAD = 65495
+MAX_CAPTURE_BYTES = 256 * 1024 * 1024  # payload bytes one conversation keeps; the rest is counted only
 
 _CLIENT_MAC = bytes.fromhex("020000000001")
 _SERVER_MAC = bytes.fromhex("020000000002")
@@ -44,29 +57,53 @@ _SIDES = ("client", "server")
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One thing that happened on the connection."""
+    """One thing that happened on the connection.
+
+    ``data`` is what was kept of the bytes sent; ``length`` is how many were
+    sent (more than ``len(data)`` past the conversation's bound).
+    """
 
     ts: float
     kind: str  # "open" | "data" | "close" | "reset"
     side: str  # "client" | "server" ("open": client)
     data: bytes = b""
+    length: int = 0
+
+    @property
+    def size(self) -> int:
+        """The bytes sent, kept or not."""
+        return max(self.length, len(self.data))
 
 
 class Conversation:
     """One TCP connection, both directions, thread-safe."""
 
-    def __init__(self, client: tuple[str, int], server: tuple[str, int]) -> None:
+    def __init__(self, client: tuple[str, int], server: tuple[str, int], max_bytes: int | None = None) -> None:
         self.client = (str(client[0]), int(client[1]))
         self.server = (str(server[0]), int(server[1]))
+        self.max_bytes = MAX_CAPTURE_BYTES if max_bytes is None else int(max_bytes)
+        self.kept = 0  # payload bytes kept
+        self.left_out = 0  # payload bytes sent past the bound, counted but not kept
         self._lock = threading.Lock()
         self._events: list[Event] = []
 
     def _add(self, kind: str, side: str, data: bytes, ts: float | None) -> None:
         if side not in _SIDES:
             raise ValueError(f"side must be 'client' or 'server', not {side!r}")
-        event = Event(time.time() if ts is None else float(ts), kind, side, bytes(data))
+        ts = time.time() if ts is None else float(ts)
         with self._lock:
-            self._events.append(event)
+            if kind != "data":
+                self._events.append(Event(ts, kind, side))
+                return
+            keep = bytes(data[: max(self.max_bytes - self.kept, 0)])
+            self.kept += len(keep)
+            self.left_out += len(data) - len(keep)
+            last = self._events[-1] if self._events else None
+            if (not keep and last is not None and last.kind == "data" and last.side == side
+                    and last.size > len(last.data)):  # past the bound: one side's run becomes one event
+                self._events[-1] = Event(last.ts, "data", side, last.data, last.size + len(data))
+            else:
+                self._events.append(Event(ts, kind, side, keep, len(data)))
 
     def opened(self, ts: float | None = None) -> None:
         """The client connected: a SYN, SYN/ACK, ACK handshake."""
@@ -94,11 +131,16 @@ class Conversation:
             return tuple(self._events)
 
     def sent(self, side: str) -> bytes:
-        """Every byte ``side`` sent, in order."""
+        """Every byte ``side`` sent, in order (those kept: see ``max_bytes``)."""
         return b"".join(e.data for e in self.events if e.kind == "data" and e.side == side)
 
     def frames(self) -> list[tuple[float, bytes]]:
-        """The conversation as (timestamp, Ethernet frame) pairs."""
+        """The conversation as (timestamp, Ethernet frame) pairs (cut frames as they were kept)."""
+        return [(ts, frame) for ts, frame, _length in self.records()]
+
+    def records(self) -> list[tuple[float, bytes, int]]:
+        """The conversation as (timestamp, Ethernet frame, original frame length) triples: the
+        frame is shorter than its original length where the payload was past the bound."""
         return _Synth(self).run()
 
 
@@ -127,13 +169,17 @@ class _Synth:
         # Initial sequence numbers: fixed, distinct, arbitrary.
         self.seq = {"client": 0x1000_0000, "server": 0x5000_0000}
         self.ip_id = {"client": 1, "server": 1}
-        self.out: list[tuple[float, bytes]] = []
+        self.out: list[tuple[float, bytes, int]] = []
 
     @staticmethod
     def other(side: str) -> str:
         return "server" if side == "client" else "client"
 
-    def frame(self, ts: float, side: str, flags: int, payload: bytes = b"") -> None:
+    def frame(self, ts: float, side: str, flags: int, payload: bytes = b"", length: int | None = None) -> None:
+        """One frame from ``side``; ``length`` is the payload's original length when only
+        ``payload``, its first bytes, was kept."""
+        length = len(payload) if length is None else length
+        cut = length - len(payload)
         peer = self.other(side)
         ack = self.seq[peer] if flags & ACK else 0
         tcp = struct.pack(
@@ -142,23 +188,24 @@ class _Synth:
         ) + payload
         src, dst = self.ip[side], self.ip[peer]
         if self.v6:
-            pseudo = src + dst + struct.pack("!IxxxB", len(tcp), _TCP_PROTO)
+            pseudo = src + dst + struct.pack("!IxxxB", len(tcp) + cut, _TCP_PROTO)
         else:
-            pseudo = src + dst + struct.pack("!xBH", _TCP_PROTO, len(tcp))
+            pseudo = src + dst + struct.pack("!xBH", _TCP_PROTO, len(tcp) + cut)
         csum = _checksum(pseudo + tcp[:16] + tcp[18:])
         tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
         if self.v6:
-            ip = struct.pack("!IHBB", 6 << 28, len(tcp), _TCP_PROTO, 64) + src + dst
+            ip = struct.pack("!IHBB", 6 << 28, len(tcp) + cut, _TCP_PROTO, 64) + src + dst
             ethertype = _ETHERTYPE_IPV6
         else:
-            hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), self.ip_id[side] & 0xFFFF,
+            hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + cut, self.ip_id[side] & 0xFFFF,
                               0x4000, 64, _TCP_PROTO, 0, src, dst)
             ip = hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:]
             ethertype = _ETHERTYPE_IPV4
         self.ip_id[side] += 1
         eth = self.mac[peer] + self.mac[side] + struct.pack("!H", ethertype)
-        self.out.append((ts, eth + ip + tcp))
-        self.seq[side] += len(payload) + (1 if flags & (SYN | FIN) else 0)
+        frame = eth + ip + tcp
+        self.out.append((ts, frame, len(frame) + cut))
+        self.seq[side] += length + (1 if flags & (SYN | FIN) else 0)
 
     def handshake(self, ts: float) -> None:
         self.frame(ts, "client", SYN)
@@ -177,9 +224,10 @@ class _Synth:
                 if ev.kind == "open":
                     continue
             if ev.kind == "data" and not fin[ev.side]:  # nothing is sent after one's own FIN
-                view = memoryview(ev.data)
-                for pos in range(0, len(view), MAX_SEGMENT_PAYLOAD):
-                    self.frame(ev.ts, ev.side, PSH | ACK, bytes(view[pos : pos + MAX_SEGMENT_PAYLOAD]))
+                view, size = memoryview(ev.data), ev.size
+                for pos in range(0, size, MAX_SEGMENT_PAYLOAD):
+                    self.frame(ev.ts, ev.side, PSH | ACK, bytes(view[pos : pos + MAX_SEGMENT_PAYLOAD]),
+                               min(MAX_SEGMENT_PAYLOAD, size - pos))
             elif ev.kind == "close" and not fin[ev.side]:
                 # A half-close: the peer may still send until it closes too.
                 self.frame(ev.ts, ev.side, FIN | ACK)
@@ -200,15 +248,15 @@ def write_pcap(path: str | PathLike, conversations: Iterable[Conversation]) -> N
     """Write ``conversations`` to a pcap file at ``path`` (Ethernet link type), merged by time."""
     from scapy.utils import RawPcapWriter
 
-    frames: list[tuple[float, bytes]] = []
+    frames: list[tuple[float, bytes, int]] = []
     for conv in conversations:
-        frames.extend(conv.frames())
+        frames.extend(conv.records())
     frames.sort(key=lambda f: f[0])
     with RawPcapWriter(str(path), linktype=1, sync=False, snaplen=262144) as writer:
         writer.write_header(None)
-        for ts, frame in frames:
+        for ts, frame, wirelen in frames:
             sec = int(ts)
             usec = int(round((ts - sec) * 1_000_000))
             if usec >= 1_000_000:
                 sec, usec = sec + 1, usec - 1_000_000
-            writer.write_packet(frame, sec=sec, usec=usec)
+            writer.write_packet(frame, sec=sec, usec=usec, caplen=len(frame), wirelen=wirelen)

@@ -39,21 +39,22 @@ def _is_storage(uid: str) -> bool:
     return uid != resolve_uid("verification") and uid in default_supported()
 
 
-def assert_matches(got, cfg: SCPConfig, *, port: int, tls_port=None, users=None, limits=False, timers=False):
-    """Every field of the probed profile ``got`` against what ``cfg`` makes the reference SCP answer."""
+def assert_matches(got, cfg: SCPConfig, *, port: int, policy, tls_port=None, users=None, limits=False, timers=False):
+    """Every field of the probed profile ``got`` against what ``cfg`` makes the reference SCP answer
+    (``policy``: the SCP's acceptor policy, which adds the contexts and roles of its services)."""
     assert got.target is not None and (got.target.host, got.target.port) == ("127.0.0.1", port)
     assert got.target.tls_port == tls_port
     assert got.ae_title == cfg.ae_titles[0]
     assert got.checks_called_ae is cfg.require_called_ae
     assert got.checks_calling_ae is (cfg.allowed_calling_aes is not None)
-    supported = {a: set(t) for a, t in (cfg.supported or default_supported()).items() if a in ASKED_SOP}
+    supported = {a: set(t) for a, t in policy.supported.items() if a in ASKED_SOP}
     assert _uids(got.sop_classes) == set(supported)
     storage = [a for a in supported if _is_storage(a)]
     common = set.intersection(*(supported[a] for a in storage)) & ASKED_TS
     assert _uids(got.transfer_syntaxes, "transfer syntax") == common
     want_roles = {}
     for sop in storage:
-        scu, scp = cfg.roles.get(sop, DEFAULT_ROLES)
+        scu, scp = policy.roles.get(sop, DEFAULT_ROLES)
         want_roles[sop] = tuple(r for r, ok in (("scu", scu), ("scp", scp)) if ok)
     assert {resolve_uid(k): tuple(v) for k, v in got.roles.items()} == want_roles
     assert got.max_pdu_length == cfg.max_pdu_length
@@ -104,7 +105,8 @@ def test_builtin_reference_profile_with_tls_user_limits_and_timers(reference, pr
                 "--user", f"{user}:{profile.users[user]}", "--limits", "--timers")
     assert got.code == 0, got.stderr
     loaded = load_profile(got.path)
-    assert_matches(loaded, cfg, port=handle.port, tls_port=handle.tls_port, users={user: profile.users[user]},
+    assert_matches(loaded, cfg, port=handle.port, policy=handle.scp.policy, tls_port=handle.tls_port,
+                   users={user: profile.users[user]},
                    limits=True, timers=True)
     assert loaded.tls.ca == cert
     assert_commented(got.text)
@@ -143,7 +145,7 @@ def test_open_reference_with_mixed_syntaxes_roles_and_no_identity_check(referenc
     got = probe("--target", f"127.0.0.1:{handle.port}", "--called-ae", "OPEN-SCP", "--limits", "--limit-max", "4")
     assert got.code == 0, got.stderr
     loaded = load_profile(got.path)
-    assert_matches(loaded, cfg, port=handle.port, limits=True)
+    assert_matches(loaded, cfg, port=handle.port, policy=handle.scp.policy, limits=True)
     assert_commented(got.text)
     assert re.search(r"^  # ct also accepts JPEGBaseline8Bit", got.text, re.M)
     assert re.search(r"^max_associations: null .*all accepted", got.text, re.M)
@@ -174,10 +176,11 @@ def test_strict_reference_with_client_certificates_and_a_small_limit(reference, 
                 "--tls-key", client_key, "--user", "alice", "--limits")
     assert got.code == 0, got.stderr
     loaded = load_profile(got.path)
-    assert_matches(loaded, cfg, port=handle.port, tls_port=handle.tls_port, users={"alice": None}, limits=True)
+    assert_matches(loaded, cfg, port=handle.port, policy=handle.scp.policy, tls_port=handle.tls_port,
+                   users={"alice": None}, limits=True)
     assert (loaded.tls.cert, loaded.tls.key) == (client_cert, client_key)
     assert_commented(got.text)
-    assert len(loaded.sop_classes) == 1 + sum(_is_storage(u) for u in ASKED_SOP)
+    assert len(loaded.sop_classes) == sum(u in handle.scp.policy.supported for u in ASKED_SOP)
     assert re.search(r"^max_associations: 2 .*\(2, 3, 2\)", got.text, re.M)
     assert _gentle_count(got.text) <= GENTLE_MAX
     assert settled(handle)
