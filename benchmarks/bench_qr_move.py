@@ -11,10 +11,13 @@ Each round, interleaved, times:
   client to the final response: the SCP reads each file
   (``service_driver.read_part10``) and sends it over one association it
   requests from the destination (``scp/requestor.py``);
-* ``store``: the same files sent by an in-process raw C-STORE client built on
-  the same ``dicomconf.ul`` encoders (read with the same ``read_part10``,
-  fragmented to the destination's maximum length, one association, each
-  C-STORE-RSP awaited): connect to release;
+* ``store``: the same files sent by an in-process raw C-STORE client with the
+  encoders a sub-operation uses (read with the same ``read_part10``, the
+  command by ``responses.store_request_command``, the PDUs by
+  ``requestor.fragments`` to the destination's maximum length), one
+  association, each C-STORE-RSP awaited: connect to release;
+* ``store-gen``: the same client with the general encoders (pydicom's command
+  set, ``dimse.fragment``), the baseline before the fast path;
 * ``storescu``: DCMTK's ``storescu`` process sending the same files (its
   process start and file parsing included).
 
@@ -41,6 +44,8 @@ import qr_peers as qr
 from bench_scp_common import STORESCU, dcmtk_storescp
 from pydicom import Dataset
 
+from dicomconf.scp.requestor import fragments
+from dicomconf.scp.responses import store_request_command
 from dicomconf.scp.service_driver import read_part10
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
@@ -69,8 +74,11 @@ def _peer_max_length(ac_body: bytes) -> int:
     return 0
 
 
-def store_files(port: int, called_ae: str, paths: list[str], sop_class: str) -> float:
-    """Connect, associate, one C-STORE per file (each response awaited), release: seconds taken."""
+def store_files(port: int, called_ae: str, paths: list[str], sop_class: str, general: bool = False) -> float:
+    """Connect, associate, one C-STORE per file (each response awaited), release: seconds taken.
+
+    ``general``: pydicom's command encoder and ``dimse.fragment`` instead of the sub-operation's.
+    """
     t0 = time.perf_counter()
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -88,8 +96,12 @@ def store_files(port: int, called_ae: str, paths: list[str], sop_class: str) -> 
             if found is None:
                 raise RuntimeError(f"{path}: unreadable")
             uid = f"{qr.UID_BASE}.0.0.{n - 1}"  # write_files: instance n-1 of study 0
-            message = dimse.c_store_rq(n, sop_class, uid, data=found[1])
-            sock.sendall(b"".join(dimse.fragment(message, limit)))
+            if general:
+                message = dimse.c_store_rq(n, sop_class, uid, data=found[1])
+                sock.sendall(b"".join(dimse.fragment(message, limit)))
+            else:
+                command = store_request_command(sop_class, uid, n, dimse.PRIORITY_MEDIUM)
+                sock.sendall(fragments(1, command, found[1], limit).encode())
             while True:
                 pdu_type, body = reader.pdu()
                 if pdu_type != C.P_DATA_TF:
@@ -148,16 +160,18 @@ def main(argv: list[str] | None = None) -> int:
         identifier = Dataset()
         identifier.QueryRetrieveLevel = "STUDY"
         identifier.StudyInstanceUID = qr.study_values(0)["StudyInstanceUID"]
-        times: dict[str, list[float]] = {"move": [], "store": [], "storescu": []}
+        times: dict[str, list[float]] = {"move": [], "store": [], "store-gen": [], "storescu": []}
         for r in range(args.rounds + 1):  # round 0 warms up (page cache, first association) and is not kept
             seconds, pendings, status = client.exchange(identifier, move_destination="DEST")
             if status != 0 or pendings != args.count - 1:
                 raise RuntimeError(f"C-MOVE: status {status:04X} after {pendings} pendings")
             store = store_files(dest_port, "DEST", paths, qr.CT)
+            general = store_files(dest_port, "DEST", paths, qr.CT, general=True)
             scu = None if args.no_storescu else storescu(dest_port, "DEST", paths)
             if r:
                 times["move"].append(seconds)
                 times["store"].append(store)
+                times["store-gen"].append(general)
                 if scu is not None:
                     times["storescu"].append(scu)
         print(f"rounds {args.rounds}; load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -188,6 +188,11 @@ class DicomconfState:
         return target
 
     @property
+    def embedded_listener(self):
+        """The embedded target's move destination listener (dicomconf.scenario.move_listener), or None."""
+        return getattr(self._embedded, "listener", None)
+
+    @property
     def called_ae(self) -> str:
         return self.options.called_ae or self.profile.ae_title
 
@@ -350,6 +355,7 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         from dicomconf.scenario import exclusive
+        from dicomconf.scenario.move_listener import needs_listener
         from dicomconf.scenario.requestor import Runner
         from dicomconf.scenario.liveness import time_limit
         from dicomconf.scenario.profile import unmet
@@ -376,9 +382,11 @@ class ScenarioItem(pytest.Item):
             watch.before(scenario.id)
         pcap = state.report_dir / "pcap" / f"{_safe(scenario.id)}.pcap"
         runner = Runner(scenario, state.profile, target)
+        runner.listener = state.embedded_listener  # the embedded target's move destination (else the runner's own)
         # A disruptive scenario runs alone against an external target, whatever -n is.
         workers = int(self.config.workerinput.get("workercount", 1)) if _is_worker(self.config) else 1
-        alone = exclusive.runs_alone(scenario.disruptive, state.profile.max_associations, workers)
+        alone = exclusive.runs_alone(scenario.disruptive, state.profile.max_associations, workers,
+                                     listener=state.target_address is not None and needs_listener(scenario))
         with exclusive.hold(state.target_address, alone):
             t0 = time.monotonic()
             try:

@@ -120,10 +120,13 @@ class TargetLock:
             os.close(gate)
 
 
-def runs_alone(disruptive: bool, max_associations: int | None, workers: int) -> bool:
+def runs_alone(disruptive: bool, max_associations: int | None, workers: int, *, listener: bool = False) -> bool:
     """Whether a scenario takes the lock exclusively.
 
-    A disruptive scenario always does.  A gentle scenario holds at most one
+    A disruptive scenario always does, and so does one that needs the harness's move
+    destination (``listener``, :func:`dicomconf.scenario.move_listener.needs_listener`)
+    against a named target: its port is fixed by the profile, so one scenario at a time
+    listens there, and what arrives is that scenario's alone.  A gentle scenario holds at most one
     association at a time, so ``workers`` processes hold at most ``workers``
     associations together; when the profile says the target takes fewer
     (``max_associations``), a target that rejects associations beyond its
@@ -132,7 +135,7 @@ def runs_alone(disruptive: bool, max_associations: int | None, workers: int) -> 
     A target that takes one association at a time gains nothing from
     parallel scenarios anyway.
     """
-    return disruptive or (max_associations is not None and workers > 1 and max_associations < workers)
+    return disruptive or listener or (max_associations is not None and workers > 1 and max_associations < workers)
 
 
 def hold(address: Any, exclusive: bool, directory: str | os.PathLike | None = None):

@@ -46,6 +46,12 @@ STEP_KINDS = (
     "sleep",
     "parallel",
     "repeat",
+    "store_set",  # the service steps (dicomconf.scenario.services_steps)
+    "find",
+    "move",
+    "get",
+    "commit",
+    "mpps",
 )
 # Steps of a scenario in which dicomconf plays the fake SCP (role: scp; dicomconf.scenario.acceptor).
 SCP_STEP_KINDS = (
@@ -63,7 +69,8 @@ SCP_STEP_KINDS = (
 )
 ROLES = ("scu", "scp")  # the role dicomconf plays: scu tests an SCP, scp tests an SCU
 SEVERITIES = ("must", "should")
-AREAS = ("connection", "negotiation", "roles", "malformed", "fsm", "timers", "release-abort", "dimse", "tls")
+AREAS = ("connection", "negotiation", "roles", "malformed", "fsm", "timers", "release-abort", "dimse", "tls",
+         "services")
 SCP_AREAS = ("connection", "negotiation", "reject-abort", "dimse", "max-length", "timers", "malformed", "release")
 OPERATIONS = ("echo", "store", "find", "any")  # what the SCU under test is asked to do
 _EXPECT_CONTROL = {"on", "within", "save", "skip", "until", "any", "pdu", "closed", "reset", "aborted", "silence"}

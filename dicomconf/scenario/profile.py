@@ -98,6 +98,44 @@ class TLSSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MoveDestination:
+    """Where the harness receives C-MOVE sub-operations and commitment reports (PS3.4 C.4.2.2, J.3.3.1).
+
+    The target must know ``ae_title`` at ``host``:``port`` (the user configures it so);
+    ``bind`` is the local address the harness listens on (default: ``host``); port 0 (the
+    embedded SCP only) is a free port chosen when the run starts.
+    """
+
+    ae_title: str = "DICOMCONF-MOVE"
+    host: str = "127.0.0.1"
+    port: int = 0
+    bind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRetrieve:
+    """What the target claims of Query/Retrieve (PS3.4 C): models (patient, study), levels,
+    the operations, relational queries (C.5.1.1) and the matching types (C.2.2.2)."""
+
+    models: tuple[str, ...] = ()
+    levels: tuple[str, ...] = ()
+    find: bool = False
+    move: bool = False
+    get: bool = False
+    relational: bool = False
+    matching: tuple[str, ...] = ()
+    move_destination: MoveDestination | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Commitment:
+    """Storage Commitment Push Model (PS3.4 J.3): ``report`` ``same`` (on the requesting
+    association), ``new`` (on a new one to the move destination), None: not claimed."""
+
+    report: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     """A target profile (see ``docs/scenarios.md`` for every field).
 
@@ -122,6 +160,10 @@ class Profile:
     async_window: tuple[int, int] | None = None
     tls: TLSSettings = field(default_factory=TLSSettings)
     target: TargetSettings | None = None
+    query_retrieve: QueryRetrieve = field(default_factory=QueryRetrieve)
+    commitment: Commitment = field(default_factory=Commitment)
+    mpps: bool = False
+    worklist: bool = False
     source: str = "<defaults>"
 
     def __repr__(self) -> str:  # passcodes never printed (PS3.7 D.3.3.7): names and sizes only
@@ -149,24 +191,52 @@ class Profile:
             tls = TLSConfig(cert=cert, key=key, port=0 if tls_port is None else tls_port)
         ts = tuple(resolve_uid(t, what="transfer syntax") for t in self.transfer_syntaxes)
         roles = {resolve_uid(sop): ("scu" in r, "scp" in r) for sop, r in self.roles.items()}
+        supported = {resolve_uid(s): ts for s in self.sop_classes}
+        services, destinations, report_to = self._services(supported, ts)
         return SCPConfig(
             host="127.0.0.1",
             port=port,
             ae_titles=(self.ae_title,),
             require_called_ae=self.checks_called_ae,
             allowed_calling_aes=(self.calling_ae,) if self.checks_calling_ae else None,
-            supported={resolve_uid(s): ts for s in self.sop_classes},
+            supported=supported,
             roles=roles,
             max_pdu_length=self.max_pdu_length or 0,
             max_associations=self.max_associations,
             users=dict(self.users) if self.user_identity else None,
             async_window=self.async_window,
-            storage="discard",
+            storage="memory" if services else "discard",
+            services=tuple(services),
+            move_destinations=destinations,
+            commitment_report_to=report_to,
             artim_timeout=self.timers.artim if self.timers.artim is not None else 30.0,
             idle_timeout=self.timers.idle,
             tls=tls,
             source=f"profile {self.source}",
         )
+
+    def _services(self, supported: dict, ts: tuple) -> tuple[list[str], dict, str | None]:
+        """The reference SCP's services for what this profile claims (Q/R, commitment, MPPS), with
+        their SOP classes added to ``supported``; the move destinations; where reports go."""
+        from dicomconf.scu.client import resolve_uid
+
+        qr = self.query_retrieve
+        services = [name for name in ("find", "move", "get") if getattr(qr, name)]
+        for name in services:
+            for model in qr.models:
+                supported.setdefault(resolve_uid(f"{model}-{name}"), ts)
+        if self.commitment.report is not None:
+            services.append("commitment")
+            supported.setdefault(resolve_uid("storage-commitment"), ts)
+        if self.mpps:
+            services.append("mpps")
+            supported.setdefault(resolve_uid("mpps"), ts)
+        destinations = {}
+        md = qr.move_destination
+        if md is not None and md.port:
+            destinations[md.ae_title] = (md.host, md.port)
+        report_to = md.ae_title if self.commitment.report == "new" and md is not None and md.port else None
+        return services, destinations, report_to
 
 
 # Phrases for skip reasons: "target does not <phrase>" / "target <phrase>s".
@@ -178,6 +248,15 @@ _PHRASES: dict[str, tuple[str, str]] = {
     "tls": ("target has no TLS listener", "target has a TLS listener"),
     "tls.enabled": ("target has no TLS listener", "target has a TLS listener"),
     "tls.client_cert_required": ("target does not require client certificates", "target requires client certificates"),
+    "query_retrieve": ("target claims no Query/Retrieve (profile query_retrieve)", "target claims Query/Retrieve"),
+    "query_retrieve.find": ("target does not claim C-FIND (profile query_retrieve.find)", "target claims C-FIND"),
+    "query_retrieve.move": ("target does not claim C-MOVE (profile query_retrieve.move)", "target claims C-MOVE"),
+    "query_retrieve.get": ("target does not claim C-GET (profile query_retrieve.get)", "target claims C-GET"),
+    "query_retrieve.relational": ("target does not claim relational queries", "target claims relational queries"),
+    "commitment": ("target does not claim Storage Commitment (profile commitment.report)",
+                   "target claims Storage Commitment"),
+    "mpps": ("target does not claim MPPS (profile mpps)", "target claims MPPS"),
+    "worklist": ("target does not claim Modality Worklist (profile worklist)", "target claims Modality Worklist"),
 }
 _LABELS: dict[str, str] = {
     "timers.artim": "ARTIM timeout",
@@ -205,6 +284,10 @@ def _field(profile: Profile, key: str) -> Any:
             raise KeyError(key)
     if key == "tls":
         return value.enabled
+    if key == "commitment":
+        return value.report is not None
+    if key == "query_retrieve":
+        return value.find or value.move or value.get
     return value
 
 
@@ -271,7 +354,7 @@ def _field_names() -> list[str]:
     for f in dataclasses.fields(Profile):
         if f.name in _NOT_REQUIRABLE:
             continue
-        if f.name in ("timers", "tls"):
+        if f.name in ("timers", "tls", "query_retrieve", "commitment"):
             names += [f"{f.name}.{sub.name}" for sub in dataclasses.fields(f.default_factory())]
         names.append(f.name)
     return names + ["artim", "idle"]
@@ -358,7 +441,7 @@ def unmet(profile: Profile, requires: Mapping[str, Any]) -> str | None:
 
 # ---------------------------------------------------------------- loading
 
-_SECTIONS = ("timers", "tls", "target")
+_SECTIONS = ("timers", "tls", "target", "query_retrieve", "commitment")
 
 
 def _given(data: Mapping[str, Any]) -> set[str]:
@@ -449,6 +532,14 @@ def _profile_from(doc: Located, base: Path | None) -> Profile:
         given.add("tls.enabled")
     tls = TLSSettings(**tls_data)
     roles = {str(k): tuple(v) for k, v in (data.pop("roles", None) or {}).items()}
+    qr_data = dict(data.pop("query_retrieve", None) or {})
+    for key in ("models", "levels", "matching"):
+        if key in qr_data:
+            qr_data[key] = tuple(qr_data[key])
+    if qr_data.get("move_destination") is not None:
+        qr_data["move_destination"] = MoveDestination(**qr_data["move_destination"])
+    data["query_retrieve"] = QueryRetrieve(**qr_data)
+    data["commitment"] = Commitment(**(data.pop("commitment", None) or {}))
     for key in ("sop_classes", "transfer_syntaxes"):
         if key in data:
             data[key] = tuple(data[key])
@@ -538,7 +629,10 @@ def skipped_by_missing_fields(profile: Profile, scenarios: Iterable[Any]) -> lis
 
 
 __all__ = [
+    "Commitment",
+    "MoveDestination",
     "Profile",
+    "QueryRetrieve",
     "Timers",
     "TLSSettings",
     "TargetSettings",

@@ -7,7 +7,9 @@ Theory of operation
 (``dicomconf.scu``): ``connect`` opens named connections (``main`` is opened
 on first use), ``associate`` sends an A-ASSOCIATE-RQ built from the step and
 matches the reply, ``echo`` and ``store`` run one DIMSE operation and check
-its status, ``release`` asks for an orderly release.  One
+its status, ``release`` asks for an orderly release; the Query/Retrieve,
+commitment and MPPS steps (``store_set``, ``find``, ``move``, ``get``,
+``commit``, ``mpps``) come from :mod:`dicomconf.scenario.services_steps`.  One
 :class:`~dicomconf.scu.client.SCU` per connection keeps what was negotiated.
 Everything else (``send``, ``expect``, findings, the pcap) is the shared
 half in :mod:`dicomconf.scenario.engine`.
@@ -33,11 +35,12 @@ from dicomconf.scenario.engine import (
 from dicomconf.scenario.expectations import Event, check, describe_received
 from dicomconf.scenario.match import match
 from dicomconf.scenario.model import Scenario, Step
+from dicomconf.scenario.services_steps import ServiceSteps
 from dicomconf.scu.target import format_hostport
 from dicomconf.ul.errors import LocalProtocolError
 
 
-class Runner(Player):
+class Runner(ServiceSteps, Player):
     """Plays a scenario in which dicomconf is the association-requestor; see the module docstring."""
 
     role = "scu"
@@ -48,7 +51,10 @@ class Runner(Player):
         self.scus: dict[str, Any] = {}
 
     def names(self) -> dict[str, Any]:
+        from dicomconf.scenario.qr_data import template_view
+
         return {
+            "set": template_view(),  # the known data set (docs/scenarios.md, The known data set)
             "target": {
                 "host": self.target.host,
                 "port": self.target.port,
@@ -145,6 +151,7 @@ class Runner(Player):
                 roles=roles or None,
                 user_identity=args.get("user_identity"),
                 async_window=tuple(args["async_window"]) if args.get("async_window") else None,
+                extended=_extended(args.get("extended_negotiation")),
                 overrides=_overrides(args.get("overrides") or {}),
                 timeout=within,
             )
@@ -278,6 +285,15 @@ class Runner(Player):
                                   came=describe_received(exc.received)) from None
         except (Closed, Silence, OSError) as exc:
             raise ScenarioFailure(step, f"release: {exc}", expected=f"A-RELEASE-RP within {within:g}s", came=str(exc)) from None
+
+
+def _extended(values: Any) -> dict | None:
+    """``extended_negotiation``: SOP class -> service-class-application-information (PS3.7 D.3.3.5),
+    a list of byte values or a hex string."""
+    if not values:
+        return None
+    return {sop: bytes.fromhex(info.replace(" ", "")) if isinstance(info, str) else bytes(info)
+            for sop, info in values.items()}
 
 
 def _overrides(values: dict) -> dict:

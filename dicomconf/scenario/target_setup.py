@@ -19,7 +19,11 @@ target is reached by address.
 :class:`EmbeddedTarget` starts the reference SCP in this process on a free
 loopback port, configured from the same profile the scenarios read, with a
 throwaway certificate for its TLS listener that the client context trusts
-(and verifies, host name included).
+(and verifies, host name included).  When the profile claims C-MOVE or
+Storage Commitment with a ``query_retrieve.move_destination``, the harness's
+listener (:mod:`dicomconf.scenario.move_listener`) starts first on a free
+loopback port, and the SCP's ``move_destinations`` point there, so the
+default run needs no setup.
 """
 
 from __future__ import annotations
@@ -137,6 +141,7 @@ class EmbeddedTarget:
     def __init__(self) -> None:
         self._handle: Any = None
         self._tmp: str | None = None
+        self.listener: Any = None  # the harness's move destination (dicomconf.scenario.move_listener)
 
     @property
     def scp(self) -> Any:
@@ -157,6 +162,7 @@ class EmbeddedTarget:
             except TLSUnavailable:
                 tls = dataclasses.replace(profile.tls, enabled=False)
             profile = dataclasses.replace(profile, tls=tls)
+        profile = self._start_listener(profile)
         self._handle = run_in_thread(profile.scp_config(port=0, cert=cert, key=key))
         port = self._handle.tls_port
         if port is not None:
@@ -166,10 +172,25 @@ class EmbeddedTarget:
                         "embedded reference SCP", options.called_ae, options.calling_ae)
         return target, profile
 
+    def _start_listener(self, profile: Profile) -> Profile:
+        """Start the move listener on a free loopback port; the profile as the SCP must be configured."""
+        qr = profile.query_retrieve
+        md = qr.move_destination
+        if md is None or not (qr.move or profile.commitment.report is not None):
+            return profile
+        from dicomconf.scenario.move_listener import MoveListener
+
+        self.listener = MoveListener(md.ae_title, "127.0.0.1", 0).start()
+        md = dataclasses.replace(md, host="127.0.0.1", port=self.listener.port)
+        return dataclasses.replace(profile, query_retrieve=dataclasses.replace(qr, move_destination=md))
+
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.stop()
             self._handle = None
+        if self.listener is not None:
+            self.listener.stop()
+            self.listener = None
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None

@@ -24,6 +24,8 @@ for the A-RELEASE-RP is bounded by ``timeout`` and followed by a close.
 from __future__ import annotations
 
 import asyncio
+import struct
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from dicomconf.ul import constants as C
@@ -38,7 +40,43 @@ from dicomconf.ul.items import (
     RoleSelection,
     UserInformation,
 )
-from dicomconf.ul.pdu import AAbort, AAssociateRQ, AReleaseRP, AReleaseRQ
+from dicomconf.ul.pdu import PDV, AAbort, AAssociateRQ, AReleaseRP, AReleaseRQ, PDataTF
+
+
+_ONE_PDV_PDU = struct.Struct(">BBIIBB")  # PDU header, PDV item length, context ID, message control header
+
+
+@dataclass(frozen=True, slots=True)
+class Fragments(PDataTF):
+    """The fragments of one message, one PDV per P-DATA-TF PDU (PS3.8 9.3.5, E.2).
+
+    The state machine takes it as one P-DATA request (Evt9, DT-1 in Sta6), as it takes a
+    :class:`~dicomconf.ul.dimse.Message`; :meth:`encode` gives the PDUs back to back, each
+    PDV's data copied once.  Each PDV must already fit the peer's Maximum Length.
+    """
+
+    def encode(self) -> bytes:
+        pack = _ONE_PDV_PDU.pack
+        parts: list[bytes | memoryview] = []
+        for pdv in self.pdvs:
+            n = len(pdv.data)
+            parts.append(pack(C.P_DATA_TF, 0, n + 6, n + 2, pdv.context_id, pdv.message_control_header))
+            parts.append(pdv.data)
+        return b"".join(parts)
+
+
+def fragments(context_id: int, command: bytes, data: bytes, max_pdu_length: int) -> Fragments | None:
+    """A message's PDUs: its command in one PDV (None if that does not fit), its data set in even fragments
+    of the most ``max_pdu_length`` allows, 0 meaning no limit (PS3.8 D.1.1, E.1, E.2)."""
+    limit = (min(max_pdu_length, 0xFFFFFFFF) - 6) & ~1 if max_pdu_length else 0xFFFFFFF0
+    if limit <= 0 or len(command) > limit:
+        return None
+    view = memoryview(data)
+    pdvs = [PDV(context_id, C.MCH_COMMAND | C.MCH_LAST, command)]
+    last = max(len(view) - limit, 0)
+    for start in range(0, len(view), limit) if view else (0,):
+        pdvs.append(PDV(context_id, C.MCH_LAST if start >= last else 0, view[start:start + limit]))
+    return Fragments(tuple(pdvs))
 
 
 class OutboundError(Exception):
@@ -194,6 +232,35 @@ class OutboundAssociation(asyncio.Protocol):
             self.abort()
             raise OutboundError(f"{self.where}: no response to {message.name} within {timeout:g}s") from None
 
+    async def request_encoded(self, context_id: int, message_id: int, command: bytes, data: bytes,
+                              timeout: float, name: str = "C-STORE-RQ") -> dimse.Message:
+        """:meth:`request` for a command set already encoded and its data set's bytes (PS3.8 9.3.5, E.2).
+
+        The command goes in one PDU, the data set in fragments of the largest even size the
+        destination's Maximum Length allows (PS3.8 D.1.1, E.1), each a memoryview of ``data`` in
+        a PDU of its own, handed to the state machine as one :class:`Fragments`: the data set is
+        copied once, into its PDUs.
+        """
+        if self.ended:
+            raise OutboundError(f"{self.where}: the association is over")
+        pdus = fragments(context_id, command, data, self.assoc.peer_max_pdu_length)
+        if pdus is None:
+            raise OutboundError(f"{self.where}: a Maximum Length of {self.assoc.peer_max_pdu_length} cannot carry "
+                                f"the {name} (PS3.8 D.1.1)")
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting[message_id] = waiter
+        try:
+            self._write(self.assoc.send(pdus))
+        except LocalProtocolError as exc:
+            self._waiting.pop(message_id, None)
+            raise OutboundError(f"{self.where}: cannot send {name}: {exc}") from None
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            self._waiting.pop(message_id, None)
+            self.abort()
+            raise OutboundError(f"{self.where}: no response to {name} within {timeout:g}s") from None
+
     async def release(self, timeout: float) -> None:
         """A-RELEASE (PS3.8 7.2); the transport is closed whatever the peer does."""
         if self.ended:
@@ -221,4 +288,4 @@ class OutboundAssociation(asyncio.Protocol):
         self.transport.close()
 
 
-__all__ = ["OutboundAssociation", "OutboundError"]
+__all__ = ["Fragments", "OutboundAssociation", "OutboundError", "fragments"]

@@ -9,6 +9,13 @@ the implicit VR little endian bytes directly with ``struct`` and wraps them
 in one P-DATA-TF with one PDV, which the core's
 :class:`~dicomconf.ul.association.Association` sends like any message.
 
+The same approach writes the Q/R services' command sets
+(:mod:`dicomconf.scp.service_driver`): :func:`response_command` with a data
+set following (a pending C-FIND-RSP) or with the sub-operation counts (C-MOVE
+and C-GET responses, PS3.7 9.3.3.2, 9.3.4.2), and
+:func:`store_request_command` for a sub-operation's C-STORE-RQ with its Move
+Originator (PS3.7 9.3.1.1).
+
 Tags come from pydicom's data dictionary (one mapping per fact); the tests
 check the bytes against :func:`dicomconf.ul.dimse.encode_command` element for
 element.  A response that would not fit the peer's Maximum Length in one PDV
@@ -23,7 +30,7 @@ import struct
 from pydicom.datadict import tag_for_keyword
 
 from dicomconf.ul import constants as C
-from dicomconf.ul.dimse import NO_DATA_SET
+from dicomconf.ul.dimse import C_STORE_RQ, DATA_SET_PRESENT, NO_DATA_SET
 from dicomconf.ul.pdu import PDV, PDataTF
 
 _ELEMENT = struct.Struct("<HHI")
@@ -43,6 +50,16 @@ _RESPONDED_TO = _tag("MessageIDBeingRespondedTo")
 _DATA_SET_TYPE = _tag("CommandDataSetType")
 _STATUS = _tag("Status")
 _SOP_INSTANCE = _tag("AffectedSOPInstanceUID")
+_MESSAGE_ID = _tag("MessageID")
+_PRIORITY = _tag("Priority")
+_MOVE_ORIGINATOR_AE = _tag("MoveOriginatorApplicationEntityTitle")
+_MOVE_ORIGINATOR_ID = _tag("MoveOriginatorMessageID")
+# Number of Remaining, Completed, Failed and Warning Sub-operations: four US elements in tag order (PS3.7 E.1)
+_COUNT_HEADERS = tuple(_ELEMENT.pack(*_tag(k), 2) for k in (
+    "NumberOfRemainingSuboperations", "NumberOfCompletedSuboperations", "NumberOfFailedSuboperations",
+    "NumberOfWarningSuboperations"))
+_FOUR_COUNTS = struct.Struct("<8sH8sH8sH8sH")
+_US = struct.Struct("<HHIH")
 
 
 def _ui(tag: tuple[int, int], uid: str) -> bytes:
@@ -71,14 +88,56 @@ def response_command(
     status: int,
     sop_class_uid: str | None = None,
     sop_instance_uid: str | None = None,
+    *,
+    data_set: bool = False,
+    counts: tuple[int | None, ...] | None = None,
 ) -> bytes:
-    """A response command set without data set, elements in tag order, group length first (PS3.7 E.1)."""
+    """A response command set, elements in tag order, group length first (PS3.7 E.1).
+
+    ``data_set``: Command Data Set Type says a data set follows (a C-FIND-RSP's identifier,
+    PS3.7 9.3.2.2); ``counts``: Number of Remaining, Completed, Failed and Warning
+    Sub-operations (PS3.7 9.3.3.2, 9.3.4.2), each left out when None.
+    """
     field_h, responded_h, data_set_h, status_h = _US_HEADERS
-    body = _FOUR_US.pack(field_h, command_field, responded_h, message_id, data_set_h, NO_DATA_SET, status_h, status)
+    body = _FOUR_US.pack(field_h, command_field, responded_h, message_id, data_set_h,
+                         DATA_SET_PRESENT if data_set else NO_DATA_SET, status_h, status)
     if sop_class_uid:
         body = _sop_class_element(sop_class_uid) + body
     if sop_instance_uid:
         body += _ui(_SOP_INSTANCE, sop_instance_uid)
+    if counts is not None:
+        if None in counts:
+            body += b"".join(h + struct.pack("<H", n) for h, n in zip(_COUNT_HEADERS, counts) if n is not None)
+        else:
+            body += _FOUR_COUNTS.pack(*(x for pair in zip(_COUNT_HEADERS, counts) for x in pair))
+    return _GROUP_LENGTH_ELEMENT.pack(_GROUP_LENGTH[0], _GROUP_LENGTH[1], 4, len(body)) + body
+
+
+def _ae(tag: tuple[int, int], title: str) -> bytes:
+    raw = title.encode("ascii")
+    if len(raw) & 1:
+        raw += b" "  # AE values are padded with a space to even length (PS3.5 6.2)
+    return _ELEMENT.pack(tag[0], tag[1], len(raw)) + raw
+
+
+def store_request_command(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    message_id: int,
+    priority: int,
+    move_originator: tuple[str, int] | None = None,
+) -> bytes:
+    """A C-STORE-RQ command set with a data set (PS3.7 9.3.1.1), in tag order, group length first.
+
+    ``move_originator``: the Move Originator Application Entity Title and Message ID of the
+    C-MOVE a sub-operation serves (0000,1030), (0000,1031).
+    """
+    field_h = _US_HEADERS[0]
+    body = (_sop_class_element(sop_class_uid) + field_h + struct.pack("<H", C_STORE_RQ)
+            + _US.pack(*_MESSAGE_ID, 2, message_id) + _US.pack(*_PRIORITY, 2, priority)
+            + _US_HEADERS[2] + struct.pack("<H", DATA_SET_PRESENT) + _ui(_SOP_INSTANCE, sop_instance_uid))
+    if move_originator is not None:
+        body += _ae(_MOVE_ORIGINATOR_AE, move_originator[0]) + _US.pack(*_MOVE_ORIGINATOR_ID, 2, move_originator[1])
     return _GROUP_LENGTH_ELEMENT.pack(_GROUP_LENGTH[0], _GROUP_LENGTH[1], 4, len(body)) + body
 
 

@@ -33,7 +33,19 @@ of that contract for one connection of the reference SCP:
   proposes the SCP role for the SOP class (PS3.4 J.3.3.1, PS3.7 D.3.3.4);
 * a C-CANCEL-RQ throws :class:`~dicomconf.services.base.Cancel` into the
   exchange it names (an exchange waiting on a sub-operation takes it when that
-  ends); the handler answers with its final response (FE00).
+  ends); the handler answers with its final response (FE00);
+* pending responses are sent :data:`BATCH` at a time, then the exchange goes
+  on at the event loop's next turn (other associations, and a C-CANCEL, are
+  served in between).  A handler with an ``encoded`` method (C-FIND) is run
+  through it: its :class:`~dicomconf.services.find_wire.EncodedReply` pendings
+  carry the identifier's bytes, each sent with a command set from
+  :mod:`dicomconf.scp.responses` as one P-DATA-TF of two PDVs (PS3.8 9.3.5),
+  and a batch with the final response after it is one transport write.  The
+  commands of replies without data set (final responses, C-MOVE/C-GET
+  pendings with their counts) and of the C-STORE-RQs of C-MOVE and C-GET
+  sub-operations are written with ``struct`` as well, the data set's fragments
+  handed to the state machine as one :class:`~dicomconf.scp.requestor.Fragments`.  With an ``answer`` hook or tracing on, every response
+  goes through the connection's general send path instead.
 
 A handler that raises is a bug of ours: the request is answered with status
 0110 (processing failure) and an Error Comment, and the connection goes on.
@@ -46,16 +58,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from pydicom import Dataset
 
-from dicomconf.scp.requestor import OutboundAssociation, OutboundError
+from dicomconf.scp.part10 import read_part10
+from dicomconf.scp.requestor import OutboundAssociation, OutboundError, fragments
+from dicomconf.scp.responses import response_command, store_request_command
 from dicomconf.services.base import Cancel, EventReport, Handler, Reply, Request, SubOperation
+from dicomconf.services.find_wire import EncodedReply
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
-from dicomconf.ul.pdu import AAbort
+from dicomconf.ul.errors import LocalProtocolError
+from dicomconf.ul.pdu import PDV, AAbort, PDataTF
 
 log = logging.getLogger("dicomconf.scp")
 
@@ -69,6 +86,11 @@ SERVICE_REQUESTS = frozenset({
 })
 # Responses from the peer that an exchange waits for: to our C-STORE-RQ and N-EVENT-REPORT-RQ.
 AWAITED_RESPONSES = frozenset({dimse.C_STORE_RSP, dimse.N_EVENT_REPORT_RSP})
+BATCH = 128  # pending responses written per turn of the event loop (then the loop runs other work)
+_COUNTS = ("NumberOfRemainingSuboperations", "NumberOfCompletedSuboperations", "NumberOfFailedSuboperations",
+           "NumberOfWarningSuboperations")
+_COUNT_SET = frozenset(_COUNTS)
+_PDU_OVERHEAD = 6 + 6 + 6  # P-DATA-TF header, two PDV item headers (PS3.8 9.3.5, 9.3.5.1)
 
 
 @dataclass
@@ -87,6 +109,7 @@ class _Exchange:
     task: Any = None  # the far operation running now
     keep: bool = False  # waiting on work that outlives the connection (a far event report)
     classes: dict = field(default_factory=dict)  # SOP class -> transfer syntaxes proposed to the destination
+    commands: dict = field(default_factory=dict)  # status -> the encoded pending response command (fast path)
 
 
 class ServiceDriver:
@@ -120,6 +143,7 @@ class ServiceDriver:
         self.exchanges: dict[int, _Exchange] = {}
         self.awaiting: dict[int, _Exchange] = {}  # our request's Message ID -> the exchange waiting on it
         self._ids = itertools.count(1)
+        self._out: list[bytes] = []  # encoded pendings not yet written (see _step)
 
     # ------------------------------------------------------------ inbound
 
@@ -172,8 +196,10 @@ class ServiceDriver:
             called_ae=self.conn.called,
             extended=extended,
         )
+        handler = self.handlers[sop_class]
+        encoded = getattr(handler, "encoded", None) if self._plain() else None
         try:
-            generator = self.handlers[sop_class](request)
+            generator = encoded(request) if encoded is not None else handler(request)
         except Exception as exc:
             self._failed(msg, transfer_syntax, exc)
             return
@@ -193,13 +219,31 @@ class ServiceDriver:
 
     # ------------------------------------------------------------ the exchange
 
+    def _plain(self) -> bool:
+        """Whether responses may bypass the connection's send path: no answer hook, no tracing."""
+        server = getattr(self.conn, "server", None)
+        hooks = getattr(server, "hooks", None)
+        return (hooks is None or hooks.answer is None) and not getattr(server, "tracing", False)
+
     def _step(self, exchange: _Exchange, value: Any, cancel: bool = False) -> None:
         """Advance ``exchange`` until it waits (a sub-operation, a delay) or ends.
 
         Once a C-CANCEL has come, the next pending reply or sub-operation the handler yields is
         not performed: :class:`Cancel` is thrown in its place, so the handler has counted every
         sub-operation that ended before (PS3.4 C.4.2.3.1) and answers the cancel itself.
+
+        Pending responses are sent :data:`BATCH` at a time; after each batch the exchange goes on
+        at the event loop's next turn, so other associations (and a C-CANCEL) are served during a
+        long C-FIND.  Encoded pendings (:class:`~dicomconf.services.find_wire.EncodedReply`) and
+        the final response after them are written together, in one transport write per batch.
         """
+        try:
+            self._advance(exchange, value, cancel)
+        finally:
+            self._write_out()
+
+    def _advance(self, exchange: _Exchange, value: Any, cancel: bool) -> None:
+        batch = 0
         while not exchange.done:
             try:
                 if cancel:
@@ -215,6 +259,19 @@ class ServiceDriver:
                 self._failed(exchange.request, exchange.transfer_syntax, exc)
                 return
             value = None
+            if type(action) is EncodedReply:
+                if exchange.cancelled:
+                    cancel = True
+                    continue
+                if not self._encoded(exchange, action):
+                    return
+                batch += 1
+                if batch >= BATCH:
+                    exchange.timer = self.conn.loop.call_soon(self._resume, exchange)
+                    return
+                continue
+            if not isinstance(action, Reply):
+                self._write_out()  # what is queued goes before the sub-operation's or report's request
             if exchange.cancelled and (isinstance(action, SubOperation)
                                        or (isinstance(action, Reply) and action.status in PENDING)):
                 cancel = True
@@ -225,6 +282,11 @@ class ServiceDriver:
                     return
                 if not self._reply(exchange, action):
                     return
+                if action.status in PENDING:
+                    batch += 1
+                    if batch >= BATCH:
+                        exchange.timer = self.conn.loop.call_soon(self._resume, exchange)
+                        return
             elif isinstance(action, SubOperation):
                 if action.destination is None:
                     if not self._c_get_store(exchange, action):
@@ -245,6 +307,53 @@ class ServiceDriver:
                              TypeError(f"a handler yielded {type(action).__name__}"))
                 return
 
+    def _resume(self, exchange: _Exchange) -> None:
+        """The next batch of an exchange (see :meth:`_step`); a C-CANCEL that came meanwhile is thrown in."""
+        exchange.timer = None
+        if exchange.done or self.conn.closed:
+            return
+        self._step(exchange, None, cancel=exchange.cancelled)
+        self.conn._flush()
+
+    def _encoded(self, exchange: _Exchange, reply: EncodedReply) -> bool:
+        """Queue one encoded pending response: command and identifier in one P-DATA-TF (PS3.8 9.3.5, E.2).
+
+        A response that does not fit the peer's Maximum Length in one PDU takes the general path
+        (decoded, then fragmented).  False when the association can take no more.
+        """
+        conn = self.conn
+        if conn.closed:
+            return False
+        request = exchange.request
+        command = exchange.commands.get(reply.status)
+        if command is None:
+            command = response_command((request.command_field | 0x8000) & 0xFFFF, request.message_id or 0,
+                                       reply.status, exchange.sop_class or None, data_set=True)
+            exchange.commands[reply.status] = command
+        limit = conn.assoc.peer_max_pdu_length
+        if limit and len(command) + len(reply.data) + _PDU_OVERHEAD - 6 > limit:
+            self._write_out()
+            dataset = dimse.decode_dataset(reply.data, exchange.transfer_syntax)
+            self._answer(request, exchange.transfer_syntax, Reply(reply.status, dataset))
+            return not conn.closed
+        context = request.context_id
+        try:
+            self._out.append(conn.assoc.send(PDataTF((PDV(context, C.MCH_COMMAND | C.MCH_LAST, command),
+                                                      PDV(context, C.MCH_LAST, reply.data)))))
+        except LocalProtocolError as exc:
+            log.warning("%s: cannot send %s: %s", conn.peer, request.name, exc)
+            return False
+        return True
+
+    def _write_out(self) -> None:
+        """Write the queued encoded responses in one go."""
+        out = self._out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            if not self.conn.closed:
+                self.conn.transport.write(data)
+
     def _delayed(self, exchange: _Exchange, reply: Reply) -> None:
         exchange.timer = None
         if exchange.done or self.conn.closed:
@@ -253,17 +362,19 @@ class ServiceDriver:
             self._step(exchange, None, cancel=True)
         elif self._reply(exchange, reply):
             self._step(exchange, None)
+        self._write_out()
         self.conn._flush()
 
     def _reply(self, exchange: _Exchange, reply: Reply) -> bool:
         """Send ``reply``; False when it ended the association (a scripted abort)."""
         if reply.abort:
+            self._write_out()
             self.conn._send(AAbort(C.ABORT_SOURCE_USER, C.ABORT_REASON_NOT_SPECIFIED))
             self.conn.outcome = "aborted by a scripted service answer"
             self._end(exchange)
             self.close()
             return False
-        self._answer(exchange.request, exchange.transfer_syntax, reply)
+        self._answer(exchange.request, exchange.transfer_syntax, reply, queue=True)
         return True
 
     def _wait_far(self, exchange: _Exchange, work: Any, keep: bool = False) -> None:
@@ -327,11 +438,20 @@ class ServiceDriver:
             data = transcode(data, stored_ts, ts)
             if data is None:
                 return None
-        command = _store_command(sub, outbound.next_message_id())
-        command.MoveOriginatorApplicationEntityTitle = self.conn.calling
-        command.MoveOriginatorMessageID = exchange.request.message_id
+        message_id = outbound.next_message_id()
         try:
-            response = await outbound.request(dimse.Message(context_id, command, data), self.timeout)
+            command = store_request_command(sub.sop_class_uid, sub.sop_instance_uid, message_id, dimse.PRIORITY_MEDIUM,
+                                            (self.conn.calling, exchange.request.message_id or 0))
+        except (UnicodeEncodeError, struct.error):
+            command = None
+        try:
+            if command is not None:
+                response = await outbound.request_encoded(context_id, message_id, command, data, self.timeout)
+            else:
+                full = _store_command(sub, message_id)
+                full.MoveOriginatorApplicationEntityTitle = self.conn.calling
+                full.MoveOriginatorMessageID = exchange.request.message_id
+                response = await outbound.request(dimse.Message(context_id, full, data), self.timeout)
         except OutboundError as exc:
             log.warning("%s: C-MOVE sub-operation for %s: %s", self.conn.peer, sub.sop_instance_uid, exc)
             return None
@@ -397,8 +517,36 @@ class ServiceDriver:
 
     # ------------------------------------------------------------ sending
 
-    def _answer(self, request: dimse.Message, transfer_syntax: str, reply: Reply) -> None:
-        """The response to ``request`` carrying ``reply`` (PS3.7 9.3, 10.3; command in E.1 order by pydicom)."""
+    def _answer(self, request: dimse.Message, transfer_syntax: str, reply: Reply, queue: bool = False) -> None:
+        """The response to ``request`` carrying ``reply`` (PS3.7 9.3, 10.3; command in E.1 order by pydicom).
+
+        A reply without data set whose fields are at most the sub-operation counts (a C-FIND's
+        final response, a C-MOVE's or C-GET's pendings and final one) is written by
+        :func:`~dicomconf.scp.responses.response_command` in one PDU when it fits; ``queue``: with
+        the encoded pendings before it, in one write at the end of the step (:meth:`_step`).
+        """
+        if reply.dataset is None and request.message_id is not None and self._plain() and (
+                not reply.fields or set(reply.fields) <= _COUNT_SET):
+            fields = reply.fields
+            counts = tuple(fields.get(k) for k in _COUNTS) if fields else None
+            sop_class = request.affected_sop_class_uid or request.requested_sop_class_uid or None
+            try:
+                raw = response_command((request.command_field | 0x8000) & 0xFFFF, request.message_id, reply.status,
+                                       sop_class, counts=counts)
+            except (UnicodeEncodeError, struct.error, TypeError):
+                raw = None
+            limit = self.conn.assoc.peer_max_pdu_length
+            if raw is not None and (not limit or len(raw) + 6 <= limit):
+                pdata = PDataTF((PDV(request.context_id, C.MCH_COMMAND | C.MCH_LAST, raw),))
+                if queue and not self.conn.closed:
+                    try:
+                        self._out.append(self.conn.assoc.send(pdata))
+                    except LocalProtocolError as exc:
+                        log.warning("%s: cannot send %s: %s", self.conn.peer, type(pdata).__name__, exc)
+                    return
+                self._write_out()
+                self.conn._send(pdata)
+                return
         command = Dataset()
         sop_class = request.affected_sop_class_uid or request.requested_sop_class_uid
         if sop_class:
@@ -413,6 +561,7 @@ class ServiceDriver:
         data = None
         if reply.dataset is not None:
             data = dimse.encode_dataset(reply.dataset, transfer_syntax)
+        self._write_out()
         self.conn._send(dimse.Message(request.context_id, command, data))
 
     def _failed(self, request: dimse.Message, transfer_syntax: str, exc: BaseException) -> None:
@@ -456,10 +605,17 @@ class ServiceDriver:
             if data is None:
                 return False
         message_id = self._message_id()
-        command = _store_command(sub, message_id)
         exchange.waiting = message_id
         self.awaiting[message_id] = exchange
-        self.conn._send(dimse.Message(context_id, command, data))
+        pdus = None
+        if self._plain():
+            try:
+                raw = store_request_command(sub.sop_class_uid, sub.sop_instance_uid, message_id, dimse.PRIORITY_MEDIUM)
+                pdus = fragments(context_id, raw, data, self.conn.assoc.peer_max_pdu_length)
+            except (UnicodeEncodeError, struct.error):
+                pdus = None
+        self._write_out()
+        self.conn._send(pdus if pdus is not None else dimse.Message(context_id, _store_command(sub, message_id), data))
         return True
 
     def _event_report(self, exchange: _Exchange, event: EventReport) -> None:
@@ -515,25 +671,6 @@ def _requested_instance(msg: dimse.Message) -> str | None:
     """Requested SOP Instance UID (0000,1001) of an N-SET/N-GET/N-ACTION/N-DELETE-RQ (PS3.7 10.3)."""
     value = msg.command.get("RequestedSOPInstanceUID")
     return str(value).rstrip("\0 ") if value else None
-
-
-def read_part10(path: str) -> tuple[str, bytes] | None:
-    """(transfer syntax, data set bytes) of a DICOM Part 10 file (PS3.10 7.1), or None if unreadable.
-
-    The data set's bytes are taken as stored, after the File Meta Information (whose group
-    length, (0002,0000), says where it ends), so that a sub-operation sends what was received.
-    """
-    from pydicom.filereader import read_file_meta_info
-
-    try:
-        meta = read_file_meta_info(path)
-        length = int(meta.FileMetaInformationGroupLength)
-        transfer_syntax = str(meta.TransferSyntaxUID)
-        with open(path, "rb") as f:
-            f.seek(128 + 4 + 12 + length)  # preamble, "DICM", the group length element, the group
-            return transfer_syntax, f.read()
-    except Exception:  # a file gone, truncated or without group length: the sub-operation fails
-        return None
 
 
 _UNCOMPRESSED = frozenset({C.IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})

@@ -80,10 +80,13 @@ CONTEXT_ALIASES: dict[str, str] = {
     "rtimage": "RTImageStorage",
     "patient-find": "PatientRootQueryRetrieveInformationModelFind",
     "study-find": "StudyRootQueryRetrieveInformationModelFind",
+    "patient-move": "PatientRootQueryRetrieveInformationModelMove",
     "study-move": "StudyRootQueryRetrieveInformationModelMove",
+    "patient-get": "PatientRootQueryRetrieveInformationModelGet",
     "study-get": "StudyRootQueryRetrieveInformationModelGet",
     "worklist": "ModalityWorklistInformationModelFind",
     "storage-commitment": "StorageCommitmentPushModel",
+    "mpps": "ModalityPerformedProcedureStep",
 }
 DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (C.IMPLICIT_VR_LITTLE_ENDIAN, pydicom.uid.ExplicitVRLittleEndian)
 _GROUP_LENGTH_ELEMENT = 12  # (0002,0000) UL in explicit VR little endian: tag, VR, length, value
@@ -144,7 +147,7 @@ def resolve_uid(name: str, *, what: str = "SOP class") -> str:
         raise ValueError(f"{what} must be a name, keyword or UID string, got {name!r}")
     if _UID_RE.match(name):
         return name
-    keyword = CONTEXT_ALIASES.get(name.lower(), name)
+    keyword = CONTEXT_ALIASES.get(name.lower().replace("_", "-"), name)  # study_find is study-find
     try:
         return _BY_KEYWORD[keyword]
     except KeyError:
@@ -308,6 +311,13 @@ class SCU:
         self._message_ids = itertools.count(1)
         self._assembler = dimse.MessageAssembler()
         self._messages: deque[dimse.Message] = deque()
+        # requests the peer sent while an operation waited for its response (an N-EVENT-REPORT-RQ
+        # before the N-ACTION-RSP, PS3.4 J.3.3), kept for the next operation that waits for them
+        self.held: deque[dimse.Message] = deque()
+
+    def next_message_id(self) -> int:
+        """A Message ID not used before on this association (PS3.7 9.3.1.1: unique among outstanding)."""
+        return next(self._message_ids) & 0xFFFF or next(self._message_ids) & 0xFFFF
 
     # ---------------------------------------------------------- association
 

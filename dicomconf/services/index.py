@@ -30,6 +30,10 @@ A crash can leave (see docs/scp.md) a temporary file (no row: deleted by
 (indexed by reconcile), or a row whose file someone deleted (the row is
 removed); SQLite's journal undoes an uncommitted transaction by itself.
 
+A C-FIND reads the index through :meth:`Index.find` (pydicom candidates)
+or, on the fast path, :meth:`Index.query` and :meth:`Index.rows` (the SQL
+and its raw rows, :mod:`dicomconf.services.index_query`).
+
 One connection serves every thread (``check_same_thread=False``) behind one
 lock; a file index runs in WAL mode and has a schema version
 (``PRAGMA user_version``).
@@ -49,11 +53,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pydicom import Dataset, dcmread
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
+from dicomconf.services.index_query import Query
 from dicomconf.services.matching import (
     key_kind,
     keys_of,
@@ -531,6 +536,17 @@ class Index:
         every column (for the differential test).  Rows come in insertion order, read
         :data:`PAGE` at a time, so a large answer is never held whole.
         """
+        query = self.query(level, identifier, combine_datetime=combine_datetime, sql_only=sql_only)
+        for row in self.rows(query):
+            candidate = query.candidate(row)
+            if not query.exact and not sql_only and not match_dataset(identifier, candidate,
+                                                                     combine_datetime=combine_datetime):
+                continue
+            yield candidate
+
+    def query(self, level: str, identifier: Dataset, *, combine_datetime: bool = False,
+              sql_only: bool = False) -> Query:
+        """The SQL of :meth:`find` for ``identifier`` at ``level``, and how its rows become candidates."""
         levels = LEVELS[: LEVELS.index(level) + 1]
         keys = list(keys_of(identifier))
         where, params, exact = [], [], True
@@ -551,7 +567,6 @@ class Index:
         requested = {k.keyword for k in keys} | {UNIQUE_KEY[lv] for lv in levels}  # unique keys: always
         attrs = not sql_only and any(k.keyword not in COLUMNS for k in keys)
         attrs = attrs or (not sql_only and not exact)
-        wanted_tags = {f"{int(k.tag):08X}" for k in keys}
         cols = [(kw, c) for kw, c in COLUMNS.items() if c.level in levels and (sql_only or kw in requested)]
         select = [f"{ALIAS[level]}.pk"] + [f"{ALIAS[c.level]}.{c.raw}" for _, c in cols]
         if attrs:
@@ -561,28 +576,15 @@ class Index:
             sql.append(f"JOIN {TABLE[upper]} {ALIAS[upper]} ON {ALIAS[lower]}.{_PARENT[lower]}={ALIAS[upper]}.pk")
         sql.append("WHERE " + " AND ".join([*where, f"{ALIAS[level]}.pk > ?"]))
         sql.append(f"ORDER BY {ALIAS[level]}.pk LIMIT {PAGE}")
-        statement, last = " ".join(sql), 0
+        return Query(" ".join(sql), params, cols, attrs, exact, {f"{int(k.tag):08X}" for k in keys})
+
+    def rows(self, query: Query) -> Iterator[tuple]:
+        """The rows of ``query``: primary key, then the values of ``query.cols`` (then attributes)."""
+        last = 0
         while True:
             with self._lock:
-                rows = self.db.execute(statement, [*params, last]).fetchall()
-            for row in rows:
-                candidate = Dataset()
-                if attrs:
-                    for blob in row[1 + len(cols):]:
-                        if blob and blob != "{}":
-                            model = {t: v for t, v in json.loads(blob).items() if t in wanted_tags}
-                            if model:
-                                candidate.update(Dataset.from_json(model))
-                for (keyword, column), value in zip(cols, row[1:]):
-                    if value is None or value == "" or (keyword in candidate and not column.count):
-                        continue
-                    if column.style == "python":
-                        value = value.split("\\")
-                    candidate[keyword] = _element(keyword, value)
-                if not exact and not sql_only and not match_dataset(identifier, candidate,
-                                                                   combine_datetime=combine_datetime):
-                    continue
-                yield candidate
+                rows = self.db.execute(query.statement, [*query.params, last]).fetchall()
+            yield from rows
             if len(rows) < PAGE:
                 return
             last = rows[-1][0]
@@ -666,12 +668,6 @@ class Index:
             synthesize(self.db, studies, series_per_study, instances_per_series)
 
 
-def _element(keyword: str, value):
-    from pydicom.dataelem import DataElement
-
-    return DataElement(tag_for_keyword(keyword), dictionary_VR(keyword), value)
-
-
 def log_load(directory: str, stats: dict[str, int]) -> None:
     log.info("loaded %s: %d instances indexed, %d files not DICOM skipped, %d duplicates (the later won), "
              "%d not indexable", directory, stats.get("loaded", 0), stats.get("skipped", 0),
@@ -685,6 +681,7 @@ __all__ = [
     "Index",
     "IndexFileError",
     "Located",
+    "Query",
     "Scanned",
     "UnindexableError",
     "dataset_offset",

@@ -32,6 +32,16 @@ a Date key and its Time key.  A key the index cannot place at a level
 (a private or unknown attribute, at a level above IMAGE) is not supported:
 it is returned empty and the pendings say FF01.
 
+Two paths give the same answers.  :meth:`QueryRetrieveFind.handle` builds
+each pending identifier as a pydicom data set (the candidate of
+:meth:`~dicomconf.services.index.Index.find`, then the requested keys);
+:meth:`QueryRetrieveFind.encoded`, which the reference SCP's driver calls,
+writes it straight from the index row when
+:func:`~dicomconf.services.find_wire.layout` allows (every key a column, the
+SQL deciding, little endian, no misbehaviour scripted) and yields
+:class:`~dicomconf.services.find_wire.EncodedReply` for it; a row with a
+value the fast path does not write takes the general path.
+
 Misbehaviour for scenarios: :class:`FindOptions` carries a
 :class:`~dicomconf.services.base.Misbehaviour` (a failure status instead of
 any match, a delay before each reply, an A-ABORT instead of the first one)
@@ -48,7 +58,9 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.uid import UID_dictionary
 
+from dicomconf.services import find_wire
 from dicomconf.services.base import Cancel, Exchange, Misbehaviour, Reply, Request
+from dicomconf.services.find_wire import EncodedReply, Layout
 from dicomconf.services.index import (
     COLUMNS,
     LEVELS,
@@ -58,6 +70,7 @@ from dicomconf.services.index import (
     Index,
     level_of,
 )
+from dicomconf.services.index_query import Query
 from dicomconf.services.matching import NOT_KEYS, key_kind, text_of
 
 STATUS_SUCCESS = 0x0000
@@ -114,8 +127,12 @@ class QueryRetrieveFind:
     def __call__(self, request: Request) -> Exchange:
         return self.handle(request)
 
-    def handle(self, request: Request) -> Exchange:
-        """The exchange for one C-FIND-RQ (PS3.7 9.1.2): pendings per match, then the final reply."""
+    def handle(self, request: Request, *, encoded: bool = False) -> Exchange:
+        """The exchange for one C-FIND-RQ (PS3.7 9.1.2): pendings per match, then the final reply.
+
+        ``encoded``: pendings the fast path can write come as
+        :class:`~dicomconf.services.find_wire.EncodedReply` (see :meth:`encoded`).
+        """
         shape = self.options.misbehaviour.shape
         refusal = self.options.misbehaviour.refusal()
         if refusal is not None:
@@ -128,13 +145,23 @@ class QueryRetrieveFind:
             return
         sent = 0
         try:
-            for candidate in self.index.find(plan.level, plan.match, combine_datetime=plan.combined):
-                reply = Reply(plan.pending, self._response(plan, candidate, request))
-                if self.options.abort_after is not None and sent >= self.options.abort_after:
-                    yield Reply(plan.pending, abort=True)
-                    return
-                yield shape(reply)
-                sent += 1
+            fast = self._layout(plan, request) if encoded else None
+            if fast is not None:
+                query, wire = fast
+                for row in self.index.rows(query):
+                    data = wire.encode(row)
+                    if data is None:  # a value the fast path leaves to pydicom
+                        yield Reply(plan.pending, self._response(plan, query.candidate(row), request))
+                    else:
+                        yield EncodedReply(plan.pending, data)
+            else:
+                for candidate in self.index.find(plan.level, plan.match, combine_datetime=plan.combined):
+                    reply = Reply(plan.pending, self._response(plan, candidate, request))
+                    if self.options.abort_after is not None and sent >= self.options.abort_after:
+                        yield Reply(plan.pending, abort=True)
+                        return
+                    yield shape(reply)
+                    sent += 1
         except Cancel:
             yield shape(Reply(STATUS_CANCEL))
             return
@@ -145,6 +172,25 @@ class QueryRetrieveFind:
             yield shape(Reply(STATUS_SUCCESS))
         except Cancel:  # a C-CANCEL after the last match: the final reply is already given
             return
+
+    def encoded(self, request: Request) -> Exchange:
+        """:meth:`handle` for a driver that takes :class:`~dicomconf.services.find_wire.EncodedReply`.
+
+        The same replies, in the same order; a pending whose identifier the fast path
+        (:mod:`dicomconf.services.find_wire`) can write comes as its bytes instead of a data set.
+        Scripted misbehaviour always takes the general path.
+        """
+        return self.handle(request, encoded=True)
+
+    def _layout(self, plan: _Plan, request: Request) -> tuple[Query, Layout] | None:
+        """The index query and the fast path's layout for ``plan``, or None for the general path."""
+        options = self.options
+        if options.abort_after is not None or options.misbehaviour != Misbehaviour() or plan.pending != STATUS_PENDING:
+            return None
+        query = self.index.query(plan.level, plan.match, combine_datetime=plan.combined)
+        wire = find_wire.layout(plan.identifier, query, plan.level, options.retrieve_ae or request.called_ae or "",
+                                request.transfer_syntax)
+        return None if wire is None else (query, wire)
 
     # -------------------------------------------------------------- checks
 

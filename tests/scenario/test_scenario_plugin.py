@@ -125,6 +125,8 @@ def _ct_file(path):
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
     ds.PatientName = "FILE^TEST"
+    # the embedded SCP indexes what it stores: a study and a series to place the instance in (else C000)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.save_as(path, enforce_file_format=True)
 
 
