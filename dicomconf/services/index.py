@@ -403,6 +403,13 @@ class Index:
         study_row = db.execute("SELECT pk, patient_pk FROM study WHERE study_uid=?", (study_uid,)).fetchone()
         if study_row is not None:  # a study stays with the patient it was first stored under
             row = (study_row[1],)
+            owner = db.execute("SELECT patient_id, issuer FROM patient WHERE pk=?", row).fetchone()
+            if owner is not None and tuple(owner) != (patient["patient_id"], patient["issuer"]):
+                # Renaming the study's patient would move every other study of that patient too:
+                # the instance is refused (C000), and the index stays as it was (PS3.4 C.6.2.1).
+                raise UnindexableError(
+                    f"study {study_uid} belongs to patient {owner[0]!r}, this instance names patient "
+                    f"{patient['patient_id']!r}")
         else:
             row = db.execute("SELECT pk FROM patient WHERE patient_id=? AND issuer=?",
                              (patient["patient_id"], patient["issuer"])).fetchone()

@@ -300,3 +300,29 @@ def test_find_reads_page_after_page_in_insertion_order():
     images = list(index.find("IMAGE", qr_kit.query(None, SOPInstanceUID="", InstanceNumber="")))
     assert len(images) == 3000 and len({i.SOPInstanceUID for i in images}) == 3000
     assert [int(i.InstanceNumber) for i in images[:3]] == [1, 2, 3] and int(images[1500].InstanceNumber) == 1
+
+
+def test_an_instance_naming_another_patient_for_a_known_study_is_refused_and_changes_nothing():
+    """A study stays with its patient: an instance that names another Patient ID for it is C000,
+    and neither patient's rows change (renaming would move the patient's other studies too)."""
+    import qr_kit
+
+    from dicomconf.ul.dimse_codec import encode_dataset as encode
+
+    storage = make_storage(SCPConfig(storage="memory"))
+    first = [qr_kit.instance(1, patient="P2", name="Two^Pat", study="1.2.3.2", series="1.2.3.2.1"),
+             qr_kit.instance(1, patient="P1", name="One^Pat", study="1.2.3.1", series="1.2.3.1.1")]
+    for ds in first:
+        assert storage.store(StoredInstance(ds.SOPClassUID, ds.SOPInstanceUID, C.IMPLICIT_VR_LITTLE_ENDIAN,
+                                            encode(ds, C.IMPLICIT_VR_LITTLE_ENDIAN))) == STATUS_SUCCESS
+    for patient in ("P2", "P3"):  # an existing other patient, and a new one
+        bad = qr_kit.instance(7, patient=patient, name="Other^Pat", study="1.2.3.1", series="1.2.3.1.1")
+        status = storage.store(StoredInstance(bad.SOPClassUID, bad.SOPInstanceUID, C.IMPLICIT_VR_LITTLE_ENDIAN,
+                                              encode(bad, C.IMPLICIT_VR_LITTLE_ENDIAN)))
+        assert status == STATUS_CANNOT_UNDERSTAND and "belongs to patient 'P1'" in storage.cause
+    query = Dataset()
+    query.PatientID = ""
+    query.PatientName = ""
+    assert sorted((str(d.PatientID), str(d.PatientName)) for d in storage.index.find("PATIENT", query)) == \
+        [("P1", "One^Pat"), ("P2", "Two^Pat")]
+    assert storage.index.count("IMAGE") == 2
