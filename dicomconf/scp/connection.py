@@ -51,7 +51,7 @@ from typing import Any
 
 from dicomconf.scp.describe import describe
 from dicomconf.scp.responses import response_command, response_pdata
-from dicomconf.scp.service_driver import ServiceDriver
+from dicomconf.scp.service_driver import HeldDataSet, ServiceDriver
 from dicomconf.scp.storage import (
     STATUS_OUT_OF_RESOURCES,
     STATUS_PROCESSING_FAILURE,
@@ -415,7 +415,7 @@ class SCPConnection(asyncio.Protocol):
             self.spool.discard()  # cannot happen: the assembler completes one data set before the next
         self.spool = None
         if command.command_field != dimse.C_STORE_RQ and self.services is not None and self.services.handles(command):
-            return None  # a service's identifier or attribute list: held (within max_dataset_length) and decoded
+            return HeldDataSet()  # a service's identifier or attribute list: held within SERVICE_DATA_LIMIT
         instance = self._instance(command) if command.command_field == dimse.C_STORE_RQ else 0
         if isinstance(instance, int):
             return Spool()  # answered without its data set (refused, or not a service we offer): only counted

@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import functools
 import struct
+from typing import Any
 
+from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 
 from dicomconf.ul import constants as C
+from dicomconf.ul import dimse
 from dicomconf.ul.dimse import C_STORE_RQ, DATA_SET_PRESENT, NO_DATA_SET
 from dicomconf.ul.pdu import PDV, PDataTF
 
@@ -146,3 +149,27 @@ def response_pdata(context_id: int, command: bytes, peer_max_pdu_length: int) ->
     if peer_max_pdu_length and len(command) + _PDV_OVERHEAD > peer_max_pdu_length:
         return None
     return PDataTF((PDV(context_id, C.MCH_COMMAND | C.MCH_LAST, command),))
+
+
+def store_rq_dataset(sub: Any, message_id: int) -> Dataset:
+    """A C-STORE-RQ command set for a sub-operation (PS3.7 9.3.1.1), as a Dataset: the general path."""
+    command = Dataset()
+    command.AffectedSOPClassUID = sub.sop_class_uid
+    command.CommandField = dimse.C_STORE_RQ
+    command.MessageID = message_id
+    command.Priority = dimse.PRIORITY_MEDIUM
+    command.CommandDataSetType = dimse.DATA_SET_PRESENT
+    command.AffectedSOPInstanceUID = sub.sop_instance_uid
+    return command
+
+
+def event_report_rq_dataset(event: Any, message_id: int) -> Dataset:
+    """An N-EVENT-REPORT-RQ command set (PS3.7 10.3.1.1)."""
+    command = Dataset()
+    command.AffectedSOPClassUID = event.sop_class_uid
+    command.CommandField = dimse.N_EVENT_REPORT_RQ
+    command.MessageID = message_id
+    command.CommandDataSetType = dimse.NO_DATA_SET if event.dataset is None else dimse.DATA_SET_PRESENT
+    command.AffectedSOPInstanceUID = event.sop_instance_uid
+    command.EventTypeID = event.event_type_id
+    return command

@@ -64,7 +64,9 @@ from typing import Any, Callable, Mapping
 
 from pydicom import Dataset
 
-from dicomconf.scp.part10 import read_part10
+from dicomconf.scp.part10 import offer_for, read_part10, transcode
+from dicomconf.scp.responses import event_report_rq_dataset, store_rq_dataset
+from dicomconf.scp.storage import Spool
 from dicomconf.scp.requestor import OutboundAssociation, OutboundError, fragments
 from dicomconf.scp.responses import response_command, store_request_command
 from dicomconf.services.base import Cancel, EventReport, Handler, Reply, Request, SubOperation
@@ -91,6 +93,44 @@ _COUNTS = ("NumberOfRemainingSuboperations", "NumberOfCompletedSuboperations", "
            "NumberOfWarningSuboperations")
 _COUNT_SET = frozenset(_COUNTS)
 _PDU_OVERHEAD = 6 + 6 + 6  # P-DATA-TF header, two PDV item headers (PS3.8 9.3.5, 9.3.5.1)
+
+
+SERVICE_DATA_LIMIT = 16 << 20  # bytes of a request's identifier or attribute list held; more is refused
+STATUS_RESOURCE_LIMITATION = 0x0213  # PS3.7 C.5: Failure, resource limitation (DIMSE-N)
+# A request whose data set is past SERVICE_DATA_LIMIT: out of resources (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.5)
+_TOO_LARGE = {dimse.C_FIND_RQ: 0xA700, dimse.C_MOVE_RQ: 0xA701, dimse.C_GET_RQ: 0xA701}
+
+
+class HeldDataSet(Spool):
+    """A service request's data set, kept while it arrives up to ``limit`` bytes; past it only counted,
+    and the request is refused out of resources (the association's own bound, ``max_dataset_length``,
+    is for C-STORE data sets, far larger than any identifier)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, limit: int = SERVICE_DATA_LIMIT) -> None:
+        super().__init__(limit)
+        self.parts: list[bytes] = []
+
+    def write(self, buf) -> None:
+        self.length += len(buf)
+        if self.status is not None:
+            return
+        if self.limit is not None and self.length > self.limit:
+            self.fail(0xA700, f"data set over {self.limit >> 20} MiB: not held")
+            return
+        self.parts.append(bytes(buf))
+
+    def _abandon(self) -> None:
+        self.parts = []
+
+    def data(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _comment(text: str) -> str:
+    """An Error Comment (0000,0902): LO, at most 64 characters (PS3.7 C)."""
+    return text if len(text) <= 64 else text[:61] + "..."
 
 
 @dataclass
@@ -172,9 +212,15 @@ class ServiceDriver:
         context = self.conn.assoc.accepted_contexts.get(msg.context_id)
         transfer_syntax = context[1] if context else C.IMPLICIT_VR_LITTLE_ENDIAN
         dataset = None
-        if msg.data is not None:
+        held = msg.data_sink
+        if isinstance(held, HeldDataSet) and held.status is not None:
+            self._answer(msg, transfer_syntax, Reply(_TOO_LARGE.get(msg.command_field, STATUS_RESOURCE_LIMITATION),
+                                                     fields={"ErrorComment": _comment(held.cause or "too large")}))
+            return
+        data = held.data() if isinstance(held, HeldDataSet) else msg.data
+        if data is not None:
             try:
-                dataset = msg.dataset(transfer_syntax)
+                dataset = dimse.decode_dataset(data, transfer_syntax)
             except Exception as exc:  # a data set pydicom cannot read: the request cannot be processed
                 self._answer(msg, transfer_syntax, Reply(0xC000 if msg.command_field in (
                     dimse.C_FIND_RQ, dimse.C_MOVE_RQ, dimse.C_GET_RQ) else STATUS_PROCESSING_FAILURE,
@@ -421,7 +467,7 @@ class ServiceDriver:
             outbound = None
         if outbound is None:
             classes = exchange.classes
-            classes[sub.sop_class_uid] = _offer(stored_ts)
+            classes[sub.sop_class_uid] = offer_for(stored_ts)
             try:
                 outbound = await OutboundAssociation.open(
                     where[0], where[1], calling=self.ae_title, called=sub.destination or "",
@@ -448,7 +494,7 @@ class ServiceDriver:
             if command is not None:
                 response = await outbound.request_encoded(context_id, message_id, command, data, self.timeout)
             else:
-                full = _store_command(sub, message_id)
+                full = store_rq_dataset(sub, message_id)
                 full.MoveOriginatorApplicationEntityTitle = self.conn.calling
                 full.MoveOriginatorMessageID = exchange.request.message_id
                 response = await outbound.request(dimse.Message(context_id, full, data), self.timeout)
@@ -475,7 +521,7 @@ class ServiceDriver:
             context = outbound.context_for(event.sop_class_uid)
             if context is None:
                 return None
-            command = _event_command(event, outbound.next_message_id())
+            command = event_report_rq_dataset(event, outbound.next_message_id())
             data = None if event.dataset is None else dimse.encode_dataset(event.dataset, context[1])
             response = await outbound.request(dimse.Message(context[0], command, data), self.timeout)
             return response.status
@@ -615,7 +661,7 @@ class ServiceDriver:
             except (UnicodeEncodeError, struct.error):
                 pdus = None
         self._write_out()
-        self.conn._send(pdus if pdus is not None else dimse.Message(context_id, _store_command(sub, message_id), data))
+        self.conn._send(pdus if pdus is not None else dimse.Message(context_id, store_rq_dataset(sub, message_id), data))
         return True
 
     def _event_report(self, exchange: _Exchange, event: EventReport) -> None:
@@ -623,7 +669,7 @@ class ServiceDriver:
         context = self._context_for(event.sop_class_uid, exchange.transfer_syntax, as_scu=False)
         context_id, ts = context if context is not None else (exchange.request.context_id, exchange.transfer_syntax)
         message_id = self._message_id()
-        command = _event_command(event, message_id)
+        command = event_report_rq_dataset(event, message_id)
         data = None if event.dataset is None else dimse.encode_dataset(event.dataset, ts)
         exchange.waiting = message_id
         self.awaiting[message_id] = exchange
@@ -637,54 +683,10 @@ class ServiceDriver:
                 return mid
 
 
-def _store_command(sub: SubOperation, message_id: int) -> Dataset:
-    """A C-STORE-RQ command set for a sub-operation (PS3.7 9.3.1.1)."""
-    command = Dataset()
-    command.AffectedSOPClassUID = sub.sop_class_uid
-    command.CommandField = dimse.C_STORE_RQ
-    command.MessageID = message_id
-    command.Priority = dimse.PRIORITY_MEDIUM
-    command.CommandDataSetType = dimse.DATA_SET_PRESENT
-    command.AffectedSOPInstanceUID = sub.sop_instance_uid
-    return command
-
-
-def _event_command(event: EventReport, message_id: int) -> Dataset:
-    """An N-EVENT-REPORT-RQ command set (PS3.7 10.3.1.1)."""
-    command = Dataset()
-    command.AffectedSOPClassUID = event.sop_class_uid
-    command.CommandField = dimse.N_EVENT_REPORT_RQ
-    command.MessageID = message_id
-    command.CommandDataSetType = dimse.NO_DATA_SET if event.dataset is None else dimse.DATA_SET_PRESENT
-    command.AffectedSOPInstanceUID = event.sop_instance_uid
-    command.EventTypeID = event.event_type_id
-    return command
-
-
-def _offer(stored: str) -> tuple[str, ...]:
-    """Transfer syntaxes proposed for an instance stored in ``stored``: that one, then the uncompressed ones."""
-    uncompressed = (C.IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.1")
-    return (stored, *[ts for ts in uncompressed if ts != stored])
-
-
 def _requested_instance(msg: dimse.Message) -> str | None:
     """Requested SOP Instance UID (0000,1001) of an N-SET/N-GET/N-ACTION/N-DELETE-RQ (PS3.7 10.3)."""
     value = msg.command.get("RequestedSOPInstanceUID")
     return str(value).rstrip("\0 ") if value else None
-
-
-_UNCOMPRESSED = frozenset({C.IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
-
-
-def transcode(data: bytes, source: str, target: str) -> bytes | None:
-    """``data`` re-encoded from ``source`` to ``target`` transfer syntax, or None when that needs a codec
-    (only between the uncompressed ones, PS3.5 A.1-A.3; anything else is the sender's choice to refuse)."""
-    if source not in _UNCOMPRESSED or target not in _UNCOMPRESSED:
-        return None
-    try:
-        return dimse.encode_dataset(dimse.decode_dataset(data, source), target)
-    except Exception:
-        return None
 
 
 __all__ = ["AWAITED_RESPONSES", "PENDING", "SERVICE_REQUESTS", "ServiceDriver", "read_part10", "transcode"]

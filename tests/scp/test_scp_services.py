@@ -350,3 +350,25 @@ def test_event_report_over_a_new_association_takes_the_scp_role(services_scp):
     assert reports and reports[0][:2] == (1, uid)
     # the acceptor's view: it is the SCU of the class on that association, so the reference SCP is its SCP
     assert reports[0][2] == [(COMMITMENT, True, False)]
+
+
+def test_an_identifier_past_the_service_bound_is_refused_out_of_resources(services_scp):
+    """A C-FIND identifier is held up to 16 MiB (SERVICE_DATA_LIMIT), not max_dataset_length: past it
+    the request is answered A700 (PS3.4 C.4.1.1.4) without reaching the handler; the association goes on."""
+    from dicomconf.scp.service_driver import SERVICE_DATA_LIMIT
+
+    seen = []
+
+    def find(request):
+        seen.append(request)
+        yield Reply(0x0000)
+
+    handle = services_scp({FIND: find})
+    assoc = _ae(FIND, "1.2.840.10008.1.1").associate("127.0.0.1", handle.port, ae_title="DICOMCONF")
+    big = _identifier("*")
+    big.add_new(0x00091010, "OB", b"\0" * (SERVICE_DATA_LIMIT + 1024))
+    statuses = [status.Status for status, _ in assoc.send_c_find(big, FIND)]
+    small = [status.Status for status, _ in assoc.send_c_find(_identifier("*"), FIND)]
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+    assert statuses == [0xA700] and small == [0x0000] and len(seen) == 1
