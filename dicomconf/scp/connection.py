@@ -153,6 +153,8 @@ class SCPConnection(asyncio.Protocol):
         self.write_paused = False
         if not self.busy and not self.closed:
             self.transport.resume_reading()  # type: ignore[union-attr]
+        if self.services is not None and self.services.paused:
+            self.services.writable()  # pending responses held back while the peer did not read
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed:

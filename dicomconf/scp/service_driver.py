@@ -36,7 +36,10 @@ of that contract for one connection of the reference SCP:
   ends); the handler answers with its final response (FE00);
 * pending responses are sent :data:`BATCH` at a time, then the exchange goes
   on at the event loop's next turn (other associations, and a C-CANCEL, are
-  served in between).  A handler with an ``encoded`` method (C-FIND) is run
+  served in between), or, when the peer does not read its answers and the
+  transport's buffer is past its high-water mark, once it has drained
+  (``resume_writing``): a C-FIND of a million matches to a peer that reads
+  nothing holds one batch, not a million responses.  A handler with an ``encoded`` method (C-FIND) is run
   through it: its :class:`~dicomconf.services.find_wire.EncodedReply` pendings
   carry the identifier's bytes, each sent with a command set from
   :mod:`dicomconf.scp.responses` as one P-DATA-TF of two PDVs (PS3.8 9.3.5),
@@ -182,6 +185,7 @@ class ServiceDriver:
         self.timeout = timeout
         self.exchanges: dict[int, _Exchange] = {}
         self.awaiting: dict[int, _Exchange] = {}  # our request's Message ID -> the exchange waiting on it
+        self.paused: list[_Exchange] = []  # exchanges waiting for the peer to read (write buffer full)
         self._ids = itertools.count(1)
         self._out: list[bytes] = []  # encoded pendings not yet written (see _step)
 
@@ -358,8 +362,17 @@ class ServiceDriver:
         exchange.timer = None
         if exchange.done or self.conn.closed:
             return
+        if self.conn.write_paused:  # the peer does not read its answers: wait until it has (writable)
+            self.paused.append(exchange)
+            return
         self._step(exchange, None, cancel=exchange.cancelled)
         self.conn._flush()
+
+    def writable(self) -> None:
+        """The transport's buffer drained (``resume_writing``): the exchanges held back go on."""
+        paused, self.paused = self.paused, []
+        for exchange in paused:
+            self._resume(exchange)
 
     def _encoded(self, exchange: _Exchange, reply: EncodedReply) -> bool:
         """Queue one encoded pending response: command and identifier in one P-DATA-TF (PS3.8 9.3.5, E.2).
@@ -397,7 +410,7 @@ class ServiceDriver:
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            if not self.conn.closed:
+            if not self.conn.closed and not self.conn.transport.is_closing():
                 self.conn.transport.write(data)
 
     def _delayed(self, exchange: _Exchange, reply: Reply) -> None:

@@ -372,3 +372,53 @@ def test_an_identifier_past_the_service_bound_is_refused_out_of_resources(servic
     assert assoc.send_c_echo().Status == 0x0000
     assoc.release()
     assert statuses == [0xA700] and small == [0x0000] and len(seen) == 1
+
+
+def test_pending_responses_wait_for_a_peer_that_does_not_read(services_scp):
+    """Endless pendings to a peer that reads nothing: the SCP holds about one batch in its write buffer
+    (the transport's high-water mark, then pause_writing), not every response; the peer reading resumes it."""
+    import socket as _socket
+
+    from scp_testkit import associate_rq
+
+    from dicomconf.ul import dimse as _dimse
+    from dicomconf.ul.dimse_codec import encode_dataset
+
+    made = [0]
+
+    def endless(request):
+        while True:
+            made[0] += 1
+            ident = _identifier(f"P^{made[0]}")
+            ident.PatientComments = "x" * 8000  # 8 KB a response: the kernel's socket buffers fill at once
+            yield Reply(0xFF00, ident)
+
+    handle = services_scp({FIND: endless})
+    sock = _socket.create_connection(("127.0.0.1", handle.port))
+    try:
+        sock.sendall(associate_rq(called="DICOMCONF", contexts=((1, FIND, (ImplicitVRLittleEndian,)),)))
+        time.sleep(0.3)
+        command = Dataset()
+        command.AffectedSOPClassUID = FIND
+        command.CommandField = _dimse.C_FIND_RQ
+        command.MessageID = 1
+        command.Priority = 0
+        command.CommandDataSetType = _dimse.DATA_SET_PRESENT
+        msg = _dimse.Message(1, command, encode_dataset(_identifier("*"), ImplicitVRLittleEndian))
+        for pdu in _dimse.fragment(msg, 16384):
+            sock.sendall(pdu)
+        time.sleep(2.0)  # the peer reads nothing meanwhile
+        (conn,) = list(handle.scp._connections)
+        buffered = conn.transport.get_write_buffer_size()
+        assert conn.write_paused and conn.services.paused, "the exchange did not wait for the peer"
+        assert buffered < 1 << 20, buffered  # one batch past the high-water mark, not an endless stream
+        before = made[0]
+        time.sleep(0.5)
+        assert made[0] == before, "responses were made while the peer read nothing"
+        sock.settimeout(2.0)
+        deadline = time.monotonic() + 10
+        while made[0] == before and time.monotonic() < deadline:  # the peer reads: the exchange goes on
+            sock.recv(1 << 20)
+        assert made[0] > before
+    finally:
+        sock.close()
