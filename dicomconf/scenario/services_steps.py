@@ -38,6 +38,7 @@ from pydicom.sequence import Sequence
 from dicomconf.scenario.engine import STORE_WITHIN, ScenarioFailure, brief
 from dicomconf.scenario.match import get_path, match
 from dicomconf.scenario.model import Step
+from dicomconf.services.commitment import COMMITMENT_SOP_INSTANCE  # the well-known instance (PS3.4 J.3.5)
 
 FIND_WITHIN = 30.0
 RETRIEVE_WITHIN = 60.0
@@ -47,7 +48,6 @@ ARRIVAL_GRACE = 2.0  # seconds the listener may take to show sub-operations the 
 ALWAYS_ALLOWED = frozenset({"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle"})
 _MODELS = {"patient": "patient-{op}", "study": "study-{op}"}
 CANCEL = 0xFE00
-COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"  # the well-known SOP instance (PS3.4 J.3.5)
 
 
 def dataset_view(ds: Dataset | None) -> dict[str, Any]:
@@ -357,7 +357,7 @@ class ServiceSteps:
             listener = None
         seen = len(listener.reports) if listener is not None else 0
         outcome = self._run_op(step, args, "N-ACTION", REPORT_WITHIN, lambda scu, t: services.n_action(
-            scu, "storage-commitment", COMMITMENT_INSTANCE, 1, info, within=t))
+            scu, "storage-commitment", COMMITMENT_SOP_INSTANCE, 1, info, within=t))
         self._check_status(step, args.get("status", 0), outcome.status, "N-ACTION", "PS3.4 J.3.2.1.2",
                            outcome.error_comment)
         if outcome.status != 0:
