@@ -543,7 +543,14 @@ VARIANTS: dict[str, Variant] = {
 }
 
 # Must-level scenarios of the shipped library that no variant above catches yet.
-UNMAPPED: tuple[str, ...] = ()
+# The Query/Retrieve, commitment and MPPS scenarios (issue 17, in progress) are checked against wrong
+# SCP handlers step by step in tests/scenario/test_scenario_qr_steps.py; their broken variants here,
+# which replace the reference SCP's service handlers, are still to be written.
+UNMAPPED: tuple[str, ...] = (
+    "services.commit-stored-instances", "services.commit-unknown-instances-fail", "services.find-study-wildcard",
+    "services.find-study-date-range", "services.get-study-with-role-selection", "services.move-study-to-harness",
+    "services.move-series-to-harness", "services.mpps-create-then-complete",
+)
 
 
 # ---------------------------------------------------------------- running a variant

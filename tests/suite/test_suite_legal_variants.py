@@ -89,10 +89,21 @@ def _profile(tmp_path: Path, name: str, **changes) -> Path:
     data = yaml.safe_load(REFERENCE.read_text(encoding="utf-8"))
     data["name"] = f"reference SCP, {name} variant"
     data["tls"] = {"enabled": False}
+    # A named target sends C-MOVE sub-operations to the port its configuration gives (scp_config
+    # passes the profile's): a fixed free port, where each move scenario starts its own listener.
+    data["query_retrieve"]["move_destination"]["port"] = _free_port()
     data.update(changes)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _suite(port: int, profile: Path, report: Path) -> list[dict]:
