@@ -51,7 +51,8 @@ from typing import Any
 
 from dicomconf.scp.describe import describe
 from dicomconf.scp.responses import response_command, response_pdata
-from dicomconf.scp.service_driver import HeldDataSet, ServiceDriver
+from dicomconf.scp.held import HeldDataSet
+from dicomconf.scp.service_driver import ServiceDriver
 from dicomconf.scp.storage import (
     STATUS_OUT_OF_RESOURCES,
     STATUS_PROCESSING_FAILURE,

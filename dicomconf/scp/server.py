@@ -29,7 +29,7 @@ from typing import Any
 from dicomconf.scp.config import ConfigError, SCPConfig
 from dicomconf.scp.hooks import Hooks
 from dicomconf.scp.indexing import make_storage
-from dicomconf.scp.service_driver import read_part10
+from dicomconf.scp.part10 import read_part10
 from dicomconf.scp.services_setup import offer
 from dicomconf.scp.storage import (
     MemoryStorage,

@@ -69,10 +69,10 @@ from pydicom import Dataset
 
 from dicomconf.scp.part10 import offer_for, read_part10, transcode
 from dicomconf.scp.responses import event_report_rq_dataset, store_rq_dataset
-from dicomconf.scp.storage import Spool
+from dicomconf.scp.held import STATUS_RESOURCE_LIMITATION, TOO_LARGE, HeldDataSet
 from dicomconf.scp.requestor import OutboundAssociation, OutboundError, fragments
 from dicomconf.scp.responses import response_command, store_request_command
-from dicomconf.services.base import Cancel, EventReport, Handler, Reply, Request, SubOperation
+from dicomconf.services.base import Cancel, EventReport, Handler, Reply, Request, SubOperation, error_comment
 from dicomconf.services.find_wire import EncodedReply
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
@@ -96,44 +96,6 @@ _COUNTS = ("NumberOfRemainingSuboperations", "NumberOfCompletedSuboperations", "
            "NumberOfWarningSuboperations")
 _COUNT_SET = frozenset(_COUNTS)
 _PDU_OVERHEAD = 6 + 6 + 6  # P-DATA-TF header, two PDV item headers (PS3.8 9.3.5, 9.3.5.1)
-
-
-SERVICE_DATA_LIMIT = 16 << 20  # bytes of a request's identifier or attribute list held; more is refused
-STATUS_RESOURCE_LIMITATION = 0x0213  # PS3.7 C.5: Failure, resource limitation (DIMSE-N)
-# A request whose data set is past SERVICE_DATA_LIMIT: out of resources (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.5)
-_TOO_LARGE = {dimse.C_FIND_RQ: 0xA700, dimse.C_MOVE_RQ: 0xA701, dimse.C_GET_RQ: 0xA701}
-
-
-class HeldDataSet(Spool):
-    """A service request's data set, kept while it arrives up to ``limit`` bytes; past it only counted,
-    and the request is refused out of resources (the association's own bound, ``max_dataset_length``,
-    is for C-STORE data sets, far larger than any identifier)."""
-
-    __slots__ = ("parts",)
-
-    def __init__(self, limit: int = SERVICE_DATA_LIMIT) -> None:
-        super().__init__(limit)
-        self.parts: list[bytes] = []
-
-    def write(self, buf) -> None:
-        self.length += len(buf)
-        if self.status is not None:
-            return
-        if self.limit is not None and self.length > self.limit:
-            self.fail(0xA700, f"data set over {self.limit >> 20} MiB: not held")
-            return
-        self.parts.append(bytes(buf))
-
-    def _abandon(self) -> None:
-        self.parts = []
-
-    def data(self) -> bytes:
-        return b"".join(self.parts)
-
-
-def _comment(text: str) -> str:
-    """An Error Comment (0000,0902): LO, at most 64 characters (PS3.7 C)."""
-    return text if len(text) <= 64 else text[:61] + "..."
 
 
 @dataclass
@@ -218,8 +180,8 @@ class ServiceDriver:
         dataset = None
         held = msg.data_sink
         if isinstance(held, HeldDataSet) and held.status is not None:
-            self._answer(msg, transfer_syntax, Reply(_TOO_LARGE.get(msg.command_field, STATUS_RESOURCE_LIMITATION),
-                                                     fields={"ErrorComment": _comment(held.cause or "too large")}))
+            self._answer(msg, transfer_syntax, Reply(TOO_LARGE.get(msg.command_field, STATUS_RESOURCE_LIMITATION),
+                                                     fields={"ErrorComment": error_comment(held.cause or "too large")}))
             return
         data = held.data() if isinstance(held, HeldDataSet) else msg.data
         if data is not None:
@@ -702,4 +664,4 @@ def _requested_instance(msg: dimse.Message) -> str | None:
     return str(value).rstrip("\0 ") if value else None
 
 
-__all__ = ["AWAITED_RESPONSES", "PENDING", "SERVICE_REQUESTS", "ServiceDriver", "read_part10", "transcode"]
+__all__ = ["AWAITED_RESPONSES", "PENDING", "SERVICE_REQUESTS", "ServiceDriver"]

@@ -145,8 +145,27 @@ class Misbehaviour:
         return Reply(reply.status, reply.dataset, reply.fields, max(reply.delay, self.delay), reply.abort or self.abort)
 
 
+def error_comment(text: str) -> str:
+    """An Error Comment (0000,0902): LO, at most 64 characters (PS3.7 Annex C)."""
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+class Refused(Exception):
+    """A request refused before any work: ``reply`` carries the status, the Error Comment and, when
+    one element is at fault, Offending Element (0000,0901) (PS3.7 Annex C)."""
+
+    def __init__(self, status: int, comment: str, offending: int | None = None) -> None:
+        super().__init__(comment)
+        fields: dict = {"ErrorComment": error_comment(comment)}
+        if offending is not None:
+            fields["OffendingElement"] = [offending]
+        self.reply = Reply(status, fields=fields)
+        self.comment = comment
+
+
 Action = Union[Reply, SubOperation, EventReport]
 Exchange = Generator[Action, Union[int, None], None]
 Handler = Callable[[Request], Exchange]
 
-__all__ = ["Action", "Cancel", "EventReport", "Exchange", "Handler", "Misbehaviour", "Reply", "Request", "SubOperation"]
+__all__ = ["Action", "Cancel", "EventReport", "Exchange", "Handler", "Misbehaviour", "Refused", "Reply", "Request",
+           "SubOperation", "error_comment"]

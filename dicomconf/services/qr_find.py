@@ -59,7 +59,7 @@ from pydicom.dataelem import DataElement
 from pydicom.uid import UID_dictionary
 
 from dicomconf.services import find_wire
-from dicomconf.services.base import Cancel, Exchange, Misbehaviour, Reply, Request
+from dicomconf.services.base import Cancel, Exchange, Misbehaviour, Refused, Reply, Request, error_comment
 from dicomconf.services.find_wire import EncodedReply, Layout
 from dicomconf.services.index import (
     COLUMNS,
@@ -140,7 +140,7 @@ class QueryRetrieveFind:
             return
         try:
             plan = self._plan(request)
-        except _Refused as refused:
+        except Refused as refused:
             yield shape(refused.reply)
             return
         sent = 0
@@ -166,7 +166,7 @@ class QueryRetrieveFind:
             yield shape(Reply(STATUS_CANCEL))
             return
         except sqlite3.Error as exc:
-            yield shape(Reply(STATUS_OUT_OF_RESOURCES, fields={"ErrorComment": _comment(f"index: {exc}")}))
+            yield shape(Reply(STATUS_OUT_OF_RESOURCES, fields={"ErrorComment": error_comment(f"index: {exc}")}))
             return
         try:
             yield shape(Reply(STATUS_SUCCESS))
@@ -197,15 +197,15 @@ class QueryRetrieveFind:
     def _plan(self, request: Request) -> _Plan:
         levels = MODEL_LEVELS.get(request.sop_class_uid)
         if levels is None:
-            raise _Refused(STATUS_UNABLE_TO_PROCESS, f"{request.sop_class_uid} is not a Q/R FIND SOP class")
+            raise Refused(STATUS_UNABLE_TO_PROCESS, f"{request.sop_class_uid} is not a Q/R FIND SOP class")
         identifier = request.dataset
         if identifier is None:
-            raise _Refused(STATUS_IDENTIFIER_MISMATCH, "the C-FIND-RQ has no identifier")
+            raise Refused(STATUS_IDENTIFIER_MISMATCH, "the C-FIND-RQ has no identifier")
         level = text_of(identifier.get(_QR_LEVEL).value if _QR_LEVEL in identifier else "").strip().upper()
         if level not in levels:
             what = "no Query/Retrieve Level" if not level else f"Query/Retrieve Level {level!r} is not one of " \
                 f"{', '.join(levels)} of this model (PS3.4 C.6)"
-            raise _Refused(STATUS_IDENTIFIER_MISMATCH, what, _QR_LEVEL)
+            raise Refused(STATUS_IDENTIFIER_MISMATCH, what, _QR_LEVEL)
         relational = negotiated(request.extended, RELATIONAL_BYTE)
         depth = LEVELS.index(level)
         match = Dataset()
@@ -220,7 +220,7 @@ class QueryRetrieveFind:
                 unsupported = True  # returned empty, not matched (FF01)
                 continue
             if LEVELS.index(known) > depth:
-                raise _Refused(STATUS_IDENTIFIER_MISMATCH, f"{elem.keyword or elem.tag} is a key of the {known} "
+                raise Refused(STATUS_IDENTIFIER_MISMATCH, f"{elem.keyword or elem.tag} is a key of the {known} "
                                f"level, below the query level {level} (PS3.4 C.4.1.2.1)", elem.tag)
             match.add(elem)
         if not relational:
@@ -229,7 +229,7 @@ class QueryRetrieveFind:
                 elem = identifier.get(tag_for_keyword(keyword))
                 if elem is None or key_kind(elem) != "single":
                     how = "is missing" if elem is None else "has no single value"
-                    raise _Refused(STATUS_UNABLE_TO_PROCESS,
+                    raise Refused(STATUS_UNABLE_TO_PROCESS,
                                    f"hierarchical query at {level}: the unique key {keyword} of the {above} level "
                                    f"{how} (PS3.4 C.4.1.2.1; relational queries were not negotiated)",
                                    tag_for_keyword(keyword))
@@ -287,10 +287,6 @@ def _needs_unicode(ds: Dataset) -> bool:
     return False
 
 
-def _comment(text: str) -> str:
-    """An Error Comment (0000,0902): LO, at most 64 characters (PS3.7 C)."""
-    return text if len(text) <= 64 else text[:61] + "..."
-
 
 @dataclass
 class _Plan:
@@ -300,14 +296,6 @@ class _Plan:
     pending: int
     combined: bool
 
-
-class _Refused(Exception):
-    def __init__(self, status: int, comment: str, offending: int | None = None) -> None:
-        fields: dict = {"ErrorComment": _comment(comment)}
-        if offending is not None:
-            fields["OffendingElement"] = [offending]
-        self.reply = Reply(status, fields=fields)
-        self.comment = comment
 
 
 def handlers(index: Index, options: FindOptions | None = None) -> dict[str, QueryRetrieveFind]:

@@ -49,7 +49,7 @@ from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID_dictionary
 
-from dicomconf.services.base import Cancel, Exchange, Misbehaviour, Reply, Request, SubOperation
+from dicomconf.services.base import Cancel, Exchange, Misbehaviour, Refused, Reply, Request, SubOperation, error_comment
 from dicomconf.services.index import LEVELS, UNIQUE_KEY, Index, Located
 from dicomconf.services.matching import key_kind, text_of
 from dicomconf.services.qr_find import RELATIONAL_BYTE, negotiated
@@ -114,10 +114,10 @@ class _Retrieve:
         if refused is None:
             try:
                 instances = self._instances(request)
-            except _Refused as exc:
+            except Refused as exc:
                 refused = exc.reply
             except sqlite3.Error as exc:
-                refused = Reply(STATUS_UNABLE_TO_CALCULATE, fields={"ErrorComment": _comment(f"index: {exc}")})
+                refused = Reply(STATUS_UNABLE_TO_CALCULATE, fields={"ErrorComment": error_comment(f"index: {exc}")})
         if refused is not None:
             yield shape(refused)
             return
@@ -158,20 +158,20 @@ class _Retrieve:
         """The stored instances the identifier names (PS3.4 C.4.2.2.1): checked, found, located."""
         levels = self.levels.get(request.sop_class_uid)
         if levels is None:
-            raise _Refused(STATUS_UNABLE_TO_PROCESS, f"{request.sop_class_uid} is not a {self.name} SOP class")
+            raise Refused(STATUS_UNABLE_TO_PROCESS, f"{request.sop_class_uid} is not a {self.name} SOP class")
         identifier = request.dataset
         if identifier is None:
-            raise _Refused(STATUS_IDENTIFIER_MISMATCH, f"the {self.name}-RQ has no identifier")
+            raise Refused(STATUS_IDENTIFIER_MISMATCH, f"the {self.name}-RQ has no identifier")
         level = text_of(identifier.get(_QR_LEVEL).value if _QR_LEVEL in identifier else "").strip().upper()
         if level not in levels:
             what = "no Query/Retrieve Level" if not level else f"Query/Retrieve Level {level!r} is not one of " \
                 f"{', '.join(levels)} of this model (PS3.4 C.6)"
-            raise _Refused(STATUS_IDENTIFIER_MISMATCH, what, _QR_LEVEL)
+            raise Refused(STATUS_IDENTIFIER_MISMATCH, what, _QR_LEVEL)
         keys = Dataset()
         keyword = UNIQUE_KEY[level]
         elem = identifier.get(tag_for_keyword(keyword))
         if elem is None or key_kind(elem) not in ("single", "uid_list"):
-            raise _Refused(STATUS_IDENTIFIER_MISMATCH, f"the unique key {keyword} of the {level} level is "
+            raise Refused(STATUS_IDENTIFIER_MISMATCH, f"the unique key {keyword} of the {level} level is "
                            f"{'missing' if elem is None else 'not a value or a list of UIDs'} (PS3.4 C.4.2.2.1)",
                            tag_for_keyword(keyword))
         keys.add(elem)
@@ -182,7 +182,7 @@ class _Retrieve:
             if above_elem is not None and key_kind(above_elem) == "single":
                 keys.add(above_elem)
             elif not relational:
-                raise _Refused(STATUS_UNABLE_TO_PROCESS, f"hierarchical retrieve at {level}: the unique key "
+                raise Refused(STATUS_UNABLE_TO_PROCESS, f"hierarchical retrieve at {level}: the unique key "
                                f"{above_key} of the {above} level has no single value (PS3.4 C.4.2.2.1; "
                                "relational retrieval was not negotiated)", tag_for_keyword(above_key))
         found: list[Located] = []
@@ -191,7 +191,7 @@ class _Retrieve:
             if located is not None:
                 found.append(located)
                 if len(found) > self.options.max_instances:
-                    raise _Refused(STATUS_UNABLE_TO_CALCULATE, f"more than {self.options.max_instances} instances "
+                    raise Refused(STATUS_UNABLE_TO_CALCULATE, f"more than {self.options.max_instances} instances "
                                    "match: retrieve a smaller set")
         return found
 
@@ -211,7 +211,7 @@ class QueryRetrieveMove(_Retrieve):
         name = text_of(request.command.get("MoveDestination", "")).strip()
         if not name or name not in self.destinations:
             return None, Reply(STATUS_DESTINATION_UNKNOWN,
-                               fields={"ErrorComment": _comment(f"move destination {name!r} is not configured")})
+                               fields={"ErrorComment": error_comment(f"move destination {name!r} is not configured")})
         return name, None
 
 
@@ -240,17 +240,6 @@ def _failed_list(uids: list[str]) -> Dataset | None:
     return ds
 
 
-def _comment(text: str) -> str:
-    """An Error Comment (0000,0902): LO, at most 64 characters (PS3.7 C)."""
-    return text if len(text) <= 64 else text[:61] + "..."
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, comment: str, offending: int | None = None) -> None:
-        fields: dict = {"ErrorComment": _comment(comment)}
-        if offending is not None:
-            fields["OffendingElement"] = [offending]
-        self.reply = Reply(status, fields=fields)
 
 
 def handlers(index: Index, destinations: Container[str], options: RetrieveOptions | None = None) -> dict:

@@ -355,7 +355,7 @@ def test_event_report_over_a_new_association_takes_the_scp_role(services_scp):
 def test_an_identifier_past_the_service_bound_is_refused_out_of_resources(services_scp):
     """A C-FIND identifier is held up to 16 MiB (SERVICE_DATA_LIMIT), not max_dataset_length: past it
     the request is answered A700 (PS3.4 C.4.1.1.4) without reaching the handler; the association goes on."""
-    from dicomconf.scp.service_driver import SERVICE_DATA_LIMIT
+    from dicomconf.scp.held import SERVICE_DATA_LIMIT
 
     seen = []
 
