@@ -46,7 +46,7 @@ from pydicom import Dataset
 
 from dicomconf.scp.requestor import fragments
 from dicomconf.scp.responses import store_request_command
-from dicomconf.scp.service_driver import read_part10
+from dicomconf.scp.part10 import read_part10
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
 from dicomconf.ul.items import (

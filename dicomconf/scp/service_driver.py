@@ -67,7 +67,7 @@ from typing import Any, Callable, Mapping
 
 from pydicom import Dataset
 
-from dicomconf.scp.part10 import offer_for, read_part10, transcode
+from dicomconf.scp.part10 import offer_for, transcode
 from dicomconf.scp.responses import event_report_rq_dataset, store_rq_dataset
 from dicomconf.scp.held import STATUS_RESOURCE_LIMITATION, TOO_LARGE, HeldDataSet
 from dicomconf.scp.requestor import OutboundAssociation, OutboundError, fragments
