@@ -25,7 +25,6 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,6 +48,11 @@ from dicomconf.ul.items import (
 )
 from dicomconf.ul.negotiation import negotiate
 from dicomconf.ul.pdu import AAssociateAC, AAssociateRJ, AReleaseRP, PDataTF
+
+import service_variants_find
+import service_variants_retrieve
+import service_variants_workflow
+from variant_kit import Variant
 
 pytestmark = pytest.mark.network
 
@@ -387,18 +391,6 @@ def poisoned_by_abrupt_close() -> Hooks:
     return Hooks(answer=hook)
 
 
-@dataclass(frozen=True)
-class Variant:
-    """A broken reference SCP: its hooks, SCP config changes, profile changes, and what must catch it."""
-
-    hooks: Callable[[], Hooks] | None
-    scenarios: tuple[str, ...]
-    config: dict = field(default_factory=dict)
-    profile: dict = field(default_factory=dict)
-    tls: bool = False
-    tls_config: dict = field(default_factory=dict)  # TLSConfig changes (dicomconf.scp.tls): a weak TLS listener
-
-
 _NO_TIMERS = {"artim_timeout": 60.0, "idle_timeout": None}
 
 VARIANTS: dict[str, Variant] = {
@@ -542,13 +534,15 @@ VARIANTS: dict[str, Variant] = {
                                       tls_config={"ciphers": "ALL:eNULL:@SECLEVEL=0"}),  # DEFAULT removes eNULL for good
 }
 
+# The services' broken variants (PS3.4 C, F.7, J, K): wrong handlers, one table per part.
+for _table in (service_variants_find.VARIANTS, service_variants_retrieve.VARIANTS, service_variants_workflow.VARIANTS):
+    assert not set(_table) & set(VARIANTS), "a service variant reuses a name"
+    VARIANTS.update(_table)
+
 # Must-level scenarios of the shipped library that no variant above catches yet.
-# The Query/Retrieve, commitment and MPPS scenarios (issue 17, in progress) are checked against wrong
-# SCP handlers step by step in tests/scenario/test_scenario_qr_steps.py; their broken variants here,
-# which replace the reference SCP's service handlers, are still to be written.
 UNMAPPED: tuple[str, ...] = (
-    "services.commit-stored-instances", "services.commit-unknown-instances-fail", "services.find-study-wildcard",
-    "services.find-study-date-range", "services.get-study-with-role-selection", "services.move-study-to-harness",
+    "services.commit-stored-instances", "services.commit-unknown-instances-fail",
+    "services.get-study-with-role-selection", "services.move-study-to-harness",
     "services.move-series-to-harness", "services.mpps-create-then-complete",
 )
 
@@ -560,9 +554,21 @@ def _profile(path: Path, name: str, changes: dict, tls: dict) -> Path:
     data = yaml.safe_load(REFERENCE.read_text(encoding="utf-8"))
     data["name"] = f"reference SCP, as a correct {name} would claim"
     data["tls"] = tls
+    # A named target sends C-MOVE sub-operations (and new-association commitment reports) to the
+    # port its configuration gives (scp_config passes the profile's): a fixed free port, where each
+    # scenario that needs it starts its own listener.
+    data["query_retrieve"]["move_destination"]["port"] = _free_port()
     data.update(changes)
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _run(port: int, profile: Path, report: Path, ids: tuple[str, ...]) -> dict[str, dict]:
@@ -590,6 +596,8 @@ def test_broken_variant_is_caught_by_its_scenarios(name, tmp_path):
     if variant.tls_config:
         config = dataclasses.replace(config, tls=dataclasses.replace(config.tls, **variant.tls_config))
     handle = run_in_thread(config, hooks=variant.hooks() if variant.hooks else None)
+    if variant.handlers is not None:  # before any association: connections read them when they associate
+        handle.scp.handlers = variant.handlers(dict(handle.scp.handlers))
     try:
         tls = {"enabled": True, "port": handle.tls_port, "ca": cert} if variant.tls else {"enabled": False}
         profile = _profile(tmp_path / "profile.yaml", name, variant.profile, tls)
