@@ -28,7 +28,7 @@ import difflib
 import json
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
@@ -157,9 +157,16 @@ def _leaves(error: ValidationError) -> list[ValidationError]:
     fitting = [errs for errs in branches.values() if not _misfits(errs, where)]
     if not fitting:
         return [error]
-    best = best_match([e for errs in fitting for e in errs])
-    chosen = next(errs for errs in fitting if best in errs)
+    best = best_match([e for errs in fitting for e in errs])  # may be an error nested inside one of them
+    chosen = next((errs for errs in fitting if any(best is d for e in errs for d in _descendants(e))), fitting[0])
     return [leaf for sub in chosen for leaf in _leaves(sub)]
+
+
+def _descendants(error: ValidationError) -> Iterator[ValidationError]:
+    """``error`` and every error of its ``anyOf``/``oneOf`` branches, at any depth."""
+    yield error
+    for sub in error.context or ():
+        yield from _descendants(sub)
 
 
 def schema_errors(
