@@ -172,15 +172,25 @@ def dcmqridx(area: str, paths: list[str], batch: int = 500) -> float:
     return time.perf_counter() - t0
 
 
+def write_dcmqrscp_config(path: str, port: int, area: str, *, ae: str, max_studies: int = 100_000,
+                          max_associations: int = 16, max_pdu: int = 16384,
+                          destinations: dict[str, tuple[str, int]] | None = None) -> str:
+    """A dcmqrscp configuration file (DCMTK dcmqrcnf.txt): one read/write storage area ``area`` as AE
+    ``ae`` open to any peer, and ``destinations`` (AE -> host, port) in its HostTable (where C-MOVE
+    sub-operations go).  Also used by scripts/targets/targets.py."""
+    hosts = "".join(f"{name.lower()} = ({name}, {host}, {p})\n" for name, (host, p) in (destinations or {}).items())
+    with open(path, "w") as f:
+        f.write(f"NetworkTCPPort = {port}\nMaxPDUSize = {max_pdu}\nMaxAssociations = {max_associations}\n"
+                f"HostTable BEGIN\n{hosts}HostTable END\nVendorTable BEGIN\nVendorTable END\n"
+                f"AETable BEGIN\n{ae} {area} RW ({max_studies}, 1024mb) ANY\nAETable END\n")
+    return path
+
+
 def dcmqrscp(port: int, area: str, workdir: str, *, ae: str = "DCMQR", max_studies: int = 100_000,
              destinations: dict[str, tuple[str, int]] | None = None) -> Server:
     """DCMTK's dcmqrscp serving ``area`` (filled by :func:`dcmqridx`) as AE ``ae``."""
-    hosts = "".join(f"{name.lower()} = ({name}, {host}, {p})\n" for name, (host, p) in (destinations or {}).items())
-    config = os.path.join(workdir, "dcmqrscp.cfg")
-    with open(config, "w") as f:
-        f.write(f"NetworkTCPPort = {port}\nMaxPDUSize = 16384\nMaxAssociations = 16\n"
-                f"HostTable BEGIN\n{hosts}HostTable END\nVendorTable BEGIN\nVendorTable END\n"
-                f"AETable BEGIN\n{ae} {area} RW ({max_studies}, 1024mb) ANY\nAETable END\n")
+    config = write_dcmqrscp_config(os.path.join(workdir, "dcmqrscp.cfg"), port, area, ae=ae,
+                                   max_studies=max_studies, destinations=destinations)
     return _start([DCMQRSCP, "-c", config, "-ll", "error", str(port)], port, timeout=30,
                   env={"TCP_NODELAY": "1"}, cwd=workdir)
 
@@ -203,16 +213,27 @@ def fill_pynetdicom_db(db_file: str, paths: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+def write_qrscp_config(path: str, port: int, db_file: str, instances: str, *, ae: str,
+                       timeouts: tuple[float, float, float] = (30, 30, 30),
+                       destinations: dict[str, tuple[str, int]] | None = None) -> str:
+    """A configuration file for pynetdicom's qrscp app (its default.ini's keys): AE ``ae`` on
+    127.0.0.1:``port``, ``timeouts`` the ACSE, DIMSE and network timeouts, and one section per move
+    destination (AE -> host, port).  Also used by scripts/targets/targets.py."""
+    acse, dimse_timeout, network = timeouts
+    with open(path, "w") as f:
+        f.write(f"[DEFAULT]\nae_title: {ae}\nport: {port}\nmax_pdu: 16382\nacse_timeout: {acse}\n"
+                f"dimse_timeout: {dimse_timeout}\nnetwork_timeout: {network}\nbind_address: 127.0.0.1\n"
+                f"instance_location: {instances}\ndatabase_location: {db_file}\n"
+                f"log_identifier: False\n")
+        f.writelines(f"[{name}]\naddress: {host}\nport: {p}\n" for name, (host, p) in (destinations or {}).items())
+    return path
+
+
 def pynetdicom_qrscp(port: int, db_file: str, workdir: str, *, ae: str = "QRSCP",
                      destinations: dict[str, tuple[str, int]] | None = None) -> Server:
     """pynetdicom's qrscp app over ``db_file`` (see :func:`fill_pynetdicom_db`)."""
-    config = os.path.join(workdir, "qrscp.ini")
-    with open(config, "w") as f:
-        f.write(f"[DEFAULT]\nae_title: {ae}\nport: {port}\nmax_pdu: 16382\nacse_timeout: 30\n"
-                f"dimse_timeout: 30\nnetwork_timeout: 30\nbind_address: 127.0.0.1\n"
-                f"instance_location: {os.path.join(workdir, 'instances')}\ndatabase_location: {db_file}\n"
-                f"log_identifier: False\n")
-        f.writelines(f"[{name}]\naddress: {host}\nport: {p}\n" for name, (host, p) in (destinations or {}).items())
+    config = write_qrscp_config(os.path.join(workdir, "qrscp.ini"), port, db_file,
+                                os.path.join(workdir, "instances"), ae=ae, destinations=destinations)
     return _start([sys.executable, "-m", "pynetdicom", "qrscp", "-q", "-c", config], port, timeout=60, cwd=workdir)
 
 

@@ -23,7 +23,9 @@ test starts; each step is an act of the fake SCP (PS3.8 9.1.2, 9.2; PS3.7):
   response elements changed (``response``), the response fragmented
   (``max_pdu_length``, or sent on another ``context_id``), late (``delay``),
   or instead an A-ABORT (``abort``), a close (``close``) or nothing
-  (``silent``);
+  (``silent``); with ``service`` (find, worklist, move, get, commitment,
+  mpps) the reference SCP's own handler answers, its misbehaviour scripted
+  (:mod:`dicomconf.scenario.fake_services`);
 * ``release``: wait for the SCU's A-RELEASE-RQ (or, with ``or_abort``, take
   its A-ABORT instead) and answer A-RELEASE-RP (or not: ``silent``,
   ``abort``), then see the SCU close the transport (AR-3); ``initiate``
@@ -120,6 +122,7 @@ class AcceptorRunner(Player):
         self.received = Received()
         self._held: dict[str, Event] = {}  # what came while a C-FIND waited for a C-CANCEL-RQ
         self._other_cancels: list = []  # Message IDs named by C-CANCEL-RQs for no C-FIND being answered
+        self._services: Any = None  # the services of serve: {service: ...} (fake_services.FakeServices), on first use
 
     def names(self) -> dict[str, Any]:
         return {"listen": {"host": self.listener.host, "port": self.listener.port, "ae_title": self.ae_title}}
@@ -286,10 +289,44 @@ class AcceptorRunner(Player):
                     raise self._fail(step, "the SCU's request is not as expected: " + "; ".join(problems),
                                      brief(spec), event)
             self._record(name, event.message)
+            if args.get("identifier") is not None:
+                self._check_identifier(step, args["identifier"], event)
             self._save(step, args.get("save"), event)
+            if args.get("service") and not (args.get("silent") or args.get("close")):
+                if not self._serve_service(step, name, conn, event.message, args):
+                    return
+                continue
             self._pause(step, args)
             if not self._answer(step, name, conn, event.message, args):
                 return
+
+    def _check_identifier(self, step: Step, spec: Any, event: Event) -> None:
+        """``identifier``: the request's data set (a C-FIND identifier, PS3.4 C.4.1.1.3.1), decoded in its
+        context's transfer syntax, must match ``spec`` (pydicom keywords, as in Matching)."""
+        from dicomconf.scenario.match import match
+        from dicomconf.scenario.services_steps import dataset_view
+
+        with self._lock:
+            dataset = self.received.datasets[-1]
+        problems = ["no data set that decodes"] if dataset is None else match(spec, dataset_view(dataset), "identifier")
+        if problems:
+            raise self._fail(step, "the SCU's identifier is not as expected: " + "; ".join(problems),
+                             f"identifier {brief(spec)}", event)
+
+    def _serve_service(self, step: Step, name: str, conn: Any, rq: dimse.Message, args: dict) -> bool:
+        """``serve: {service: ...}``: the reference SCP's handler answers (fake_services); False when the
+        association ended meanwhile."""
+        from dicomconf.scenario.fake_services import FakeServices
+
+        for key in ("pending", "pending_delay"):
+            if key in args:
+                raise step.error(f"{key} cannot go with service: the service's handler gives the pending responses",
+                                 key)
+        with self._lock:
+            if self._services is None:
+                self._services = FakeServices(self)
+        delay = self._duration(step, args.get("delay"), 0.0, "delay")
+        return self._services.serve(step, name, conn, rq, args, delay)
 
     def _answer(self, step: Step | None, name: str, conn: Any, rq: dimse.Message, args: dict) -> bool:
         """Answer one request as ``args`` say; False when the answer ended the association."""

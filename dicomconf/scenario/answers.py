@@ -6,8 +6,9 @@ The fake SCP (:mod:`dicomconf.scenario.acceptor`) answers like the reference
 SCP unless a scenario says otherwise, so both start from the same core
 functions: :func:`answer_rq` negotiates an A-ASSOCIATE-RQ with
 :func:`dicomconf.ul.negotiation.negotiate` under :func:`fake_policy` (every
-storage SOP class, Verification and the C-FIND information models, any called
-AE title), then applies the scenario's ``ac`` changes: any fixed field
+storage SOP class with the SCP role open to the requestor, Verification and
+the SOP classes of the services of :mod:`dicomconf.scenario.fake_services`,
+any called AE title), then applies the scenario's ``ac`` changes: any fixed field
 (protocol version, AE titles, application context, reserved block), any
 presentation context's ID, result and transfer syntax (a named one, or the
 n-th the requestor proposed for it; the contexts chosen by ID, SOP class,
@@ -34,6 +35,10 @@ from typing import Any, Mapping
 
 from pydicom import Dataset
 
+from dicomconf.services import qr_find, qr_retrieve
+from dicomconf.services.commitment import COMMITMENT_SOP_CLASS
+from dicomconf.services.mpps import MPPS_SOP_CLASS
+from dicomconf.services.worklist import WORKLIST_SOP_CLASS
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
 from dicomconf.ul.items import (
@@ -57,12 +62,18 @@ STATUS_PENDING = 0xFF00
 STATUS_CANCEL = 0xFE00
 STATUS_UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 Annex C
 
+# The services the fake SCP answers with the reference SCP's handlers (dicomconf.scenario.fake_services):
+# their SOP classes, from the service modules (PS3.4 C.6, C.4.2, C.4.3, J.3, F.7, K.6).
+SERVICE_SOP_CLASSES: dict[str, tuple[str, ...]] = {
+    "find": tuple(qr_find.MODEL_LEVELS),
+    "worklist": (WORKLIST_SOP_CLASS,),
+    "move": tuple(qr_retrieve.MOVE_LEVELS),
+    "get": tuple(qr_retrieve.GET_LEVELS),
+    "commitment": (COMMITMENT_SOP_CLASS,),
+    "mpps": (MPPS_SOP_CLASS,),
+}
 # C-FIND information models (PS3.4 C.6, K.6) answered by the fake SCP, uncompressed syntaxes only.
-FIND_MODELS = (
-    "1.2.840.10008.5.1.4.1.2.1.1",  # Patient Root Query/Retrieve Information Model - FIND
-    "1.2.840.10008.5.1.4.1.2.2.1",  # Study Root Query/Retrieve Information Model - FIND
-    "1.2.840.10008.5.1.4.31",  # Modality Worklist Information Model - FIND
-)
+FIND_MODELS = SERVICE_SOP_CLASSES["find"] + SERVICE_SOP_CLASSES["worklist"]
 _UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
 
 # Fixed fields of an A-ASSOCIATE-AC a scenario may set (PS3.8 9.3.3), by their names in the core.
@@ -78,11 +89,14 @@ class AnswerError(ValueError):
 
 
 def fake_policy(max_pdu_length: int = 16382, ae_title: str = FAKE_SCP_AE) -> AcceptorPolicy:
-    """The fake SCP's negotiation policy: storage, Verification and C-FIND, any called AE title."""
+    """The fake SCP's negotiation policy: storage, Verification and the services' SOP classes, any called
+    AE title; the requestor may take the SCP role for storage (a C-GET's C-STOREs, PS3.7 D.3.3.4)."""
     supported = default_supported()
-    for uid in FIND_MODELS:
-        supported[uid] = _UNCOMPRESSED
-    return AcceptorPolicy(ae_titles=(ae_title,), require_called_ae=False, supported=supported,
+    roles = {uid: (True, True) for uid in supported if uid != C.VERIFICATION_SOP_CLASS}
+    for classes in SERVICE_SOP_CLASSES.values():
+        for uid in classes:
+            supported[uid] = _UNCOMPRESSED
+    return AcceptorPolicy(ae_titles=(ae_title,), require_called_ae=False, supported=supported, roles=roles,
                           max_pdu_length=max_pdu_length)
 
 
@@ -225,7 +239,8 @@ def accepted_contexts(rq: AAssociateRQ, ac: AAssociateAC) -> dict[int, tuple[str
 # ---------------------------------------------------------------- DIMSE
 
 
-def _apply(ds: Dataset, changes: Mapping[str, Any] | None) -> None:
+def apply_changes(ds: Dataset, changes: Mapping[str, Any] | None) -> None:
+    """Set (or, with None, remove) the elements ``changes`` names by pydicom keyword: a ``response`` mapping."""
     for keyword, value in (changes or {}).items():
         try:
             if value is None:
@@ -283,7 +298,7 @@ def response(rq: dimse.Message, status: int, changes: Mapping[str, Any] | None =
     ds.Status = status
     if rq.command_field == dimse.C_STORE_RQ and rq.affected_sop_instance_uid:
         ds.AffectedSOPInstanceUID = rq.affected_sop_instance_uid
-    _apply(ds, changes)
+    apply_changes(ds, changes)
     return dimse.Message(rq.context_id if context_id is None else context_id, ds, data)
 
 

@@ -71,7 +71,8 @@ ROLES = ("scu", "scp")  # the role dicomconf plays: scu tests an SCP, scp tests 
 SEVERITIES = ("must", "should")
 AREAS = ("connection", "negotiation", "roles", "malformed", "fsm", "timers", "release-abort", "dimse", "tls",
          "services")
-SCP_AREAS = ("connection", "negotiation", "reject-abort", "dimse", "max-length", "timers", "malformed", "release")
+SCP_AREAS = ("connection", "negotiation", "reject-abort", "dimse", "max-length", "timers", "malformed", "release",
+             "services")
 OPERATIONS = ("echo", "store", "find", "any")  # what the SCU under test is asked to do
 _EXPECT_CONTROL = {"on", "within", "save", "skip", "until", "any", "pdu", "closed", "reset", "aborted", "silence"}
 

@@ -164,6 +164,9 @@ class Profile:
     commitment: Commitment = field(default_factory=Commitment)
     mpps: bool = False
     worklist: bool = False
+    # the worklist items the target holds for the tests (a RIS's, PS3.4 K.6), each a mapping of
+    # qr_data.WORKLIST_REQUIRED / _OPTIONAL keys; empty: the known set's (templates: set.worklist)
+    worklist_items: tuple[Mapping[str, Any], ...] = ()
     source: str = "<defaults>"
 
     def __repr__(self) -> str:  # passcodes never printed (PS3.7 D.3.3.7): names and sizes only
@@ -193,6 +196,11 @@ class Profile:
         roles = {resolve_uid(sop): ("scu" in r, "scp" in r) for sop, r in self.roles.items()}
         supported = {resolve_uid(s): ts for s in self.sop_classes}
         services, destinations, report_to = self._services(supported, ts)
+        worklist = None
+        if "worklist" in services:
+            from dicomconf.scenario.qr_data import worklist_items
+
+            worklist = tuple(worklist_items(self.worklist_items or None))
         return SCPConfig(
             host="127.0.0.1",
             port=port,
@@ -209,6 +217,7 @@ class Profile:
             services=tuple(services),
             move_destinations=destinations,
             commitment_report_to=report_to,
+            worklist_items=worklist,
             artim_timeout=self.timers.artim if self.timers.artim is not None else 30.0,
             idle_timeout=self.timers.idle,
             tls=tls,
@@ -216,8 +225,9 @@ class Profile:
         )
 
     def _services(self, supported: dict, ts: tuple) -> tuple[list[str], dict, str | None]:
-        """The reference SCP's services for what this profile claims (Q/R, commitment, MPPS), with
-        their SOP classes added to ``supported``; the move destinations; where reports go."""
+        """The reference SCP's services for what this profile claims (Q/R, commitment, MPPS, worklist:
+        the profile's ``worklist_items`` or the known set's, PS3.4 K.6), with their SOP classes added to
+        ``supported``; the move destinations; where reports go."""
         from dicomconf.scu.client import resolve_uid
 
         qr = self.query_retrieve
@@ -231,6 +241,9 @@ class Profile:
         if self.mpps:
             services.append("mpps")
             supported.setdefault(resolve_uid("mpps"), ts)
+        if self.worklist:
+            services.append("worklist")
+            supported.setdefault(resolve_uid("worklist"), ts)
         destinations = {}
         md = qr.move_destination
         if md is not None and md.port:
@@ -547,6 +560,8 @@ def _profile_from(doc: Located, base: Path | None) -> Profile:
         data["async_window"] = tuple(data["async_window"])
     if data.get("users") is None:
         data.pop("users", None)
+    if "worklist_items" in data:
+        data["worklist_items"] = tuple(dict(item) for item in data["worklist_items"] or ())
     return Profile(timers=Timers(**timers), tls=tls, target=target, roles=roles, source=doc.file,
                    given=frozenset(given), **data)
 

@@ -14,11 +14,19 @@ each matching type of PS3.4 C.2.2.2 something to find:
   (``^DCONFBETA``: a caret-only family name component) and one non-ASCII name
   (``DCONFÖSTERGÅRD^ÅSA``) with Specific Character Set ``ISO_IR 192`` (UTF-8);
 * study dates across two years (2025, 2026) and times for range matching;
-* accession numbers ``DCONFACC01`` .. ``DCONFACC04``; modalities CT and MR.
+* accession numbers ``DCONFACC01`` .. ``DCONFACC04``; modalities CT and MR;
+* a Modality Worklist (PS3.4 K.6): one Scheduled Procedure Step per study,
+  for the study's patient, modality, date and time, at a station of its own
+  (``DCONF-CT1``, ``DCONF-MR1``, ``DCONF-CT2``, ``DCONF-MR1``), so that the two
+  items of patient 0 differ in station, modality and date.
 
 :func:`template_view` is what scenario templates see as ``set``:
 ``{set.patients[1].id}``, ``{set.studies[0].uid}``,
-``{set.count.instance}`` ... (docs/scenarios.md, "The known data set").
+``{set.count.instance}``, ``{set.worklist[0].accession}`` ... (docs/scenarios.md,
+"The known data set"); :func:`template_view_with` puts a profile's own
+worklist items (a RIS's, ``worklist_items``) in place of the set's.
+:func:`worklist_items` turns worklist entries into the data sets a worklist
+SCP serves (the embedded SCP's, from its profile).
 :func:`encoded` gives each instance's bytes in a transfer syntax, which is
 what ``store_set`` sends and what arrivals are compared against.
 """
@@ -55,6 +63,12 @@ _STUDIES = (
     (2, "MR", "20260630", "235900", "DCONFACC04", "DCONF MR KNEE", 1),
 )
 INSTANCES_PER_SERIES = 2
+# Scheduled Station AE Title of each study's Scheduled Procedure Step (PS3.4 K.6.1.2.2)
+_STATIONS = ("DCONF-CT1", "DCONF-MR1", "DCONF-CT2", "DCONF-MR1")
+# What a worklist entry must give (the scenarios read them), and what it may (docs/scenarios.md)
+WORKLIST_REQUIRED = ("patient_id", "patient_name", "study_uid", "accession", "requested_procedure_id", "sps_id",
+                     "station_ae", "modality", "start_date", "start_time")
+WORKLIST_OPTIONAL = ("birth_date", "sex", "charset", "requested_procedure_description", "sps_description")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +178,66 @@ def encoded(instance: Instance, transfer_syntax: str) -> bytes:
     return dimse.encode_dataset(instance.dataset, transfer_syntax)
 
 
+def _worklist_entries() -> list[dict[str, Any]]:
+    """The known set's worklist: one Scheduled Procedure Step per study (see the module docstring)."""
+    out = []
+    for s, (p, modality, date, study_time, accession, description, _n) in enumerate(_STUDIES):
+        pid, name, birth, sex, charset = _PATIENTS[p]
+        out.append({
+            "patient": p, "patient_id": pid, "patient_name": name, "birth_date": birth, "sex": sex,
+            "charset": charset or "", "study": s, "study_uid": _uid(1, s + 1), "accession": accession,
+            "requested_procedure_id": f"DCONFRP{s + 1}", "requested_procedure_description": description,
+            "sps_id": f"DCONFSPS{s + 1}", "sps_description": description, "station_ae": _STATIONS[s],
+            "modality": modality, "start_date": date, "start_time": study_time,
+        })
+    return out
+
+
+def worklist_items(entries: Any = None) -> list[Dataset]:
+    """Modality Worklist items (PS3.4 K.6.1.2.2, Table K.6-1) for worklist ``entries`` (mappings with the keys
+    of :data:`WORKLIST_REQUIRED` and :data:`WORKLIST_OPTIONAL`; default: the known set's), one Scheduled
+    Procedure Step each, every Type 1 return key with a value."""
+    out = []
+    for entry in (_worklist_entries() if entries is None else entries):
+        def get(key: str) -> str:
+            value = entry.get(key)
+            return "" if value is None else str(value)
+
+        ds = Dataset()
+        if get("charset"):
+            ds.SpecificCharacterSet = get("charset")
+        ds.PatientName = get("patient_name")
+        ds.PatientID = get("patient_id")
+        ds.PatientBirthDate = get("birth_date")
+        ds.PatientSex = get("sex")
+        ds.StudyInstanceUID = get("study_uid")
+        ds.AccessionNumber = get("accession")
+        ds.ReferringPhysicianName = ""
+        ds.RequestedProcedureID = get("requested_procedure_id")
+        ds.RequestedProcedureDescription = get("requested_procedure_description") or get("requested_procedure_id")
+        step = Dataset()
+        step.ScheduledStationAETitle = get("station_ae")
+        step.ScheduledProcedureStepStartDate = get("start_date")
+        step.ScheduledProcedureStepStartTime = get("start_time")
+        step.Modality = get("modality")
+        step.ScheduledPerformingPhysicianName = ""
+        step.ScheduledProcedureStepDescription = get("sps_description") or get("sps_id")
+        step.ScheduledProcedureStepID = get("sps_id")
+        step.ScheduledProcedureStepStatus = "SCHEDULED"
+        ds.ScheduledProcedureStepSequence = [step]
+        out.append(ds)
+    return out
+
+
+def template_view_with(worklist: Any = None) -> dict[str, Any]:
+    """:func:`template_view`, with ``worklist`` entries (a profile's ``worklist_items``) as ``set.worklist``
+    when given."""
+    view = template_view()
+    if not worklist:
+        return view
+    return {**view, "worklist": [dict(entry) for entry in worklist]}
+
+
 @lru_cache(maxsize=1)
 def template_view() -> dict[str, Any]:
     """The set as scenario templates see it (``set``): plain mappings and lists, see the module docstring."""
@@ -195,8 +269,10 @@ def template_view() -> dict[str, Any]:
         "series": series,
         "instances": [{"uid": i.uid, "sop_class": i.sop_class, "study": i.study, "series": i.series,
                        "study_uid": str(i.dataset.StudyInstanceUID)} for i in built],
+        "worklist": _worklist_entries(),
         "count": {"patient": len(patients), "study": len(studies), "series": len(series), "instance": len(built)},
     }
 
 
-__all__ = ["PREFIX", "ROOT", "Instance", "by_uid", "encoded", "instances", "template_view"]
+__all__ = ["PREFIX", "ROOT", "WORKLIST_OPTIONAL", "WORKLIST_REQUIRED", "Instance", "by_uid", "encoded", "instances",
+           "template_view", "template_view_with", "worklist_items"]

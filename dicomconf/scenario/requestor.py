@@ -51,10 +51,11 @@ class Runner(ServiceSteps, Player):
         self.scus: dict[str, Any] = {}
 
     def names(self) -> dict[str, Any]:
-        from dicomconf.scenario.qr_data import template_view
+        from dicomconf.scenario.qr_data import template_view_with
 
         return {
-            "set": template_view(),  # the known data set (docs/scenarios.md, The known data set)
+            # the known data set, with the profile's worklist items if it gives them (docs/scenarios.md)
+            "set": template_view_with(getattr(self.profile, "worklist_items", ())),
             "target": {
                 "host": self.target.host,
                 "port": self.target.port,

@@ -16,9 +16,12 @@ checks what came against what the step states.  The steps:
 * ``move`` and ``get``: C-MOVE to the harness's listener (or any
   ``destination``) and C-GET; the status, the sub-operation counts, what
   ``arrive``\\ d and whether it is element by element what was stored
-  (``same_bytes``);
+  (``same_bytes``); the counts of the final response (``final_counts``) and
+  of each pending one (``pending_counts``, PS3.4 C.4.2.3.1, C.4.3.3.1); a
+  C-GET's ``cancel_after_stores`` cancels when a C-STORE sub-operation came;
 * ``commit``: Storage Commitment N-ACTION and its N-EVENT-REPORT, on the
   same association or a new one to the listener (PS3.4 J.3.2, J.3.3);
+  ``response_first`` fails a report that came before the N-ACTION-RSP;
 * ``mpps``: N-CREATE / N-SET of a Performed Procedure Step (PS3.4 F.7.2).
 
 A failure says what was expected and what came, with the clause.  The
@@ -245,10 +248,10 @@ class ServiceSteps:
         want = args.get("status", CANCEL if cancel_after else 0)
         self._check_status(step, want, outcome.status, "C-FIND", "PS3.4 C.4.1.1.4", outcome.error_comment)
         views = [dataset_view(m) for m in outcome.matches]
-        self._check(step, args.get("matches"), outcome.pending, "matches", "PS3.4 C.4.1.2.2")
-        self._check(step, args.get("returns"), views, "identifiers returned", "PS3.4 C.2.2.2, C.4.1.2.2")
+        self._check(step, args.get("matches"), outcome.pending, "matches", "PS3.4 C.4.1.3.1")
+        self._check(step, args.get("returns"), views, "identifiers returned", "PS3.4 C.2.2.2, C.4.1.3.1.1")
         for i, view in enumerate(views):
-            self._check(step, args.get("each"), view, f"identifier {i + 1}", "PS3.4 C.2.2.2")
+            self._check(step, args.get("each"), view, f"identifier {i + 1}", "PS3.4 C.2.2.2, C.4.1.1.3.2")
         mode = args.get("keys_returned")
         if mode:
             requested = set(dataset_view(identifier)) | {"QueryRetrieveLevel"}
@@ -288,13 +291,24 @@ class ServiceSteps:
         model = self._model(step, args, "get")
         identifier = self._identifier(step, args)
         outcome = self._run_op(step, args, "C-GET", RETRIEVE_WITHIN, lambda scu, t: services.get(
-            scu, model, identifier, within=t, cancel_after=args.get("cancel_after")))
+            scu, model, identifier, within=t, cancel_after=args.get("cancel_after"),
+            cancel_after_stores=args.get("cancel_after_stores")))
+        if outcome.off_role:
+            raise ScenarioFailure(
+                step, "C-GET: the target sent C-STORE-RQs for SOP classes on which we were not granted the SCP "
+                "role (PS3.7 D.3.3.4, PS3.4 C.4.3.2: the C-GET's sub-operations go where the requestor took "
+                "the SCP role)", expected="C-STORE sub-operations only on SOP classes whose role item granted us SCP",
+                came=", ".join(outcome.off_role))
         self._retrieved(step, args, outcome, "C-GET", "PS3.4 C.4.3",
                         [(a.sop_instance, a.data, a.transfer_syntax) for a in outcome.arrivals])
 
     def _retrieved(self, step: Step, args: dict, outcome: Any, what: str, clause: str, arrived: list) -> None:
-        want = args.get("status", CANCEL if args.get("cancel_after") else 0)
+        want = args.get("status", CANCEL if args.get("cancel_after") or args.get("cancel_after_stores") else 0)
         self._check_status(step, want, outcome.status, what, f"{clause}.1.3", outcome.error_comment)
+        if args.get("final_counts"):
+            self._final_counts(step, outcome, what, f"{clause}.3.1")
+        if args.get("pending_counts"):
+            self._pending_counts(step, outcome, what, f"{clause}.3.1")
         for key in ("completed", "failed", "warning", "remaining"):
             if key in args:
                 self._check(step, args[key], getattr(outcome, key), f"{key} sub-operations", f"{clause}.1.3.1")
@@ -315,6 +329,57 @@ class ServiceSteps:
             "status": outcome.status, "completed": outcome.completed, "failed": outcome.failed,
             "warning": outcome.warning, "remaining": outcome.remaining, "arrived": uids,
             "failed_uids": outcome.failed_uids})
+
+    def _final_counts(self, step: Step, outcome: Any, what: str, clause: str) -> None:
+        """The final response carries the Completed, Failed and Warning counts (PS3.4 C.4.2.3.1, C.4.3.3.1);
+        its Remaining, when present, is 0 unless the operation was cancelled (it is final once none remain)."""
+        from dicomconf.scu.services import COUNT_KEYWORDS
+
+        command = outcome.final.command if outcome.final is not None else {}
+        missing = [name for name in ("completed", "failed", "warning")
+                   if command.get(COUNT_KEYWORDS[name]) is None]
+        if missing:
+            raise ScenarioFailure(step, f"{what}: the final response does not give the number of "
+                                  f"{', '.join(missing)} sub-operations ({clause})",
+                                  expected="Number of Completed, Failed and Warning Sub-operations",
+                                  came=_counts_text(command))
+        remaining = command.get(COUNT_KEYWORDS["remaining"])
+        if remaining is not None and int(remaining) != 0 and outcome.status != CANCEL:
+            raise ScenarioFailure(step, f"{what}: a final response (status {outcome.status:#06x}) says "
+                                  f"{int(remaining)} sub-operations remain ({clause})",
+                                  expected="Number of Remaining Sub-operations absent or 0", came=_counts_text(command))
+
+    def _pending_counts(self, step: Step, outcome: Any, what: str, clause: str) -> None:
+        """Each pending response gives the four counts (PS3.4 C.4.2.3.1, C.4.3.3.1), and they tell one story:
+        the same total each time, Remaining never growing, Completed, Failed and Warning never shrinking, and,
+        unless cancelled, the total that the final response's counts add up to."""
+        from dicomconf.scu.services import COUNT_KEYWORDS, PENDING
+
+        previous: dict[str, int] | None = None
+        total = None
+        for n, msg in enumerate((m for m in outcome.responses if m.status in PENDING), 1):
+            counts = {name: msg.command.get(keyword) for name, keyword in COUNT_KEYWORDS.items()}
+            missing = [name for name, value in counts.items() if value is None]
+            if missing:
+                raise ScenarioFailure(step, f"{what}: pending response {n} does not give the number of "
+                                      f"{', '.join(missing)} sub-operations ({clause})",
+                                      expected="Number of Remaining, Completed, Failed and Warning Sub-operations",
+                                      came=_counts_text(msg.command))
+            counts = {name: int(value) for name, value in counts.items()}
+            total = total if total is not None else sum(counts.values())
+            shrank = previous is not None and (counts["remaining"] > previous["remaining"] or any(
+                counts[k] < previous[k] for k in ("completed", "failed", "warning")))
+            if sum(counts.values()) != total or shrank:
+                raise ScenarioFailure(step, f"{what}: pending response {n} does not follow from the one before "
+                                      f"({clause})", expected=f"counts adding up to {total}, Remaining never growing, "
+                                      "the others never shrinking", came=_counts_text(msg.command))
+            previous = counts
+        final = outcome.final.command if outcome.final is not None else {}
+        done = [final.get(COUNT_KEYWORDS[k]) for k in ("completed", "failed", "warning")]
+        if total is not None and outcome.status != CANCEL and None not in done and sum(map(int, done)) != total:
+            raise ScenarioFailure(step, f"{what}: the pending responses counted {total} sub-operations, the final "
+                                  f"response {sum(map(int, done))} ({clause})", expected=f"{total} in all",
+                                  came=_counts_text(final))
 
     def _same(self, step: Step, arrived: list, what: str) -> None:
         from dicomconf.scenario import qr_data
@@ -356,12 +421,23 @@ class ServiceSteps:
         else:
             listener = None
         seen = len(listener.reports) if listener is not None else 0
-        outcome = self._run_op(step, args, "N-ACTION", REPORT_WITHIN, lambda scu, t: services.n_action(
-            scu, "storage-commitment", COMMITMENT_SOP_INSTANCE, 1, info, within=t))
+        early: list = []
+
+        def act(scu: Any, within: float) -> Any:
+            before = len(scu.held)
+            answer = services.n_action(scu, "storage-commitment", COMMITMENT_SOP_INSTANCE, 1, info, within=within)
+            early.extend(m for m in list(scu.held)[before:] if m.name == "N-EVENT-REPORT-RQ")
+            return answer
+
+        outcome = self._run_op(step, args, "N-ACTION", REPORT_WITHIN, act)
         self._check_status(step, args.get("status", 0), outcome.status, "N-ACTION", "PS3.4 J.3.2.1.2",
                            outcome.error_comment)
         if outcome.status != 0:
             return
+        if early and args.get("response_first"):
+            raise ScenarioFailure(step, "the N-EVENT-REPORT-RQ came before the N-ACTION-RSP that answers the "
+                                  "request (PS3.4 J.3.2.1.3, J.3.3.1)", expected="the N-ACTION-RSP, then the report",
+                                  came="the report first")
         within = self._duration(step, args.get("report_within"), REPORT_WITHIN, "report_within")  # type: ignore[attr-defined]
         event_type, dataset, came_on = self._wait_report(step, args, report, listener, seen, within)
         view = dataset_view(dataset)
@@ -461,11 +537,22 @@ class ServiceSteps:
                                                  "attributes": dataset_view(outcome.dataset)})
 
 
+def _counts_text(command: Any) -> str:
+    """The sub-operation counts a response carries, for a failure message (PS3.7 9.3.3.2, 9.3.4.2)."""
+    from dicomconf.scu.services import COUNT_KEYWORDS
+
+    have = [f"{name} {command.get(keyword)}" for name, keyword in COUNT_KEYWORDS.items()
+            if command.get(keyword) is not None]
+    return ", ".join(have) or "no counts"
+
+
 def _hex(want: Any) -> str:
     if isinstance(want, int) and not isinstance(want, bool):
         return f"{want:#06x}"
     if isinstance(want, list):
         return " or ".join(_hex(w) for w in want)
+    if isinstance(want, dict) and set(want) == {"min", "max"}:  # a status range such as Cxxx (PS3.4 C.4.1.1.4)
+        return f"{_hex(want['min'])}..{_hex(want['max'])}"
     return str(want)
 
 

@@ -73,6 +73,8 @@ class SCPConfig:
     # AE title -> (host, port): C-MOVE destinations and commitment report receivers (PS3.4 C.4.2, J.3.3)
     move_destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
     worklist: str | None = None  # a YAML file or a directory of DICOM files: the Modality Worklist (PS3.4 K.6)
+    # or the worklist items themselves (pydicom Datasets; from Python only, e.g. a profile's): used when no file
+    worklist_items: tuple[Any, ...] | None = None
     commitment_report_to: str | None = None  # None: the requesting association; else an AE of move_destinations
     # the largest data set taken (bytes); past it the data set is dropped and C-STORE answers A700
     max_dataset_length: int | None = 2 << 30

@@ -65,14 +65,13 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from pydicom import Dataset
-
 from dicomconf.scp.part10 import offer_for, transcode
 from dicomconf.scp.responses import event_report_rq_dataset, store_rq_dataset
 from dicomconf.scp.held import STATUS_RESOURCE_LIMITATION, TOO_LARGE, HeldDataSet
 from dicomconf.scp.requestor import OutboundAssociation, OutboundError, fragments
 from dicomconf.scp.responses import response_command, store_request_command
-from dicomconf.services.base import Cancel, EventReport, Handler, Reply, Request, SubOperation, error_comment
+from dicomconf.services.base import EventReport, Handler, Reply, SubOperation, error_comment
+from dicomconf.services.exchange import PENDING, Stepper, fault, reply_command, request_of, undecodable
 from dicomconf.services.find_wire import EncodedReply
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
@@ -80,9 +79,6 @@ from dicomconf.ul.errors import LocalProtocolError
 from dicomconf.ul.pdu import PDV, AAbort, PDataTF
 
 log = logging.getLogger("dicomconf.scp")
-
-STATUS_PROCESSING_FAILURE = 0x0110  # PS3.7 C.4.2 (and 10.1 for DIMSE-N): Failure, processing failure
-PENDING = frozenset({0xFF00, 0xFF01})  # PS3.7 C.4.1.1.4, C.4.2.1.5, C.4.3.1.5: Pending
 
 # The request commands a service handler answers, and the response each earns (PS3.7 9.3, 10.3).
 SERVICE_REQUESTS = frozenset({
@@ -100,13 +96,12 @@ _PDU_OVERHEAD = 6 + 6 + 6  # P-DATA-TF header, two PDV item headers (PS3.8 9.3.5
 
 @dataclass
 class _Exchange:
-    """One request being served: its generator, the request message, what it waits for."""
+    """One request being served: its handler's generator (stepped), the request message, what it waits for."""
 
     request: dimse.Message
     transfer_syntax: str
-    generator: Any
+    stepper: Stepper
     waiting: int | None = None  # Message ID of our C-STORE-RQ / N-EVENT-REPORT-RQ it waits on
-    cancelled: bool = False
     done: bool = False
     timer: Any = None
     sop_class: str = ""
@@ -188,26 +183,14 @@ class ServiceDriver:
             try:
                 dataset = dimse.decode_dataset(data, transfer_syntax)
             except Exception as exc:  # a data set pydicom cannot read: the request cannot be processed
-                self._answer(msg, transfer_syntax, Reply(0xC000 if msg.command_field in (
-                    dimse.C_FIND_RQ, dimse.C_MOVE_RQ, dimse.C_GET_RQ) else STATUS_PROCESSING_FAILURE,
-                    fields={"ErrorComment": f"cannot decode the data set: {exc}"[:64]}))
+                self._answer(msg, transfer_syntax, undecodable(msg.command_field, exc))
                 return
         negotiated = getattr(self.conn, "negotiated", None)
         extended = b""
         if negotiated is not None:
             extended = dict(getattr(negotiated, "extended_negotiation", {}) or {}).get(sop_class, b"") or b""
-        request = Request(
-            command_field=msg.command_field,
-            message_id=msg.message_id if msg.message_id is not None else 0,
-            sop_class_uid=sop_class,
-            command=msg.command,
-            dataset=dataset,
-            sop_instance_uid=msg.affected_sop_instance_uid or _requested_instance(msg),
-            transfer_syntax=transfer_syntax,
-            calling_ae=self.conn.calling,
-            called_ae=self.conn.called,
-            extended=extended,
-        )
+        request = request_of(msg, transfer_syntax, dataset, calling_ae=self.conn.calling, called_ae=self.conn.called,
+                             extended=extended)
         handler = self.handlers[sop_class]
         encoded = getattr(handler, "encoded", None) if self._plain() else None
         try:
@@ -215,7 +198,7 @@ class ServiceDriver:
         except Exception as exc:
             self._failed(msg, transfer_syntax, exc)
             return
-        exchange = _Exchange(msg, transfer_syntax, generator, sop_class=sop_class)
+        exchange = _Exchange(msg, transfer_syntax, Stepper(generator), sop_class=sop_class)
         if msg.message_id is not None:
             self.exchanges[msg.message_id] = exchange
         self._step(exchange, None)
@@ -225,7 +208,7 @@ class ServiceDriver:
         exchange = self.exchanges.get(msg.message_id_being_responded_to)
         if exchange is None or exchange.done:
             return  # the operation had ended: nothing to cancel (PS3.7 9.3.2.3 asks no response)
-        exchange.cancelled = True
+        exchange.stepper.cancel()
         if exchange.waiting is None and exchange.timer is None:
             self._step(exchange, None, cancel=True)
 
@@ -241,7 +224,8 @@ class ServiceDriver:
         """Advance ``exchange`` until it waits (a sub-operation, a delay) or ends.
 
         Once a C-CANCEL has come, the next pending reply or sub-operation the handler yields is
-        not performed: :class:`Cancel` is thrown in its place, so the handler has counted every
+        not performed: :class:`~dicomconf.services.base.Cancel` is thrown in its place
+        (:class:`~dicomconf.services.exchange.Stepper`), so the handler has counted every
         sub-operation that ended before (PS3.4 C.4.2.3.1) and answers the cancel itself.
 
         Pending responses are sent :data:`BATCH` at a time; after each batch the exchange goes on
@@ -256,25 +240,17 @@ class ServiceDriver:
 
     def _advance(self, exchange: _Exchange, value: Any, cancel: bool) -> None:
         batch = 0
+        stepper = exchange.stepper
         while not exchange.done:
-            try:
-                if cancel:
-                    cancel = exchange.cancelled = False
-                    action = exchange.generator.throw(Cancel())
-                else:
-                    action = exchange.generator.send(value)
-            except StopIteration:
-                self._end(exchange)
-                return
-            except Exception as exc:
-                self._end(exchange)
-                self._failed(exchange.request, exchange.transfer_syntax, exc)
-                return
+            action = stepper.advance(value, throw=cancel)
+            cancel = False
             value = None
+            if stepper.failure is not None or action is None:
+                self._end(exchange)
+                if stepper.failure is not None:
+                    self._failed(exchange.request, exchange.transfer_syntax, stepper.failure)
+                return
             if type(action) is EncodedReply:
-                if exchange.cancelled:
-                    cancel = True
-                    continue
                 if not self._encoded(exchange, action):
                     return
                 batch += 1
@@ -284,10 +260,6 @@ class ServiceDriver:
                 continue
             if not isinstance(action, Reply):
                 self._write_out()  # what is queued goes before the sub-operation's or report's request
-            if exchange.cancelled and (isinstance(action, SubOperation)
-                                       or (isinstance(action, Reply) and action.status in PENDING)):
-                cancel = True
-                continue
             if isinstance(action, Reply):
                 if action.delay > 0:
                     exchange.timer = self.conn.loop.call_later(action.delay, self._delayed, exchange, action)
@@ -307,16 +279,11 @@ class ServiceDriver:
                     return
                 self._wait_far(exchange, self._c_move_store(exchange, action))
                 return
-            elif isinstance(action, EventReport):
+            else:  # an EventReport (the stepper passes on nothing else)
                 if action.to is None:
                     self._event_report(exchange, action)
                     return
                 self._wait_far(exchange, self._far_event_report(action), keep=True)
-                return
-            else:
-                self._end(exchange)
-                self._failed(exchange.request, exchange.transfer_syntax,
-                             TypeError(f"a handler yielded {type(action).__name__}"))
                 return
 
     def _resume(self, exchange: _Exchange) -> None:
@@ -327,7 +294,7 @@ class ServiceDriver:
         if self.conn.write_paused:  # the peer does not read its answers: wait until it has (writable)
             self.paused.append(exchange)
             return
-        self._step(exchange, None, cancel=exchange.cancelled)
+        self._step(exchange, None, cancel=exchange.stepper.cancelled)
         self.conn._flush()
 
     def writable(self) -> None:
@@ -379,7 +346,7 @@ class ServiceDriver:
         exchange.timer = None
         if exchange.done or self.conn.closed:
             return
-        if exchange.cancelled and reply.status in PENDING:  # a C-CANCEL came during the delay
+        if exchange.stepper.cancelled and reply.status in PENDING:  # a C-CANCEL came during the delay
             self._step(exchange, None, cancel=True)
         elif self._reply(exchange, reply):
             self._step(exchange, None)
@@ -530,7 +497,7 @@ class ServiceDriver:
                 continue  # its far work goes on; the handler hears how it ended
             self._end(exchange)
             try:
-                exchange.generator.close()
+                exchange.stepper.close()
             except Exception as exc:  # a handler's cleanup failing is ours to log, not the peer's
                 log.error("%s: closing the %s exchange failed: %s", self.conn.peer, exchange.request.name, exc)
         self.exchanges.clear()
@@ -568,17 +535,7 @@ class ServiceDriver:
                 self._write_out()
                 self.conn._send(pdata)
                 return
-        command = Dataset()
-        sop_class = request.affected_sop_class_uid or request.requested_sop_class_uid
-        if sop_class:
-            command.AffectedSOPClassUID = sop_class
-        command.CommandField = (request.command_field | 0x8000) & 0xFFFF
-        if request.message_id is not None:
-            command.MessageIDBeingRespondedTo = request.message_id
-        command.CommandDataSetType = dimse.NO_DATA_SET if reply.dataset is None else dimse.DATA_SET_PRESENT
-        command.Status = reply.status
-        for keyword, value in reply.fields.items():
-            setattr(command, keyword, value)
+        command = reply_command(request, reply)
         data = None
         if reply.dataset is not None:
             data = dimse.encode_dataset(reply.dataset, transfer_syntax)
@@ -587,8 +544,7 @@ class ServiceDriver:
 
     def _failed(self, request: dimse.Message, transfer_syntax: str, exc: BaseException) -> None:
         log.error("%s: the %s handler failed: %s: %s", self.conn.peer, request.name, type(exc).__name__, exc)
-        self._answer(request, transfer_syntax, Reply(STATUS_PROCESSING_FAILURE,
-                                                     fields={"ErrorComment": "internal error of the SCP"}))
+        self._answer(request, transfer_syntax, fault())
 
     def _context_for(self, sop_class: str, transfer_syntax: str, *, as_scu: bool) -> tuple[int, str] | None:
         """An accepted context for ``sop_class``, preferring ``transfer_syntax`` (PS3.8 9.3.3.2).
@@ -656,12 +612,6 @@ class ServiceDriver:
             mid = next(self._ids) & 0xFFFF
             if mid and mid not in self.awaiting:
                 return mid
-
-
-def _requested_instance(msg: dimse.Message) -> str | None:
-    """Requested SOP Instance UID (0000,1001) of an N-SET/N-GET/N-ACTION/N-DELETE-RQ (PS3.7 10.3)."""
-    value = msg.command.get("RequestedSOPInstanceUID")
-    return str(value).rstrip("\0 ") if value else None
 
 
 __all__ = ["AWAITED_RESPONSES", "PENDING", "SERVICE_REQUESTS", "ServiceDriver"]

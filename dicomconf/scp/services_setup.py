@@ -27,7 +27,7 @@ move        Patient/Study Root Q/R MOVE                   the index
 get         Patient/Study Root Q/R GET                    the index
 commitment  Storage Commitment Push Model (PS3.4 J)       the index
 mpps        Modality Performed Procedure Step (F.7)       nothing
-worklist    Modality Worklist FIND (PS3.4 K.6)            a worklist file
+worklist    Modality Worklist FIND (PS3.4 K.6)            a worklist file (or items)
 ==========  ===========================================  ===================
 
 ``services: null`` (the default) offers every service whose need is met;
@@ -68,11 +68,16 @@ def wanted(config: Any, has_index: bool) -> tuple[str, ...]:
         for name in config.services:
             if name in _NEEDS_INDEX and not has_index:
                 raise ConfigError(f"{where}: service {name!r} needs the index (index: none, or discard storage)")
-            if name == "worklist" and not config.worklist:
+            if name == "worklist" and not _has_worklist(config):
                 raise ConfigError(f"{where}: service 'worklist' needs a worklist file or directory (worklist:)")
         return tuple(config.services)
     return tuple(name for name in SERVICES
-                 if (has_index or name not in _NEEDS_INDEX) and (name != "worklist" or config.worklist))
+                 if (has_index or name not in _NEEDS_INDEX) and (name != "worklist" or _has_worklist(config)))
+
+
+def _has_worklist(config: Any) -> bool:
+    """A worklist file or directory, or worklist items given from Python (a profile's, PS3.4 K.6)."""
+    return bool(config.worklist) or getattr(config, "worklist_items", None) is not None
 
 
 def offer(config: Any, storage: Any) -> Offered:
@@ -118,7 +123,11 @@ def offer(config: Any, storage: Any) -> Offered:
         from dicomconf.services.worklist import WORKLIST_SOP_CLASS, WorklistError, WorklistService, WorklistSource
 
         try:
-            out.worklist = WorklistService(WorklistSource(config.worklist))
+            if config.worklist:
+                source = WorklistSource(config.worklist)
+            else:
+                source = WorklistSource(items=list(config.worklist_items))
+            out.worklist = WorklistService(source)
         except WorklistError as exc:
             raise ConfigError(str(exc)) from None
         out.handlers[WORKLIST_SOP_CLASS] = out.worklist.handle

@@ -15,7 +15,8 @@ for the operation's SOP class, through the SCU's ``send_message`` and
   SOP Instance UID List (PS3.4 C.4.2.1.3); a C-GET also serves the C-STORE-RQs
   that come on the same association (the SCU took the SCP role for their
   classes, PS3.7 D.3.3.4): each is answered 0000 and its data set kept as the
-  bytes received with their transfer syntax.
+  bytes received with their transfer syntax; ``cancel_after_stores=N`` sends
+  the C-CANCEL-RQ before answering the N-th of them.
 * :func:`n_action`, :func:`n_create`, :func:`n_set` (PS3.7 10.1.4, 10.1.5,
   10.1.3) and :func:`wait_event_report`, which waits for an
   N-EVENT-REPORT-RQ (PS3.7 10.1.1) and answers its N-EVENT-REPORT-RSP.
@@ -45,6 +46,7 @@ from pydicom.multival import MultiValue
 from dicomconf.scu.client import SCU, UnexpectedReply, encode_dataset, resolve_uid
 from dicomconf.scu.connection import Silence
 from dicomconf.ul import dimse
+from dicomconf.ul.items import RoleSelection
 
 PENDING = frozenset({0xFF00, 0xFF01})  # PS3.4 C.4.1.1.4, C.4.2.1.5: more responses follow
 STATUS_OUT_OF_RESOURCES = 0xA700
@@ -52,7 +54,7 @@ DEFAULT_MAX_RESPONSES = 10_000
 DEFAULT_MAX_ARRIVALS = 1_000
 DEFAULT_MAX_HELD = 64
 PRIORITY_MEDIUM = 0x0000
-_COUNTS = {
+COUNT_KEYWORDS = {  # the sub-operation counts of a C-MOVE/C-GET response (PS3.7 9.3.3.2, 9.3.4.2)
     "remaining": "NumberOfRemainingSuboperations",
     "completed": "NumberOfCompletedSuboperations",
     "failed": "NumberOfFailedSuboperations",
@@ -116,6 +118,7 @@ class RetrieveOutcome(Outcome):
     failed_uids: list[str] = field(default_factory=list)
     arrivals: list[Arrival] = field(default_factory=list)
     refused: int = 0  # C-STOREs answered A700 past ``max_arrivals``
+    off_role: list[str] = field(default_factory=list)  # C-GET: SOP classes stored to us without the SCP role granted
 
 
 @dataclass
@@ -279,7 +282,7 @@ def find(
 
 def _counts(outcome: RetrieveOutcome, msg: dimse.Message) -> None:
     command = msg.command
-    for name, keyword in _COUNTS.items():
+    for name, keyword in COUNT_KEYWORDS.items():
         value = command.get(keyword)
         if value is not None:
             setattr(outcome, name, int(value))
@@ -293,8 +296,20 @@ def _failed_uids(outcome: RetrieveOutcome, msg: dimse.Message) -> None:
     outcome.failed_uids = [str(v) for v in (value if isinstance(value, MultiValue) else [value]) if v]
 
 
+def scp_role_granted(scu: SCU, sop_class: str) -> bool:
+    """Whether this association lets the requestor act as SCP for ``sop_class``: it proposed the SCP
+    role in an SCP/SCU Role Selection item and the acceptor's item accepted it (PS3.7 D.3.3.4; with
+    no item, or an item the acceptor did not answer, the requestor is SCU only)."""
+    def granted(pdu: Any) -> bool:
+        subs = pdu.user_information.sub_items if pdu is not None and pdu.user_information is not None else ()
+        return any(isinstance(s, RoleSelection) and s.sop_class_uid == sop_class and s.scp_role for s in subs)
+
+    return granted(scu.rq) and granted(scu.ac)
+
+
 def _retrieve(scu: SCU, command_field: int, model: str, identifier: Dataset, within: float, cancel_after: int | None,
-              max_responses: int, max_arrivals: int, priority: int, destination: str | None) -> RetrieveOutcome:
+              max_responses: int, max_arrivals: int, priority: int, destination: str | None,
+              cancel_after_stores: int | None = None) -> RetrieveOutcome:
     sop_class = resolve_uid(model)
     context_id, ts = _context(scu, sop_class)
     command = _command(command_field, AffectedSOPClassUID=sop_class, MessageID=scu.next_message_id(),
@@ -302,13 +317,19 @@ def _retrieve(scu: SCU, command_field: int, model: str, identifier: Dataset, wit
     outcome = RetrieveOutcome(transfer_syntax=ts)
 
     def store(rq: dimse.Message) -> None:
-        """A C-STORE sub-operation of a C-GET (PS3.4 C.4.3.2): keep it, answer 0000 (A700 past the bound)."""
+        """A C-STORE sub-operation of a C-GET (PS3.4 C.4.3.2): keep it, answer 0000 (A700 past the bound);
+        the ``cancel_after_stores``-th is answered after a C-CANCEL-RQ (PS3.7 9.3.3.3)."""
+        if len(outcome.arrivals) + outcome.refused + 1 == cancel_after_stores and not outcome.cancelled:
+            scu.send_message(cancel_rq(command.MessageID, context_id))
+            outcome.cancelled = True
         status = 0x0000
         if len(outcome.arrivals) >= max_arrivals or rq.data is None:
             status = STATUS_OUT_OF_RESOURCES
             outcome.refused += 1
         else:
             context = scu.accepted.get(rq.context_id, ("", ""))
+            if not scp_role_granted(scu, context[0]) and context[0] not in outcome.off_role:
+                outcome.off_role.append(context[0])
             origin = rq.command.get("MoveOriginatorApplicationEntityTitle")
             outcome.arrivals.append(Arrival(rq.affected_sop_class_uid or "", rq.affected_sop_instance_uid or "",
                                             bytes(rq.data), context[1], str(origin).strip() if origin else ""))
@@ -349,10 +370,13 @@ def get(
     max_responses: int = DEFAULT_MAX_RESPONSES,
     max_arrivals: int = DEFAULT_MAX_ARRIVALS,
     priority: int = PRIORITY_MEDIUM,
+    cancel_after_stores: int | None = None,
 ) -> RetrieveOutcome:
-    """C-GET, serving the C-STORE sub-operations on this association (PS3.7 9.1.3, PS3.4 C.4.3)."""
+    """C-GET, serving the C-STORE sub-operations on this association (PS3.7 9.1.3, PS3.4 C.4.3);
+    ``cancel_after_stores=N`` sends the C-CANCEL-RQ when the N-th C-STORE-RQ has come, before its
+    C-STORE-RSP: the SCP cannot have ended the C-GET then, whether it sends pending responses or not."""
     return _retrieve(scu, dimse.C_GET_RQ, model, identifier, within, cancel_after, max_responses, max_arrivals,
-                     priority, None)
+                     priority, None, cancel_after_stores)
 
 
 # ---------------------------------------------------------------- N-ACTION, N-CREATE, N-SET

@@ -116,7 +116,7 @@ def negotiated(extended: bytes, byte: int) -> bool:
 
 
 class QueryRetrieveFind:
-    """The C-FIND SCP of the Patient Root and Study Root models over an :class:`Index` (PS3.4 C.4.1.2)."""
+    """The C-FIND SCP of the Patient Root and Study Root models over an :class:`Index` (PS3.4 C.4.1.3; the requests it checks against C.4.1.2, the SCU's rules)."""
 
     sop_classes = tuple(MODEL_LEVELS)
 

@@ -5,11 +5,12 @@ Theory of operation
 ``start KIND`` launches one target SCP in its own session (so it outlives
 this script), waits until its port accepts connections, records what it
 needs to clean up in a state file named after its process id, and prints
-``PID PORT``.  ``stop PID`` ends exactly that process (after checking that
-the process id still belongs to a target this script started) and removes
-its temporary directory.  ``suite KIND`` starts the target, runs
-``pytest scenarios/`` against it with the profile in this directory, and
-stops it whatever happens.
+``PID PORT`` (``PID PORT PROFILE`` for the Query/Retrieve targets, below).
+``stop PID`` ends exactly that process (after checking that the process id
+still belongs to a target this script started), and the association
+processes it forked, and removes its temporary directory.  ``suite KIND``
+starts the target, runs ``pytest scenarios/`` against it with the profile in
+this directory, and stops it whatever happens.
 
 Targets (the profile of each says what it claims):
 
@@ -19,6 +20,23 @@ Targets (the profile of each says what it claims):
   started with ``TCP_NODELAY=1`` and an output directory in a temporary
   directory.  It listens on all interfaces; the suite only ever connects
   to 127.0.0.1.
+* ``dcmqrscp``: DCMTK's Query/Retrieve SCP ``/usr/bin/dcmqrscp`` (forking a
+  process per association, its default), ``TCP_NODELAY=1``, with a
+  configuration file of ours: one read/write storage area, empty at start,
+  that any calling AE may store into and query (the scenarios store the
+  known data set themselves).  No association negotiation profile
+  (``-xf``): by default it accepts the storage SOP classes with the role the
+  requestor proposes, which is what its C-GET needs.
+* ``qrscp``: pynetdicom's ``python -m pynetdicom qrscp`` app with a
+  configuration file of ours (bound to 127.0.0.1, an empty SQLite database
+  and instance directory); it needs ``sqlalchemy``.
+
+The two Query/Retrieve targets know the harness's C-MOVE destination (the
+profile's ``query_retrieve.move_destination``: AE ``DICOMCONF-MOVE`` on
+127.0.0.1 at a port chosen at start, ``--move-port``).  ``start`` writes the
+shipped profile with that port into the target's temporary directory (the
+profile a run against it must use) and prints its path as ``PROFILE``;
+``suite`` uses it.
 
 Timers are shortened (``--acse-timeout`` / ``--dimse-timeout``) so that the
 scenarios that wait for ARTIM finish quickly; the profiles say the same, except
@@ -29,6 +47,7 @@ association (its 60 s socket timeout does, without an A-ABORT).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -47,7 +66,12 @@ AE_TITLE = "ANY-SCP"
 ACSE_TIMEOUT = 3  # seconds; the profiles' timers.artim
 DIMSE_TIMEOUT = 6  # seconds; the profiles' timers.idle
 DCMTK_STORESCP = "/usr/bin/storescp"
-KINDS = ("pynetdicom", "dcmtk")
+DCMQRSCP = "/usr/bin/dcmqrscp"
+KINDS = ("pynetdicom", "dcmtk", "dcmqrscp", "qrscp")
+QR_KINDS = ("dcmqrscp", "qrscp")  # the Query/Retrieve targets: they need a move destination
+MOVE_AE = "DICOMCONF-MOVE"  # the harness's move destination (the Q/R profiles' query_retrieve.move_destination)
+QR_MAX_ASSOCIATIONS = 16  # dcmqrscp's MaxAssociations (its profile's max_associations)
+QR_MAX_STUDIES = 100  # dcmqrscp's storage area quota, in studies (the suite stores 4)
 
 
 def free_port() -> int:
@@ -57,9 +81,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def command(kind: str, port: int, workdir: Path, aet: str) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment that start target ``kind`` on ``port``."""
+def _qr_benchmark_peers():
+    """benchmarks/qr_peers.py, where the Q/R peers' configuration files are written (one copy)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import qr_peers
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return qr_peers
+
+
+def command(kind: str, port: int, workdir: Path, aet: str, move_port: int = 0) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that start target ``kind`` on ``port`` (a Q/R target's
+    configuration files are written into ``workdir``; its move destination listens on ``move_port``)."""
     env = dict(os.environ)
+    destinations = {MOVE_AE: ("127.0.0.1", move_port)}
     if kind == "pynetdicom":
         argv = [sys.executable, "-m", "pynetdicom", "storescp", str(port), "-ba", "127.0.0.1", "-aet", aet,
                 "-ta", str(ACSE_TIMEOUT), "-td", str(DIMSE_TIMEOUT), "-tn", str(DIMSE_TIMEOUT),
@@ -73,6 +109,25 @@ def command(kind: str, port: int, workdir: Path, aet: str) -> tuple[list[str], d
         env["TCP_NODELAY"] = "1"
         argv = [DCMTK_STORESCP, "-aet", aet, "-od", str(out), "-ta", str(ACSE_TIMEOUT),
                 "-td", str(DIMSE_TIMEOUT), str(port)]
+        return argv, env
+    if kind == "dcmqrscp":
+        if not os.access(DCMQRSCP, os.X_OK):
+            raise SystemExit(f"{DCMQRSCP} not found: install the Debian package dcmtk")
+        area = workdir / "area"
+        area.mkdir()
+        config = _qr_benchmark_peers().write_dcmqrscp_config(
+            str(workdir / "dcmqrscp.cfg"), port, str(area), ae=aet, max_studies=QR_MAX_STUDIES,
+            max_associations=QR_MAX_ASSOCIATIONS, destinations=destinations)
+        env["TCP_NODELAY"] = "1"
+        argv = [DCMQRSCP, "-c", config, "-ta", str(ACSE_TIMEOUT), "-td", str(DIMSE_TIMEOUT), str(port)]
+        return argv, env
+    if kind == "qrscp":
+        if importlib.util.find_spec("sqlalchemy") is None:
+            raise SystemExit("pynetdicom's qrscp needs sqlalchemy: pip install sqlalchemy")
+        config = _qr_benchmark_peers().write_qrscp_config(
+            str(workdir / "qrscp.ini"), port, str(workdir / "instances.sqlite"), str(workdir / "instances"),
+            ae=aet, timeouts=(ACSE_TIMEOUT, DIMSE_TIMEOUT, DIMSE_TIMEOUT), destinations=destinations)
+        argv = [sys.executable, "-m", "pynetdicom", "qrscp", "-c", config]
         return argv, env
     raise SystemExit(f"unknown target {kind!r}: one of {', '.join(KINDS)}")
 
@@ -128,17 +183,39 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> 
     raise SystemExit(f"target did not listen on port {port} within {timeout:g}s")
 
 
-def start(kind: str, port: int | None = None, aet: str = AE_TITLE) -> tuple[int, int]:
-    """Start target ``kind``; returns (pid, port)."""
+def write_run_profile(kind: str, workdir: Path, move_port: int, aet: str = AE_TITLE) -> Path:
+    """The shipped profile of Q/R target ``kind`` with the AE title and the move destination's port of
+    this start (PS3.4 C.4.2.2: the target sends C-MOVE sub-operations there), written into ``workdir``."""
+    import yaml
+
+    data = yaml.safe_load((HERE / f"{kind}.profile.yaml").read_text(encoding="utf-8"))
+    data["ae_title"] = aet
+    data["query_retrieve"]["move_destination"]["port"] = move_port
+    path = workdir / "profile.yaml"
+    path.write_text(f"# {kind}.profile.yaml with the move destination port of this start (targets.py)\n"
+                    + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def start(kind: str, port: int | None = None, aet: str = AE_TITLE, move_port: int | None = None) -> tuple[int, int]:
+    """Start target ``kind``; returns (pid, port).  A Q/R target's run profile: :func:`run_profile`."""
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix=f"dicomconf-{kind}-"))
-    argv, env = command(kind, port, workdir, aet)
+    state = {"kind": kind, "port": port, "workdir": str(workdir)}
+    if kind in QR_KINDS:
+        move_port = move_port or free_port()
+        state.update(move_port=move_port, profile=str(write_run_profile(kind, workdir, move_port, aet)))
+    try:
+        argv, env = command(kind, port, workdir, aet, move_port or 0)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     log = open(workdir / "target.log", "wb")
     proc = subprocess.Popen(argv, env=env, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     STATE_DIR.mkdir(exist_ok=True)
-    state = {"kind": kind, "port": port, "workdir": str(workdir), "argv": argv}
+    state["argv"] = argv
     (STATE_DIR / f"{proc.pid}.json").write_text(json.dumps(state), encoding="utf-8")
     try:
         wait_listening(port, proc)
@@ -146,6 +223,31 @@ def start(kind: str, port: int | None = None, aet: str = AE_TITLE) -> tuple[int,
         stop(proc.pid)
         raise
     return proc.pid, port
+
+
+def run_profile(pid: int, kind: str) -> Path:
+    """The profile a run against target ``pid`` uses: for a Q/R target the copy :func:`start` wrote
+    (with its move destination port), else the shipped ``KIND.profile.yaml``."""
+    state_file = STATE_DIR / f"{pid}.json"
+    if kind in QR_KINDS and state_file.is_file():
+        return Path(json.loads(state_file.read_text(encoding="utf-8"))["profile"])
+    return HERE / f"{kind}.profile.yaml"
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (dcmqrscp forks one per association), from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -175,12 +277,21 @@ def stop(pid: int) -> None:
             cmdline = []
         if cmdline and cmdline[0].decode(errors="replace") != state["argv"][0]:
             raise SystemExit(f"process {pid} is no longer the target this script started; not stopping it")
-        os.kill(pid, signal.SIGTERM)
+        forked = [child for child in _children(pid) if _alive(child)]
+        for target in (pid, *forked):
+            try:
+                os.kill(target, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + 5
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        for target in (pid, *forked):
+            if _alive(target):
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
@@ -199,7 +310,7 @@ def suite(kind: str, extra: list[str]) -> int:
     pid, port = start(kind)
     try:
         argv = [sys.executable, "-m", "pytest", str(REPO / "scenarios"), *plugin_args(),
-                "--target", f"127.0.0.1:{port}", "--profile", str(HERE / f"{kind}.profile.yaml"),
+                "--target", f"127.0.0.1:{port}", "--profile", str(run_profile(pid, kind)),
                 "--called-ae", AE_TITLE, *extra]
         print("$", " ".join(argv), flush=True)
         return subprocess.call(argv, cwd=REPO)
@@ -214,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("kind", choices=KINDS)
     p.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--aet", default=AE_TITLE, help=f"the target's AE title (default {AE_TITLE})")
+    p.add_argument("--move-port", type=int, default=None,
+                   help=f"Q/R targets: the port of the move destination {MOVE_AE} on 127.0.0.1 (default: a free one)")
     p = sub.add_parser("stop", help="stop a target started by 'start', by its process id")
     p.add_argument("pid", type=int)
     p = sub.add_parser("suite", help="start a target, run the scenarios against it, stop it")
@@ -221,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     if args.action == "start":
-        pid, port = start(args.kind, args.port, args.aet)
-        print(pid, port)
+        pid, port = start(args.kind, args.port, args.aet, args.move_port)
+        print(pid, port, *([run_profile(pid, args.kind)] if args.kind in QR_KINDS else []))
         return 0
     if args.action == "stop":
         stop(args.pid)

@@ -77,9 +77,9 @@ def test_short_names_of_the_service_classes():
 def test_reference_profile_claims_what_the_embedded_scp_serves():
     profile = reference_profile()
     config = profile.scp_config(port=0)
-    assert set(config.services) == {"find", "move", "get", "commitment", "mpps"}
+    assert set(config.services) == {"find", "move", "get", "commitment", "mpps", "worklist"}
     assert config.storage == "memory"
-    for name in ("patient-find", "study-find", "study-move", "patient-get", "storage-commitment", "mpps"):
+    for name in ("patient-find", "study-find", "study-move", "patient-get", "storage-commitment", "mpps", "worklist"):
         assert resolve_uid(name) in config.supported
     assert unmet(profile, {"query_retrieve.move": True, "commitment": True, "mpps": True,
                            "query_retrieve.models": ["study", "patient"]}) is None

@@ -27,6 +27,9 @@ IDS = {"services.find-study-wildcard", "services.find-study-date-range", "servic
        "services.move-unknown-destination", "services.get-study-with-role-selection",
        "services.commit-stored-instances", "services.commit-unknown-instances-fail",
        "services.mpps-create-then-complete"}
+# Scenarios the embedded SCP's profile does not claim what they need for: skipped in its run (the
+# report on a new association needs commitment.report: new; test_scenario_qr_workflow.py plays it).
+NOT_CLAIMED = {"services.commit-report-on-new-association": "skipped"}
 
 
 def _free_port() -> int:
@@ -40,7 +43,7 @@ def test_qr_scenarios_pass_against_the_embedded_scp_with_two_processes(tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     got = outcomes(tmp_path / "r")
     assert IDS <= set(got)
-    assert {k: v for k, v in got.items() if v != "passed"} == {}
+    assert {k: v for k, v in got.items() if v != "passed"} == NOT_CLAIMED
 
 
 def test_qr_scenarios_pass_through_dicomconf_run(tmp_path):
@@ -48,7 +51,7 @@ def test_qr_scenarios_pass_through_dicomconf_run(tmp_path):
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     got = outcomes(tmp_path / "r")
-    assert IDS <= set(got) and set(got.values()) == {"passed"}
+    assert IDS <= set(got) and {k: v for k, v in got.items() if v != "passed"} == NOT_CLAIMED
 
 
 def test_move_and_commitment_against_a_named_target_use_the_profile_destination(tmp_path):

@@ -10,15 +10,14 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import qr_play
 from pydicom import Dataset
 
 from dicomconf.scenario import qr_data
 from dicomconf.scenario.engine import ScenarioFailure
 from dicomconf.scenario.loader import SourceError
 from dicomconf.scenario.model import load_file
-from dicomconf.scenario.profile import reference_profile
 from dicomconf.scenario.requestor import Runner
-from dicomconf.scenario.target_setup import EmbeddedTarget, TargetOptions
 from dicomconf.services.base import Misbehaviour, Reply
 
 STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
@@ -37,29 +36,12 @@ steps:
 """
 
 
-@pytest.fixture
-def embedded():
-    emb = EmbeddedTarget()
-    target, profile = emb.start(TargetOptions(), reference_profile())
-    yield emb, target, profile
-    emb.stop()
-
-
 def scenario(tmp_path, steps: str):
-    path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent(HEAD) + textwrap.indent(textwrap.dedent(steps), "  "))
-    entry = load_file(path)[0]
-    if entry.error is not None:
-        raise entry.error
-    return entry.scenario
+    return qr_play.from_text(tmp_path, textwrap.dedent(HEAD) + textwrap.indent(textwrap.dedent(steps), "  "))
 
 
 def play(embedded, tmp_path, steps: str) -> Runner:
-    emb, target, profile = embedded
-    runner = Runner(scenario(tmp_path, steps), profile, target)
-    runner.listener = emb.listener
-    runner.run(None, time_limit=60)
-    return runner
+    return qr_play.play(embedded, scenario(tmp_path, steps))
 
 
 def fails(embedded, tmp_path, steps: str) -> ScenarioFailure:

@@ -29,9 +29,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import service_variants_find
+import service_variants_retrieve
+import service_variants_workflow
 import yaml
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
+from variant_kit import PDUFilter, Variant
 
 from dicomconf.scenario.library import catalogue
 from dicomconf.scenario.profile import load_profile
@@ -48,11 +52,6 @@ from dicomconf.ul.items import (
 )
 from dicomconf.ul.negotiation import negotiate
 from dicomconf.ul.pdu import AAssociateAC, AAssociateRJ, AReleaseRP, PDataTF
-
-import service_variants_find
-import service_variants_retrieve
-import service_variants_workflow
-from variant_kit import Variant
 
 pytestmark = pytest.mark.network
 
@@ -75,30 +74,6 @@ def _split(data: bytes) -> list[bytes]:
     if pos < len(data):
         out.append(data[pos:])
     return out
-
-
-class PDUFilter:
-    """An ``inbound`` hook that hands each whole incoming PDU to ``keep(pdu, connection)``.
-
-    ``keep`` returns the bytes to feed the state machine instead (``b""``: drop it).  Bytes of a
-    PDU not yet complete wait in a per-connection buffer.
-    """
-
-    def __init__(self, keep: Callable[[bytes, Any], bytes]) -> None:
-        self.keep = keep
-        self.buffers: dict[Any, bytes] = {}
-
-    def __call__(self, data: bytes, connection: Any) -> bytes:
-        buf = self.buffers.get(connection, b"") + data
-        out = []
-        while len(buf) >= 6:
-            end = 6 + int.from_bytes(buf[2:6], "big")
-            if len(buf) < end:
-                break
-            out.append(self.keep(buf[:end], connection))
-            buf = buf[end:]
-        self.buffers[connection] = buf
-        return b"".join(out)
 
 
 def _command(primitive: Any) -> tuple[int, Any] | None:
@@ -540,24 +515,20 @@ for _table in (service_variants_find.VARIANTS, service_variants_retrieve.VARIANT
     VARIANTS.update(_table)
 
 # Must-level scenarios of the shipped library that no variant above catches yet.
-UNMAPPED: tuple[str, ...] = (
-    "services.commit-stored-instances", "services.commit-unknown-instances-fail",
-    "services.get-study-with-role-selection", "services.move-study-to-harness",
-    "services.move-series-to-harness", "services.mpps-create-then-complete",
-)
+UNMAPPED: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- running a variant
 
 
-def _profile(path: Path, name: str, changes: dict, tls: dict) -> Path:
+def _profile(path: Path, name: str, changes: dict, tls: dict, move_port: int) -> Path:
     data = yaml.safe_load(REFERENCE.read_text(encoding="utf-8"))
     data["name"] = f"reference SCP, as a correct {name} would claim"
     data["tls"] = tls
     # A named target sends C-MOVE sub-operations (and new-association commitment reports) to the
     # port its configuration gives (scp_config passes the profile's): a fixed free port, where each
-    # scenario that needs it starts its own listener.
-    data["query_retrieve"]["move_destination"]["port"] = _free_port()
+    # scenario that needs it starts its own listener (the same port in the SCP's profile and the run's).
+    data["query_retrieve"]["move_destination"]["port"] = move_port
     data.update(changes)
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
@@ -584,7 +555,8 @@ def _run(port: int, profile: Path, report: Path, ids: tuple[str, ...]) -> dict[s
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_broken_variant_is_caught_by_its_scenarios(name, tmp_path):
     variant = VARIANTS[name]
-    base = load_profile(_profile(tmp_path / "base.yaml", name, variant.profile, {"enabled": variant.tls}))
+    move_port = _free_port()
+    base = load_profile(_profile(tmp_path / "base.yaml", name, variant.profile, {"enabled": variant.tls}, move_port))
     cert = key = None
     if variant.tls:
         from dicomconf.scenario.certs import TLSUnavailable, self_signed
@@ -600,7 +572,7 @@ def test_broken_variant_is_caught_by_its_scenarios(name, tmp_path):
         handle.scp.handlers = variant.handlers(dict(handle.scp.handlers))
     try:
         tls = {"enabled": True, "port": handle.tls_port, "ca": cert} if variant.tls else {"enabled": False}
-        profile = _profile(tmp_path / "profile.yaml", name, variant.profile, tls)
+        profile = _profile(tmp_path / "profile.yaml", name, variant.profile, tls, move_port)
         results = _run(handle.port, profile, tmp_path / "report", variant.scenarios)
     finally:
         handle.stop()

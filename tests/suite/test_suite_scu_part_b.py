@@ -1,8 +1,8 @@
-"""The SCU-testing scenarios of the reject-abort, dimse, malformed and release areas can fail.
+"""The SCU-testing scenarios of the reject-abort, dimse, malformed, release and services areas can fail.
 
 Theory of operation
 -------------------
-Each scenario of ``scenarios/scu/{reject-abort,dimse,malformed,release}`` is
+Each scenario of ``scenarios/scu/{reject-abort,dimse,malformed,release,services}`` is
 played in-process, as ``dicomconf run`` plays it: a fake SCP on a loopback
 listener (:class:`~dicomconf.scenario.scu_side.SCUSide`) and the embedded
 reference SCU (:mod:`dicomconf.scu.app`) as the SCU under test, with the
@@ -43,7 +43,7 @@ from dicomconf.ul import dimse
 from dicomconf.ul.errors import RemoteProtocolError
 from dicomconf.ul.pdu import AAbort, AAssociateRJ, AReleaseRP, AReleaseRQ, PDataTF
 
-AREAS = ("reject-abort", "dimse", "malformed", "release")
+AREAS = ("reject-abort", "dimse", "malformed", "release", "services")
 TIME_LIMIT = 30.0
 
 PROFILE = dataclasses.replace(
@@ -331,6 +331,14 @@ class NoMessageID(ReferenceSCU):
         return super().operate()
 
 
+class NoQueryLevel(ReferenceSCU):
+    """Leaves Query/Retrieve Level (0008,0052) out of its C-FIND identifier (PS3.4 C.4.1.1.3.1)."""
+
+    def find(self) -> int:
+        self.job.query = {k: v for k, v in self.job.query.items() if k != "QueryRetrieveLevel"}
+        return super().find()
+
+
 RJ = [s for s in SCENARIOS if s.startswith("scu.reject-abort.rejected-")]
 # Faults either the UL or the DIMSE user may catch: an A-ABORT from either source passes (see the scenarios).
 EITHER_SOURCE = ["scu.malformed.pdv-on-unaccepted-context", "scu.malformed.data-set-before-command"]
@@ -358,10 +366,12 @@ CATCHES: dict[type[ReferenceSCU], list[str]] = {
     IgnoresProtocolErrors: MALFORMED,
     AcceptsAnyContext: ["scu.malformed.pdv-on-unaccepted-context"],
     PassesOverStrayFragments: ["scu.malformed.data-set-before-command"],
-    CancelsWrongMessage: ["scu.dimse.find-cancel"],
-    AbortsOnPending: ["scu.dimse.find-pending-responses", "scu.dimse.find-cancel"],
-    ReleasesAtFirstPending: ["scu.dimse.find-pending-responses"],
-    AbortsOnNonSuccess: STATUSES + ["scu.dimse.echo-failure-status"],
+    CancelsWrongMessage: ["scu.dimse.find-cancel", "scu.services.find-cancel-real-matches"],
+    AbortsOnPending: ["scu.dimse.find-pending-responses", "scu.dimse.find-cancel", "scu.services.find-real-matches",
+                      "scu.services.find-slow-pendings"],
+    ReleasesAtFirstPending: ["scu.dimse.find-pending-responses", "scu.services.find-real-matches"],
+    AbortsOnNonSuccess: STATUSES + ["scu.dimse.echo-failure-status", "scu.services.find-failure-ends-the-find"],
+    NoQueryLevel: ["scu.services.find-identifier-has-level"],
     NoMessageID: ["scu.dimse.store-request-command", "scu.dimse.echo-request-command",
                   "scu.dimse.find-request-command"],
 }

@@ -55,6 +55,30 @@ class Variant:
     handlers: Callable[[dict[str, Handler]], dict[str, Handler]] | None = None
 
 
+class PDUFilter:
+    """An ``inbound`` hook that hands each whole incoming PDU to ``keep(pdu, connection)``.
+
+    ``keep`` returns the bytes to feed the state machine instead (``b""``: drop it).  Bytes of a
+    PDU not yet complete wait in a per-connection buffer.
+    """
+
+    def __init__(self, keep: Callable[[bytes, Any], bytes]) -> None:
+        self.keep = keep
+        self.buffers: dict[Any, bytes] = {}
+
+    def __call__(self, data: bytes, connection: Any) -> bytes:
+        buf = self.buffers.get(connection, b"") + data
+        out = []
+        while len(buf) >= 6:
+            end = 6 + int.from_bytes(buf[2:6], "big")
+            if len(buf) < end:
+                break
+            out.append(self.keep(buf[:end], connection))
+            buf = buf[end:]
+        self.buffers[connection] = buf
+        return b"".join(out)
+
+
 def rewriting(original: Handler, change: Callable[[Any, Request], Any]) -> Handler:
     """A handler that plays ``original`` with each action it yields passed through
     ``change(action, request)``: a :class:`Reply`, a sub-operation or an event report to yield
@@ -110,6 +134,6 @@ def replacing(uids: Iterable[str], make: Callable[[Handler], Handler]) -> Callab
     return change
 
 
-__all__ = ["COMMITMENT", "FINDS", "GETS", "MOVES", "MPPS", "PATIENT_FIND", "PATIENT_GET", "PATIENT_MOVE",
+__all__ = ["COMMITMENT", "PDUFilter", "FINDS", "GETS", "MOVES", "MPPS", "PATIENT_FIND", "PATIENT_GET", "PATIENT_MOVE",
            "STUDY_FIND", "STUDY_GET", "STUDY_MOVE", "Variant", "WORKLIST", "refusing", "replacing", "replies",
            "rewriting"]
