@@ -92,7 +92,12 @@ def _profile(tmp_path: Path, name: str, **changes) -> Path:
     # A named target sends C-MOVE sub-operations to the port its configuration gives (scp_config
     # passes the profile's): a fixed free port, where each move scenario starts its own listener.
     data["query_retrieve"]["move_destination"]["port"] = _free_port()
-    data.update(changes)
+    for key, value in changes.items():  # "a.b": a nested claim
+        *parents, last = key.split(".")
+        where = data
+        for part in parents:
+            where = where[part]
+        where[last] = value
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
@@ -117,7 +122,9 @@ def _suite(port: int, profile: Path, report: Path) -> list[dict]:
 VARIANTS = {
     "fragmented": (fragmented, {}),
     "ac-oddities": (ac_oddities, {}),
-    "minimal-ac": (minimal_ac, {"roles": {}, "async_window": None}),
+    # No optional sub-item answered: no roles, no asynchronous window, and no SOP Class Extended
+    # Negotiation, so relational queries are never agreed (PS3.7 D.3.3.5; PS3.4 C.5.1.1).
+    "minimal-ac": (minimal_ac, {"roles": {}, "async_window": None, "query_retrieve.relational": False}),
 }
 
 
