@@ -40,7 +40,9 @@ import ast
 import dataclasses
 import operator
 import re
+import threading
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 
@@ -171,10 +173,22 @@ def _eval(node: ast.AST, ns: Mapping[str, Any], text: str) -> Any:
     raise ExpressionError(f"{text!r}: {type(node).__name__} is not allowed in a scenario expression")
 
 
+_PARSE_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> ast.Expression:
+    """The tree of one expression, parsed once (trees are only read).  Parsing is serialised: CPython
+    3.11's ``ast.parse`` can fail with "AST constructor recursion depth mismatch" when threads parse
+    at once (scenarios are played on several threads, e.g. the overlapping waiting scenarios)."""
+    with _PARSE_LOCK:
+        return ast.parse(text, mode="eval")
+
+
 def evaluate(text: str, ns: Mapping[str, Any]) -> Any:
     """Evaluate one expression (without braces) against ``ns``."""
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = _parse(text.strip())
     except SyntaxError as exc:
         raise ExpressionError(f"{text!r}: not an expression ({exc.msg})") from None
     try:
