@@ -85,7 +85,14 @@ def main() -> None:
     for name, values in results.items():
         best, worst = max(values), min(values)
         print(f"{name:22s} median {sorted(values)[len(values) // 2]:8.1f}/s  (min {worst:.1f}, max {best:.1f})")
-        if name in ours or name.startswith("replay"):
+        if name.startswith("replay"):
+            loop = name.rpartition(" ")[2]  # the floor: our servers on the same event loop, per round
+            for our_name, our_values in ours.items():
+                if our_name.endswith(" uvloop") == (loop == "uvloop"):
+                    ratios = [a / b for a, b in zip(our_values, values)]
+                    print(f"{'':22s}   {our_name}/this per round: {', '.join(f'{x:.2f}x' for x in ratios)}")
+            continue
+        if name in ours:
             continue
         for our_name, our_values in ours.items():
             ratios = [a / b for a, b in zip(our_values, values)]

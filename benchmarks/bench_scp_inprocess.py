@@ -9,7 +9,12 @@ backends: milliseconds per 100 MiB.  Timers are scheduled on an event loop
 that never runs.  No peer: this is where the time of the socket benchmarks
 goes that is ours rather than the kernel's or the event loop's.
 
-    python benchmarks/bench_scp_inprocess.py [--rounds 3]
+    python benchmarks/bench_scp_inprocess.py [--rounds 3] [--phases]
+
+``--phases`` instead times each step of an echo association of the
+``dicomconf scp`` defaults (memory storage with its index, so every service
+is offered; the INFO line per association formatted as the command does,
+written to /dev/null): accept, A-ASSOCIATE-RQ to AC, C-ECHO, release, close.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ class Transport:
 
 
 def server(loop, **cfg) -> ReferenceSCP:
-    scp = ReferenceSCP(SCPConfig(port=0, index="none", **cfg))  # raw data sets: a storage sink
+    scp = ReferenceSCP(SCPConfig(**{"port": 0, "index": "none", **cfg}))  # index none: raw data sets, a sink
     scp._loop = loop
     return scp
 
@@ -107,13 +112,55 @@ def store_ms(loop, kind: str, directory: str) -> float:
     return elapsed * 1e3
 
 
+def phases_us(loop, n: int) -> list[float]:
+    """Microseconds per association for each step (see the module docstring)."""
+    from dicomconf.scp.cli import _configure_logging
+
+    _configure_logging(False)
+    logging.getLogger("dicomconf").handlers[0].setStream(open(os.devnull, "w"))
+    scp, rq, clock = server(loop, index="default"), associate_rq(), time.perf_counter
+    sums = [0.0] * len(PHASES)
+    for i in range(n + 500):
+        t0 = clock()
+        conn = _Connection(scp, False)
+        conn.connection_made(Transport())
+        t1 = clock()
+        conn.data_received(rq)
+        t2 = clock()
+        conn.data_received(ECHO_RQ)
+        t3 = clock()
+        conn.data_received(RELEASE_RQ)
+        t4 = clock()
+        conn.connection_lost(None)
+        t5 = clock()
+        if i >= 500:  # warmed up
+            for k, d in enumerate((t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                sums[k] += d
+    loop._scheduled.clear()
+    logging.getLogger("dicomconf").setLevel(logging.WARNING)
+    return [s / n * 1e6 for s in sums]
+
+
+PHASES = ("accept", "RQ->AC", "C-ECHO", "release", "close+log")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--associations", type=int, default=5000)
+    parser.add_argument("--phases", action="store_true", help="time each step of an echo association instead")
     args = parser.parse_args()
     logging.getLogger("dicomconf").setLevel(logging.WARNING)  # the per-association line is not measured here
     loop = asyncio.new_event_loop()
+    if args.phases:
+        try:
+            for r in range(args.rounds):
+                us = phases_us(loop, args.associations)
+                print(f"round {r + 1}: " + ", ".join(f"{name} {v:5.1f}" for name, v in zip(PHASES, us))
+                      + f"; total {sum(us):5.1f} us per association", flush=True)
+        finally:
+            loop.close()
+        return
     try:
         for r in range(args.rounds):
             line = [f"round {r + 1}: echo association {echo_us(loop, args.associations):6.1f} us"]

@@ -33,7 +33,13 @@ core a spool for each C-STORE-RQ command, so a directory store is written as
 its PDUs come and nothing of it is held; a spool whose data set never
 completes is discarded when the connection ends.  Requests of the services
 beyond echo and store go to the connection's
-:class:`~dicomconf.scp.service_driver.ServiceDriver`.
+:class:`~dicomconf.scp.service_driver.ServiceDriver`, made when the first
+message for them arrives (an echo or store association never builds one).
+
+The A-ASSOCIATE-RQ is answered through the server's
+:class:`~dicomconf.ul.negotiation_cache.NegotiationCache`: a request that
+repeats byte for byte (as a modality's does) gets the answer, and the AC
+bytes, of its first negotiation.
 
 Events are handled in order.  A store whose last step blocks (``fsync``)
 runs on a worker thread; while it runs the connection stops reading and
@@ -52,7 +58,7 @@ from typing import Any
 from dicomconf.scp.describe import describe
 from dicomconf.scp.responses import response_command, response_pdata
 from dicomconf.scp.held import HeldDataSet
-from dicomconf.scp.service_driver import ServiceDriver
+from dicomconf.scp.service_driver import ServiceDriver, for_services
 from dicomconf.scp.storage import (
     STATUS_OUT_OF_RESOURCES,
     STATUS_PROCESSING_FAILURE,
@@ -64,7 +70,6 @@ from dicomconf.ul import constants as C
 from dicomconf.ul import dimse, events as ev
 from dicomconf.ul.association import Association
 from dicomconf.ul.errors import LocalProtocolError
-from dicomconf.ul.negotiation import negotiate
 from dicomconf.ul.pdu import AAbort, AAssociateAC, AReleaseRP
 
 log = logging.getLogger("dicomconf.scp")
@@ -344,13 +349,10 @@ class SCPConnection(asyncio.Protocol):
         server = self.server
         self.calling, self.called = rq.calling_ae_title, rq.called_ae_title
         self.proposed = len(rq.presentation_contexts)
-        result = negotiate(rq, server.policy, active_associations=server.active)
+        result = server.negotiations.negotiate(rq, server.policy, active_associations=server.active)
         reply = result.reply
         if isinstance(reply, AAssociateAC):
             self.negotiated = result
-            if server.handlers:
-                self.services = ServiceDriver(self, server.handlers, server.read_instance, server.move_destinations,
-                                              server.config.ae_titles[0], max(server.config.artim_timeout, 60.0))
             self.accepted = len(result.accepted)
             self.counted = True
             server.active += 1
@@ -365,8 +367,8 @@ class SCPConnection(asyncio.Protocol):
     def _on_message(self, msg: dimse.Message) -> None:
         """P-DATA indication: one whole DIMSE message (PS3.7 9.1)."""
         field = msg.command_field
-        services = self.services
-        if services is not None and services.handles(msg):
+        services = self._services_for(msg)
+        if services is not None:
             services.on_message(msg)
         elif field == dimse.C_ECHO_RQ:
             self._respond(msg, 0x0000)
@@ -376,6 +378,24 @@ class SCPConnection(asyncio.Protocol):
             log.info("%s: ignored %s (nothing to answer)", self.peer, msg.name)
         else:
             self._respond(msg, STATUS_UNRECOGNIZED_OPERATION)
+
+    def _services_for(self, msg: dimse.Message) -> ServiceDriver | None:
+        """The connection's service driver when ``msg`` is for the services, else None.
+
+        The driver is made when the first such message arrives on an accepted
+        association, so an association that only echoes or stores pays nothing
+        for the services it does not use.
+        """
+        services = self.services
+        if services is None:
+            server = self.server
+            if self.negotiated is None or not server.handlers or not for_services(msg, server.handlers):
+                return None
+            services = self.services = ServiceDriver(
+                self, server.handlers, server.read_instance, server.move_destinations,
+                server.config.ae_titles[0], max(server.config.artim_timeout, 60.0),
+            )
+        return services if services.handles(msg) else None
 
     def _respond(self, msg: dimse.Message, status: int, sop_instance_uid: str | None = None) -> None:
         """Answer ``msg`` with its response command and ``status`` (PS3.7 9.3, E.1), no data set."""
@@ -417,7 +437,7 @@ class SCPConnection(asyncio.Protocol):
         if self.spool is not None and not self.spool.ended:
             self.spool.discard()  # cannot happen: the assembler completes one data set before the next
         self.spool = None
-        if command.command_field != dimse.C_STORE_RQ and self.services is not None and self.services.handles(command):
+        if command.command_field != dimse.C_STORE_RQ and self._services_for(command) is not None:
             return HeldDataSet()  # a service's identifier or attribute list: held within SERVICE_DATA_LIMIT
         instance = self._instance(command) if command.command_field == dimse.C_STORE_RQ else 0
         if isinstance(instance, int):

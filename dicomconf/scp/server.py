@@ -37,6 +37,7 @@ from dicomconf.scp.storage import (
 )
 from dicomconf.scp.tls import TLSSetupError, server_context
 from dicomconf.ul import constants as C
+from dicomconf.ul.negotiation_cache import NegotiationCache, frozen_policy
 from dicomconf.ul.pdu import AAbort
 
 from dicomconf.scp.connection import SCPConnection
@@ -82,7 +83,8 @@ class ReferenceSCP:
         self.hooks = hooks  # variants (dicomconf.scp.hooks); None on the default path
         self.storage = make_storage(config)
         self.services = offer(config, self.storage)  # the DIMSE services beyond echo and store
-        self.policy = config.policy(self.services)
+        self.policy = frozen_policy(config.policy(self.services))  # read-only: the negotiation cache keys on it
+        self.negotiations = NegotiationCache()  # answers to A-ASSOCIATE-RQs that repeat byte for byte
         self.stored: list[StoredInstance] = (
             self.storage.instances if isinstance(self.storage, MemoryStorage) else []
         )

@@ -94,6 +94,20 @@ _COUNT_SET = frozenset(_COUNTS)
 _PDU_OVERHEAD = 6 + 6 + 6  # P-DATA-TF header, two PDV item headers (PS3.8 9.3.5, 9.3.5.1)
 
 
+def for_services(
+    msg: dimse.Message, handlers: Mapping[str, Handler], awaiting: Mapping[int, Any] | frozenset = frozenset()
+) -> bool:
+    """Whether ``msg`` is for the services: a request with a handler, a C-CANCEL, an awaited response.
+
+    ``awaiting``: the Message IDs of our requests whose responses an exchange waits for (PS3.7 9.3.1.2).
+    """
+    field_ = msg.command_field
+    if field_ in SERVICE_REQUESTS:
+        return (msg.affected_sop_class_uid or msg.requested_sop_class_uid or "") in handlers
+    return field_ == dimse.C_CANCEL_RQ or (field_ in AWAITED_RESPONSES
+                                           and msg.message_id_being_responded_to in awaiting)
+
+
 @dataclass
 class _Exchange:
     """One request being served: its handler's generator (stepped), the request message, what it waits for."""
@@ -150,11 +164,7 @@ class ServiceDriver:
 
     def handles(self, msg: dimse.Message) -> bool:
         """Whether ``msg`` is for the services: a request with a handler, a C-CANCEL, an awaited response."""
-        field_ = msg.command_field
-        if field_ in SERVICE_REQUESTS:
-            return (msg.affected_sop_class_uid or msg.requested_sop_class_uid or "") in self.handlers
-        return field_ == dimse.C_CANCEL_RQ or (field_ in AWAITED_RESPONSES
-                                               and msg.message_id_being_responded_to in self.awaiting)
+        return for_services(msg, self.handlers, self.awaiting)
 
     def on_message(self, msg: dimse.Message) -> None:
         field_ = msg.command_field
@@ -614,4 +624,4 @@ class ServiceDriver:
                 return mid
 
 
-__all__ = ["AWAITED_RESPONSES", "PENDING", "SERVICE_REQUESTS", "ServiceDriver"]
+__all__ = ["AWAITED_RESPONSES", "PENDING", "SERVICE_REQUESTS", "ServiceDriver", "for_services"]

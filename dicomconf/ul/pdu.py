@@ -17,7 +17,13 @@ carries the A-ABORT (source, reason) to answer with.
 Items repeated on every association are decoded and encoded through the
 per-value caches of :mod:`dicomconf.ul.items` (presentation context and
 user information items by their exact bytes; AE titles and the application
-context item per value); fieldless PDUs decode to one shared instance.
+context item per value); fieldless PDUs decode to one shared instance.  A
+whole A-ASSOCIATE-RQ/AC is kept by its exact body bytes too (a modality
+repeats its request byte for byte), under the same rules (bounded, successful
+decodes only, never one carrying a user identity), so a repeated request
+decodes to the very object decoded before.  An A-ASSOCIATE-AC whose owner
+vouches that it is immutable all the way down may have its bytes pinned
+(:func:`pin_encoding`): its ``encode()`` then returns them without work.
 
 Two values the standard requires to be echoed survive a round trip: the
 32-byte reserved block of the A-ASSOCIATE-RQ/AC (``reserved``, echoed by the
@@ -37,6 +43,7 @@ from dicomconf.ul.errors import LocalProtocolError, RemoteProtocolError
 from dicomconf.ul.items import (
     _ITEM_HEADER,
     ENCODE_MISFITS,
+    _ItemCache,
     PresentationContextAC,
     PresentationContextRQ,
     UnknownItem,
@@ -138,9 +145,46 @@ class AAssociateAC:
     reserved: bytes = ZERO_RESERVED
     unknown_items: tuple[UnknownItem, ...] = ()
 
-    @checked_encode
     def encode(self) -> bytes:
+        pinned = _PINNED.get(id(self))
+        if pinned is not None and pinned[0] is self:
+            return pinned[1]
+        return self._encode()
+
+    @checked_encode
+    def _encode(self) -> bytes:
         return _pdu(self.pdu_type, _encode_assoc(self))
+
+
+# id(AC) -> (the AC, its bytes); the AC is held, so its id cannot be reused while pinned.
+_PINNED: dict[int, tuple[AAssociateAC, bytes]] = {}
+PINNED_LIMIT = 256
+
+
+def pin_encoding(ac: AAssociateAC) -> bytes:
+    """Encode ``ac`` once and have its ``encode()`` return those bytes from now on (until unpinned).
+
+    Only for an AC its owner keeps immutable all the way down (str, int,
+    bytes and tuples of frozen items, as :func:`~dicomconf.ul.negotiation.negotiate`
+    builds them): the bytes are keyed by the object's identity, not its
+    value.  At most :data:`PINNED_LIMIT` are pinned; past it the oldest is
+    released (its ``encode()`` works again, uncached).
+    """
+    data = ac._encode()
+    if len(_PINNED) >= PINNED_LIMIT:
+        try:
+            del _PINNED[next(iter(_PINNED))]
+        except (RuntimeError, KeyError, StopIteration):  # another thread changed it meanwhile
+            _PINNED.clear()
+    _PINNED[id(ac)] = (ac, data)
+    return data
+
+
+def unpin_encoding(ac: AAssociateAC) -> None:
+    """Forget the bytes :func:`pin_encoding` kept for ``ac`` (if any)."""
+    pinned = _PINNED.get(id(ac))
+    if pinned is not None and pinned[0] is ac:
+        _PINNED.pop(id(ac), None)
 
 
 def _encode_assoc(p: AAssociateRQ | AAssociateAC) -> bytes:
@@ -162,7 +206,26 @@ def _application_context_item(name: str) -> bytes:
     return header(C.ITEM_APPLICATION_CONTEXT, encode_text(name))
 
 
+class _AssociateCache(_ItemCache):
+    """Whole A-ASSOCIATE-RQ or -AC PDUs by their exact body bytes (the rules of :class:`_ItemCache`)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def keep(item: object) -> bool:
+        return _ItemCache.keep(item.user_information)  # type: ignore[attr-defined]
+
+
+_decode_rq = _AssociateCache(lambda body, _base: _decode_assoc_body(C.A_ASSOCIATE_RQ, body), 64, 8192)
+_decode_ac = _AssociateCache(lambda body, _base: _decode_assoc_body(C.A_ASSOCIATE_AC, body), 64, 8192)
+
+
 def _decode_assoc(pdu_type: int, body: memoryview) -> AAssociateRQ | AAssociateAC:
+    """An A-ASSOCIATE-RQ/AC from its body, through the cache of whole PDUs (see the module docstring)."""
+    return (_decode_rq if pdu_type == C.A_ASSOCIATE_RQ else _decode_ac)(body, 0)
+
+
+def _decode_assoc_body(pdu_type: int, body: memoryview) -> AAssociateRQ | AAssociateAC:
     """The fixed fields and the items of an A-ASSOCIATE-RQ/AC (PS3.8 9.3.2, 9.3.3).
 
     The items are walked inline; at the first header that is short or
