@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("dicomconf.wire.decode_cli", "decode the DICOM PDUs in a pcap / pcapng capture"),
     "report": ("dicomconf.report.cli", "compare two runs' reports (diff), or render a report again (render)"),
     "table": ("dicomconf.table_cli", "print the PS3.8 Table 9-10 state transition table, or its coverage"),
+    "load": ("dicomconf.load.cli", "load-test a target SCP with Locust (a YAML task mix; web UI, --headless, --master/--worker)"),
 }
 
 
