@@ -37,6 +37,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--target-timeout", type=float, metavar="SECONDS", default=None,
                     help="how long the target may take to accept a connection and answer the first "
                          "A-ASSOCIATE-RQ before the run stops as unreachable (default 5)")
+    group.addoption("--dicomconf-overlap", type=int, metavar="N", default=None,
+                    help="play the scenarios that wait on timers early, N at a time, against private "
+                         "embedded peers (default 24; 0: off; off under -n and for a named target or SCU)")
     group.addoption("--scenario-timeout", type=float, metavar="SECONDS", default=None,
                     help="time limit of each scenario (default: 120 s plus twice the profile's longest timer)")
     group.addoption("--tls-port", type=int, metavar="N", default=None,

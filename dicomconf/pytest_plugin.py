@@ -270,6 +270,9 @@ def pytest_configure(config: pytest.Config) -> None:
     state = DicomconfState(config)
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "dicomconf-state")
+    from dicomconf.plugin_overlap import Overlap  # waiting scenarios played early (embedded peers only)
+
+    config.pluginmanager.register(Overlap(config, state), "dicomconf-overlap")
     config.addinivalue_line(
         "markers", "disruptive: a scenario that may disturb other users of the target; it runs alone "
                    "against it, and dicomconf run --gentle (-m 'not disruptive') leaves it out")
@@ -363,6 +366,8 @@ class ScenarioItem(pytest.Item):
         reruns.begin_attempt(self)  # --reruns: keep the previous attempt's pcap
         if self.entry.error is not None:
             raise self.entry.error
+        if self.config.pluginmanager.get_plugin("dicomconf-overlap").collect(self):
+            return  # played early, beside other waiting scenarios (dicomconf.plugin_overlap)
         state: DicomconfState = self.config.stash[_STATE]
         scenario = self.entry.scenario
         reason = state.scu_side.skip_reason(scenario)
