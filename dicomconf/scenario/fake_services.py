@@ -243,8 +243,11 @@ class _Exchange:
                 pending = action.status in PENDING
                 if pending and self.abort_after is not None and self.pendings >= int(self.abort_after):
                     action = Reply(action.status, abort=True)
-                if action.delay > 0:
-                    if self._read_while(stepper, action.delay) is _ENDED:
+                # A scripted delay holds each reply, but a C-CANCEL-RQ ends the wait: the pending reply
+                # is not sent and the cancel is answered at once (PS3.4 C.4.1.3.1: the SCP shall
+                # interrupt the matching and return Canceled).
+                if action.delay > 0 and not (self.cancel_seen and not pending):
+                    if self._read_while(stepper, action.delay, until_cancel=True) is _ENDED:
                         stepper.close()
                         return False
                     if stepper.cancelled and pending:
@@ -294,9 +297,10 @@ class _Exchange:
         runner._send_message(self.step, self.name, self.conn, message, args.get("max_pdu_length"))
         return True
 
-    def _read_while(self, stepper: Stepper, wait: float) -> Any:
+    def _read_while(self, stepper: Stepper, wait: float, until_cancel: bool = False) -> Any:
         """Read what the SCU sends for ``wait`` seconds (at least once): a C-CANCEL-RQ for the request
-        cancels it (PS3.7 9.3.2.3); an A-ABORT or a close ends the exchange (_ENDED), kept for the next step."""
+        cancels it (PS3.7 9.3.2.3), and with ``until_cancel`` ends the wait; an A-ABORT or a close ends
+        the exchange (_ENDED), kept for the next step."""
         runner = self.runner
         deadline = time.monotonic() + wait
         while True:
@@ -309,6 +313,8 @@ class _Exchange:
             if seen == "cancel":
                 self.cancel_seen = True
                 stepper.cancel()
+                if until_cancel:
+                    return None
             if time.monotonic() >= deadline or runner._time_up.is_set():
                 return None
 

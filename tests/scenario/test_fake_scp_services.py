@@ -457,3 +457,18 @@ def test_fixture_worklist_query_from_a_modality(dicomconf_fake_scp):
     assoc.release()
     scp.wait(10).assert_conforms()
     assert patients == [SET["patients"][0]["id"]]
+
+
+def test_a_cancel_ends_the_scripted_delay_and_is_answered_at_once():
+    """The C-CANCEL-RQ that comes while a reply is held by ``delay`` ends the wait: FE00 follows the
+    cancel without another delay (PS3.4 C.4.1.3.1: the SCP interrupts the matching)."""
+    with FakeSCP(script("{service: find, delay: 1500ms, cancel: true}")) as scp:
+        scu = connect(scp, ["StudyRootQueryRetrieveInformationModelFind"])
+        started = time.monotonic()
+        outcome = S.find(scu, "StudyRootQueryRetrieveInformationModelFind", study_query(PatientID="*"),
+                         within=10, cancel_after=1)
+        took = time.monotonic() - started
+        scu.release()
+        scp.wait(10).assert_conforms()
+    assert outcome.status == 0xFE00 and len(outcome.matches) == 1
+    assert 1.5 <= took < 2.5, took  # the first pending after one delay; the cancel's answer without another
