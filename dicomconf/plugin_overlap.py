@@ -156,10 +156,8 @@ class Overlap:
     # ---------------------------------------------------------------- plays (on the pool's threads)
 
     def _play(self, item: Any) -> Early | None:
-        from dicomconf.pytest_plugin import _safe
-
         scenario = item.entry.scenario
-        pcap = self.state.report_dir / "pcap" / f"{_safe(scenario.id)}.pcap"
+        pcap = self.state.pcap_for(scenario.id)
         if scenario.role == "scp":
             return self._play_scu_test(scenario, pcap)
         return self._play_scp_test(scenario, pcap)

@@ -165,6 +165,10 @@ class DicomconfState:
     def profile(self, value) -> None:
         self._profile = value
 
+    def pcap_for(self, scenario_id: str) -> Path:
+        """Where the pcap of scenario ``scenario_id`` is written in this run's report directory."""
+        return self.report_dir / "pcap" / f"{_safe(scenario_id)}.pcap"
+
     def _report_dir(self, given: str | None, config: pytest.Config) -> Path:
         base = config.invocation_params.dir
         if given:
@@ -385,7 +389,7 @@ class ScenarioItem(pytest.Item):
         watch = state.watch
         if watch is not None:
             watch.before(scenario.id)
-        pcap = state.report_dir / "pcap" / f"{_safe(scenario.id)}.pcap"
+        pcap = state.pcap_for(scenario.id)
         runner = Runner(scenario, state.profile, target)
         runner.listener = state.embedded_listener  # the embedded target's move destination (else the runner's own)
         # A disruptive scenario runs alone against an external target, whatever -n is.
@@ -421,7 +425,7 @@ class ScenarioItem(pytest.Item):
         played = Played()
         t0 = time.monotonic()
         try:
-            side.play(scenario, state.report_dir / "pcap" / f"{_safe(scenario.id)}.pcap",
+            side.play(scenario, state.pcap_for(scenario.id),
                       side.time_limit(self.config.option.scenario_timeout), played)
         finally:
             self.duration_s = time.monotonic() - t0
