@@ -149,3 +149,57 @@ def test_master_and_two_workers_on_loopback_sum_both_workers_requests(tmp_path, 
     for n in (1, 2):
         assert got.get(("C-ECHO", f"worker{n}"), (0, 0))[0] > 0, (got, out[-2000:])
         assert got[("A-ASSOCIATE", f"worker{n}")][1] == 0
+
+
+def _certificates(directory: Path) -> dict[str, str]:
+    """A throwaway CA with server and client certificates (the SCP tests' helper)."""
+    sys.path.insert(0, str(ROOT / "tests" / "scp"))
+    try:
+        import scp_testkit
+    finally:
+        sys.path.pop(0)
+    directory.mkdir()
+    try:
+        return scp_testkit.make_certificates(str(directory))
+    except RuntimeError as exc:  # neither the cryptography package nor the openssl command
+        pytest.skip(str(exc))
+
+
+def test_tls_target_with_a_client_certificate_and_a_wrong_ca_refused(tmp_path):
+    """PS3.15 B.1: the users run over TLS with a client certificate, which the SCP requires; users
+    without one, or trusting a CA that did not sign the server's certificate, fail every
+    A-ASSOCIATE, and no C-ECHO is counted for them."""
+    from dicomconf.scp.config import TLSConfig
+
+    certs = _certificates(tmp_path / "certs")
+    other = _certificates(tmp_path / "other")
+    handle = run_in_thread(SCPConfig(port=0, ae_titles=("LOAD-SCP",), require_called_ae=True, storage="memory",
+                                     tls=TLSConfig(cert=certs["server"], key=certs["server_key"], ca=certs["ca"],
+                                                   require_client_cert=True, port=0)))
+    try:
+        mine = f", cert: {certs['client']}, key: {certs['client_key']}"
+        for name, ca, cert in (("good", certs["ca"], mine), ("wrong", other["ca"], mine), ("nocert", certs["ca"], "")):
+            (tmp_path / f"{name}.yaml").write_text(
+                f"target: {{host: 127.0.0.1, port: {handle.tls_port}, called_ae: LOAD-SCP,\n"
+                f"         tls: {{ca: {ca}{cert}, server_name: localhost}}}}\n"
+                "association: {reuse: false, timeout: 5s}\n"
+                "objects: [{generate: {sop_class: ct, size: 4KiB, count: 2}}]\n"
+                f"tasks: [{{op: echo, name: {name}}}, {{op: store, name: {name}-store}}]\n")
+            finish(start(tmp_path, str(tmp_path / f"{name}.yaml"), "--headless", "-u", "2", "-r", "2", "-t", "3s",
+                         "--csv", str(tmp_path / name), "--only-summary"))
+        good = counts(tmp_path / "good")
+        assert good.get(("C-ECHO", "good"), (0, 0))[0] > 0, good
+        assert good.get(("C-STORE", "good-store"), (0, 0))[0] > 0, good
+        assert all(failed == 0 for _, failed in good.values()), (good, rows(tmp_path / "good", "failures"))
+        assert len(handle.stored) >= good[("C-STORE", "good-store")][0] - 2
+        wrong = rows(tmp_path / "wrong", "failures")
+        assert wrong and all(f["Method"] == "A-ASSOCIATE" for f in wrong), wrong
+        assert any("certificate verification failed" in f["Error"] for f in wrong), wrong
+        nocert = rows(tmp_path / "nocert", "failures")
+        assert nocert and all(f["Method"] == "A-ASSOCIATE" for f in nocert), nocert
+        for name in ("wrong", "nocert"):
+            got = counts(tmp_path / name)
+            assert got[("A-ASSOCIATE", name)][0] == got[("A-ASSOCIATE", name)][1] > 0, got
+            assert not any(t == "C-ECHO" for t, _ in got), got
+    finally:
+        handle.stop()
