@@ -1,4 +1,4 @@
-"""Recording conversations and writing them as pcap files.
+"""Recording conversations and writing them as capture files (pcapng).
 
 Theory of operation
 -------------------
@@ -8,15 +8,16 @@ the time), and how it ended (FIN exchange or RST).  Calls may come from any
 thread; each call appends one event under a lock.
 
 :func:`write_pcap` turns conversations into link-layer frames a person can
-open in Wireshark: Ethernet, IPv4 (or IPv6 when an address contains ``:``),
+open in Wireshark, written as pcapng whose section header comment names the
+capture and its DICOM ports (so ``dicomconf decode`` needs no ``--port``): Ethernet, IPv4 (or IPv6 when an address contains ``:``),
 TCP with sequence and acknowledgement numbers that follow the bytes sent,
 the three-way handshake (synthesized at the first event if ``opened`` was
 never called), payloads cut into segments of at most
 :data:`MAX_SEGMENT_PAYLOAD` bytes, and the closing FIN/ACK exchange or RST.
 ``closed(by)`` is a half-close: the other side may still send, and its own
 FIN follows when it closes too, or at the end of the recording.
-Frames of several conversations are merged by time.  Headers are packed here
-with ``struct`` (checksums included) and written by scapy's pcap writer.
+Frames of several conversations are merged by time.  Headers and pcapng
+blocks are packed here with ``struct`` (checksums included); no scapy.
 
 A conversation keeps at most ``max_bytes`` bytes of payload (default
 :data:`MAX_CAPTURE_BYTES`, 256 MiB; a caller passes its own, or sets the
@@ -24,8 +25,8 @@ module constant before conversations are made).  Past it, pcap's snap length
 rule applies: a data event keeps its original length but only the bytes that
 still fit (none, once the bound is reached), and consecutive such events of
 one side become one.  Their frames are written with the captured length
-shorter than the original length (pcap's incl_len < orig_len; Wireshark says
-"packet size limited during capture"); IP lengths and TCP sequence numbers
+shorter than the original length (pcapng's captured < original packet length;
+Wireshark says "packet size limited during capture"); IP lengths and TCP sequence numbers
 count every byte sent, so the stream stays consistent, and the TCP checksum
 of a cut frame covers only what was kept.  ``left_out`` counts the bytes not
 kept.
@@ -34,11 +35,13 @@ kept.
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 import threading
 import time
 from dataclasses import dataclass
 from os import PathLike
+from pathlib import Path
 from typing import Iterable
 
 # 65535 (largest IPv4 total length) - 20 (IPv4 header) - 20 (TCP header).
@@ -244,19 +247,80 @@ class _Synth:
         return self.out
 
 
-def write_pcap(path: str | PathLike, conversations: Iterable[Conversation]) -> None:
-    """Write ``conversations`` to a pcap file at ``path`` (Ethernet link type), merged by time."""
-    from scapy.utils import RawPcapWriter
+# The words of the section header comment that name a capture's DICOM ports; decode reads them back.
+_PORTS_RE = re.compile(r"DICOM on TCP ports? ([0-9]+(?:, [0-9]+)*)")
+_PCAPNG_BOM = 0x1A2B3C4D
+_OPT_COMMENT, _SHB_USERAPPL = 1, 4
+SNAPLEN = 262144
 
-    frames: list[tuple[float, bytes, int]] = []
-    for conv in conversations:
-        frames.extend(conv.records())
+
+def capture_comment(name: str, ports: Iterable[int]) -> str:
+    """The section header comment of a capture: its name (a scenario's ID) and its DICOM ports."""
+    listed = sorted(set(ports))
+    word = "port" if len(listed) == 1 else "ports"
+    return f"dicomconf capture {name}: DICOM on TCP {word} {', '.join(map(str, listed))}"
+
+
+def ports_in_comment(text: str) -> set[int]:
+    """The DICOM ports a :func:`capture_comment` names (none in any other text)."""
+    match = _PORTS_RE.search(text)
+    if not match:
+        return set()
+    return {int(p) for p in match.group(1).split(", ") if 0 < int(p) < 65536}
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def _block(btype: int, body: bytes) -> bytes:
+    """A pcapng block: type, total length, body (padded to 32 bits), total length again."""
+    body += b"\0" * (-len(body) % 4)
+    length = len(body) + 12
+    return struct.pack("<II", btype, length) + body + struct.pack("<I", length)
+
+
+def write_pcap(path: str | PathLike, conversations: Iterable[Conversation], name: str | None = None) -> None:
+    """Write ``conversations`` to ``path``, merged by time, as pcapng (Ethernet link type).
+
+    The file is pcapng whatever its name (Wireshark, tshark and libpcap read by content; the
+    harness keeps naming it ``.pcap``).  The section header's comment names the capture (``name``,
+    by default the file name without its extension: a scenario's ID) and the TCP ports that carry
+    DICOM (each conversation's server port), which ``dicomconf decode`` takes as ``--port``; the
+    first frame of each conversation carries a comment naming its two ends.  Timestamps are in
+    microseconds; a frame cut at the capture bound keeps its original length (the Enhanced Packet Block's two lengths).
+    """
+    convs = list(conversations)
+    frames: list[tuple[float, bytes, int, str | None]] = []
+    for number, conv in enumerate(convs, 1):
+        records = conv.records()
+        for k, (ts, frame, wirelen) in enumerate(records):
+            note = None
+            if k == 0:
+                note = (f"dicomconf connection {number}: {_endpoint(conv.client)} -> {_endpoint(conv.server)}, "
+                        f"DICOM on TCP port {conv.server[1]}")
+            frames.append((ts, frame, wirelen, note))
     frames.sort(key=lambda f: f[0])
-    with RawPcapWriter(str(path), linktype=1, sync=False, snaplen=262144) as writer:
-        writer.write_header(None)
-        for ts, frame, wirelen in frames:
-            sec = int(ts)
-            usec = int(round((ts - sec) * 1_000_000))
-            if usec >= 1_000_000:
-                sec, usec = sec + 1, usec - 1_000_000
-            writer.write_packet(frame, sec=sec, usec=usec, caplen=len(frame), wirelen=wirelen)
+    label = Path(path).stem if name is None else name
+    shb = struct.pack("<IHHq", _PCAPNG_BOM, 1, 0, -1)
+    shb += _option(_OPT_COMMENT, capture_comment(label, (c.server[1] for c in convs)).encode())
+    shb += _option(_SHB_USERAPPL, b"dicomconf") + _option(0, b"")
+    idb = struct.pack("<HHI", 1, 0, SNAPLEN)
+    epb_head = struct.Struct("<IIIII")
+    with open(path, "wb") as fh:
+        out = [_block(0x0A0D0D0A, shb), _block(1, idb)]
+        for ts, frame, wirelen, note in frames:
+            stamp = round(ts * 1_000_000)
+            body = epb_head.pack(0, stamp >> 32, stamp & 0xFFFFFFFF, len(frame), wirelen) + frame
+            if note is not None:
+                body += b"\0" * (-len(body) % 4) + _option(_OPT_COMMENT, note.encode()) + _option(0, b"")
+            out.append(_block(6, body))
+            if len(out) >= 256:
+                fh.write(b"".join(out))
+                out.clear()
+        fh.write(b"".join(out))
+
+
+def _endpoint(ep: tuple[str, int]) -> str:
+    host, port = ep
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

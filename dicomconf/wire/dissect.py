@@ -27,8 +27,15 @@ from pydicom import Dataset
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
 from dicomconf.ul.errors import RemoteProtocolError
-from dicomconf.ul.items import PresentationContextRQ
-from dicomconf.ul.pdu import AAbort, AAssociateAC, AAssociateRJ, AAssociateRQ, PDataTF, decode_pdu
+from dicomconf.ul.items import PresentationContextRQ, UserInformation
+from dicomconf.ul.pdu import (
+    AAbort,
+    AAssociateAC,
+    AAssociateRJ,
+    AAssociateRQ,
+    PDataTF,
+    decode_pdu,
+)
 
 
 @lru_cache(maxsize=512)
@@ -154,29 +161,96 @@ def _assoc(p: AAssociateRQ | AAssociateAC) -> str:
             ts = f"[{uid_name(pc.transfer_syntax)}]" if pc.result == C.PC_ACCEPTANCE else ""
             ctx.append(f"{pc.context_id}:{result}{ts}")
     out += " contexts " + " ".join(ctx)
-    ml = p.user_information.maximum_length
-    if ml is not None:
-        out += f" max={ml}"
+    info = user_info_text(p.user_information)
+    return f"{out} {info}" if info else out
+
+
+def _short_uid(uid: str) -> str:
+    """A SOP class's name without spaces (``CTImageStorage``), or the UID."""
+    name = uid_name(uid)
+    return uid if name == uid else name.replace(" ", "").replace("SOPClass", "")
+
+
+def user_info_text(ui: UserInformation) -> str:
+    """The user information sub-items in one compact phrase (PS3.8 D.1, PS3.7 D.3.3):
+    ``max=16384 impl=1.2.3/NAME async=1/1 role=CTImageStorage:scu1,scp0 identity=Username+rsp
+    ext=CTImageStorage:4B cext=CTImageStorage<1.2.840.10008.4.2>``.  Credentials never show
+    (a user identity's type and flags only; its response's length)."""
+    parts: list[str] = []
+    if ui.maximum_length is not None:
+        parts.append(f"max={ui.maximum_length}")
+    impl = ui.implementation_class_uid
+    version = ui.implementation_version_name
+    if impl is not None or version is not None:
+        parts.append(f"impl={impl or '-'}" + (f"/{version}" if version is not None else ""))
+    window = ui.asynchronous_operations_window
+    if window is not None:
+        parts.append(f"async={window.maximum_number_operations_invoked}/{window.maximum_number_operations_performed}")
+    for role in ui.role_selections:
+        parts.append(f"role={_short_uid(role.sop_class_uid)}:scu{role.scu_role},scp{role.scp_role}")
+    identity = ui.user_identity
+    if identity is not None:
+        kind = C.USER_IDENTITY_TYPES.get(identity.user_identity_type, f"type{identity.user_identity_type}")
+        parts.append(f"identity={kind.replace(' ', '')}" + ("+rsp" if identity.positive_response_requested else ""))
+    answer = ui.user_identity_response
+    if answer is not None:
+        parts.append(f"identity-rsp={len(answer.server_response)}B")
+    for ext in ui.extended_negotiations:
+        parts.append(f"ext={_short_uid(ext.sop_class_uid)}:{len(ext.service_class_application_information)}B")
+    for cext in ui.common_extended_negotiations:
+        parts.append(f"cext={_short_uid(cext.sop_class_uid)}<{_short_uid(cext.service_class_uid)}>")
+    return " ".join(parts)
+
+
+def user_info_fields(ui: UserInformation) -> dict[str, object]:
+    """The user information sub-items for ``--json`` (credentials left out, as in :func:`user_info_text`)."""
+    out: dict[str, object] = {"maximum_length": ui.maximum_length,
+                              "implementation_class_uid": ui.implementation_class_uid,
+                              "implementation_version_name": ui.implementation_version_name}
+    window = ui.asynchronous_operations_window
+    if window is not None:
+        out["asynchronous_operations_window"] = {"invoked": window.maximum_number_operations_invoked,
+                                                 "performed": window.maximum_number_operations_performed}
+    if ui.role_selections:
+        out["role_selection"] = [{"sop_class_uid": r.sop_class_uid, "scu_role": r.scu_role, "scp_role": r.scp_role}
+                                 for r in ui.role_selections]
+    if ui.user_identity is not None:
+        out["user_identity"] = {"type": ui.user_identity.user_identity_type,
+                                "positive_response_requested": bool(ui.user_identity.positive_response_requested)}
+    if ui.user_identity_response is not None:
+        out["user_identity_response_length"] = len(ui.user_identity_response.server_response)
+    if ui.extended_negotiations:
+        out["extended_negotiation"] = [{"sop_class_uid": e.sop_class_uid,
+                                        "length": len(e.service_class_application_information)}
+                                       for e in ui.extended_negotiations]
+    if ui.common_extended_negotiations:
+        out["common_extended_negotiation"] = [
+            {"sop_class_uid": e.sop_class_uid, "service_class_uid": e.service_class_uid,
+             "related_general_sop_class_uids": list(e.related_general_sop_class_uids)}
+            for e in ui.common_extended_negotiations]
     return out
 
 
-def _pdata(p: PDataTF) -> str:
+def _pdata(p: PDataTF, commands: list | None = None) -> str:
     parts = []
     for pdv in p.pdvs:
         text = f"ctx={pdv.context_id} {pdv_flags(pdv.message_control_header)} {len(pdv.data)}B"
         if pdv.is_command and pdv.is_last:
             cmd = fast_command(pdv.data)
+            if commands is not None and cmd is not None:
+                commands.append(cmd)
             text += " " + describe_command(cmd) if cmd is not None else " (command set does not decode)"
         parts.append(text)
     return "; ".join(parts)
 
 
-def body_summary(pdu) -> str:
-    """The summary of a decoded core PDU object, without its name."""
+def body_summary(pdu, commands: list | None = None) -> str:
+    """The summary of a decoded core PDU object, without its name; ``commands`` (a list) receives
+    the command sets of a P-DATA-TF's last command fragments, as :func:`fast_command` decodes them."""
     if isinstance(pdu, (AAssociateRQ, AAssociateAC)):
         return _assoc(pdu)
     if isinstance(pdu, PDataTF):
-        return _pdata(pdu)
+        return _pdata(pdu, commands)
     if isinstance(pdu, AAssociateRJ):
         reason = C.RJ_REASON_NAMES.get((pdu.source, pdu.reason), f"reason {pdu.reason}")
         return (f"{C.RJ_RESULT_NAMES.get(pdu.result, f'result {pdu.result}')}, "
@@ -254,6 +328,7 @@ def fields(pdu: bytes) -> dict[str, object]:
         out["called_ae_title"] = p.called_ae_title
         out["calling_ae_title"] = p.calling_ae_title
         out["maximum_length"] = p.user_information.maximum_length
+        out["user_information"] = user_info_fields(p.user_information)
         out["presentation_contexts"] = [
             {"context_id": pc.context_id, "abstract_syntax": pc.abstract_syntax,
              "transfer_syntaxes": list(pc.transfer_syntaxes)}

@@ -12,12 +12,17 @@ Linux cooked (SLL, SLL2), BSD loopback and raw IP down to TCP.
 segments: sequence numbers relative to the first seen, out-of-order segments
 held until the gap fills, retransmitted and overlapping bytes dropped, a gap
 that never fills skipped (the framing resynchronises after it).  A
-connection is DICOM when one of its ports is given (``ports``) or, on any
-port, when its first bytes are an A-ASSOCIATE-RQ header.  A capture that
-starts mid-association (no SYN) is framed from the first plausible PDU
-header.  Each direction is framed with the core's
+connection is DICOM when one of its ports is given (``ports``: ``--port``, or
+the ports a dicomconf capture names in its section header comment, see
+:func:`capture_hints`), or when its bytes pass the checks of
+:mod:`dicomconf.wire.detect`: a stream seen from its SYN must start with an
+A-ASSOCIATE-RQ; a stream joined mid-way (no SYN) must hold a PDU confirmed by
+its structure and the next header, on any port.  Where bytes are skipped to
+reach the first PDU header, a :class:`StreamNote` says how many, from which
+stream offset and in which frame.  Each direction is framed with the core's
 :class:`~dicomconf.ul.framing.PDUReader`; every whole PDU comes out as a
-:class:`CapturedPDU` with the time of the segment that completed it.
+:class:`CapturedPDU` with the time and the frame number (Wireshark's) of the
+segment that completed it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,16 @@ from typing import Iterable, Iterator
 
 from dicomconf.ul import constants as C
 from dicomconf.ul.framing import PDUReader
+from dicomconf.wire.detect import (
+    RESYNC_MAX_PDU,
+    association_start,
+    find_pdu,
+    plausible_header,
+    resync_offset,
+)
+
+__all__ = ["CaptureError", "CapturedPDU", "Segment", "StreamDecoder", "StreamNote", "capture_hints",
+           "plausible_header", "read_frames", "read_pdus", "resync_offset", "tcp_segments"]
 
 
 class CaptureError(Exception):
@@ -103,6 +118,8 @@ def _pcapng(data: bytes, path) -> Iterator[tuple[float, int, bytes]]:
             interfaces = []
         btype, blen = struct.unpack_from(order + "II", data, pos)
         if blen < 12 or pos + blen > end:
+            if btype in (3, 6) and blen >= 12:  # the same words as a classic pcap's cut record
+                raise CaptureError(f"{path}: truncated capture: the last packet is cut short at byte {end}")
             raise CaptureError(f"{path}: truncated capture: block at byte {pos} is cut short")
         body = data[pos + 8 : pos + blen - 4]
         if btype == 1:  # interface description block
@@ -140,6 +157,7 @@ class Segment:
     seq: int
     flags: int
     payload: bytes
+    frame: int = 0  # 1-based number of the frame in the file, as Wireshark counts
 
 
 _SYN, _FIN, _RST = 0x02, 0x01, 0x04
@@ -173,7 +191,9 @@ def _ip_payload(frame: bytes, linktype: int) -> tuple[int, bytes] | None:
 def tcp_segments(frames: Iterable[tuple[float, int, bytes]]) -> Iterator[Segment]:
     """TCP segments of the IPv4 / IPv6 packets among ``frames`` (others skipped)."""
     unpack_tcp = struct.Struct("!HHIIBB").unpack_from
+    number = 0
     for ts, linktype, frame in frames:
+        number += 1
         ip = _ip_payload(frame, linktype)
         if ip is None:
             continue
@@ -195,7 +215,7 @@ def tcp_segments(frames: Iterable[tuple[float, int, bytes]]) -> Iterator[Segment
         if len(tcp) < 20:
             continue
         sport, dport, seq, _ack, off, flags = unpack_tcp(tcp)
-        yield Segment(ts, (_addr(src), sport), (_addr(dst), dport), seq, flags, tcp[(off >> 4) * 4 :])
+        yield Segment(ts, (_addr(src), sport), (_addr(dst), dport), seq, flags, tcp[(off >> 4) * 4 :], number)
 
 
 _ADDR_CACHE: dict[bytes, str] = {}
@@ -210,7 +230,11 @@ def _addr(raw: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CapturedPDU:
-    """One whole PDU from a capture."""
+    """One whole PDU from a capture.
+
+    ``frame`` is the 1-based number of the frame whose segment completed it, as Wireshark
+    numbers frames (every packet of the file counts).
+    """
 
     ts: float
     connection: int  # 1, 2, ... in order of first appearance
@@ -218,84 +242,35 @@ class CapturedPDU:
     dst: tuple[str, int]
     from_client: bool  # the client opened the connection (normally the association requestor)
     data: bytes
+    frame: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class StreamNote:
-    """Something about a stream worth telling the reader (a gap, a resync, bytes left over)."""
+    """Something about a stream worth telling the reader (a gap, a resync, bytes left over).
+
+    ``frame`` and ``offset`` say where (a frame number, a byte offset in the direction's
+    stream); ``skipped`` is how many bytes a resynchronisation passed over.
+    """
 
     ts: float
     connection: int
     src: tuple[str, int]
     dst: tuple[str, int]
     message: str
-
-
-def plausible_header(buf: bytes | bytearray | memoryview, pos: int) -> bool:
-    """Could a PDU start at ``pos``?  Used to resynchronise a stream joined mid-way (PS3.8 9.3.1)."""
-    if len(buf) - pos < 10:
-        return False
-    t, reserved = buf[pos], buf[pos + 1]
-    (length,) = struct.unpack_from(">I", buf, pos + 2)
-    if t not in C.PDU_NAMES or reserved:
-        return False
-    if t in (C.A_ASSOCIATE_RQ, C.A_ASSOCIATE_AC):
-        return 68 <= length < (1 << 20) and bool(buf[pos + 7] & 1)
-    if t == C.P_DATA_TF:
-        (pdv,) = struct.unpack_from(">I", buf, pos + 6)
-        return 2 <= pdv <= length - 4 and (len(buf) - pos < 12 or (buf[pos + 10] & 1 and buf[pos + 11] < 4))
-    if t == C.A_ASSOCIATE_RJ:
-        return length == 4 and buf[pos + 7] in C.RJ_RESULT_NAMES and buf[pos + 8] in C.RJ_SOURCE_NAMES
-    if t == C.A_ABORT:
-        return length == 4 and buf[pos + 8] in (C.ABORT_SOURCE_USER, C.ABORT_SOURCE_PROVIDER)
-    return length == 4
-
-
-# A PDU header found while resynchronising must announce at most this much.
-RESYNC_MAX_PDU = 1 << 20
-
-
-def _tiles(buf: bytes | bytearray, pos: int, end: int, header: int, length_at: int, fmt: str) -> bool:
-    """Do the items (PDVs) from ``pos`` tile ``[pos, end)`` exactly?"""
-    size = struct.calcsize(fmt)
-    while pos < end:
-        if end - pos < header:
-            return False
-        pos += length_at + size + struct.unpack_from(fmt, buf, pos + length_at)[0]
-    return pos == end
-
-
-def resync_offset(buf: bytes | bytearray, final: bool = False) -> int | None:
-    """The first offset where a PDU starts, confirmed by its own structure and the next header; None: wait.
-
-    ``final``: the stream has ended, so a candidate with no next header to confirm it is taken;
-    so is one at offset 0 (where a segment began) whose own structure checks out.
-    """
-    for i in range(max(0, len(buf) - 9)):
-        if not plausible_header(buf, i):
-            continue
-        total = C.PDU_HEADER_LENGTH + struct.unpack_from(">I", buf, i + 2)[0]
-        if total > RESYNC_MAX_PDU:
-            continue
-        if i + total > len(buf):
-            return None  # wait for the whole candidate
-        if buf[i] == C.P_DATA_TF and not _tiles(buf, i + 6, i + total, 6, 0, ">I"):
-            continue
-        if buf[i] in (C.A_ASSOCIATE_RQ, C.A_ASSOCIATE_AC) and not _tiles(buf, i + 74, i + total, 4, 2, ">H"):
-            continue
-        if i + total + 10 > len(buf):
-            if final or i == 0:  # the stream (a segment) starts right here: trust the structure checks
-                return i
-            return None  # wait for the next header to confirm this one
-        if not plausible_header(buf, i + total):
-            continue
-        return i
-    return None
+    frame: int = 0
+    offset: int | None = None
+    skipped: int = 0
 
 
 def looks_like_association_start(buf: bytes | bytearray) -> bool:
     """Does a stream start with an A-ASSOCIATE-RQ header (PS3.8 9.3.2)?"""
     return len(buf) >= 10 and buf[0] == C.A_ASSOCIATE_RQ and plausible_header(buf, 0)
+
+
+# Bytes one direction of a connection may hold while nothing says it is DICOM (or, on a DICOM
+# connection, while looking for the first PDU header) before they are given up.
+DETECT_LIMIT = 2 * RESYNC_MAX_PDU + 64 * 1024
 
 
 @dataclass(slots=True)
@@ -304,12 +279,17 @@ class _Half:
     dst: tuple[str, int]
     base: int | None = None  # sequence number of relative offset 0
     next: int = 0  # next relative offset expected
-    pending: dict[int, bytes] = field(default_factory=dict)
+    pending: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # offset -> (payload, frame)
     from_start: bool = False  # a SYN was seen: byte 0 is the stream's first byte
     synced: bool = False
     hold: bytearray = field(default_factory=bytearray)
+    hold_at: int = 0  # stream offset of hold[0]
+    hold_chunks: list[tuple[int, int, float]] = field(default_factory=list)  # (offset, frame, ts) held
+    scan: int = 0  # where find_pdu resumes in hold
+    gave_up: bool = False  # detection found no DICOM in this direction
     reader: PDUReader = field(default_factory=PDUReader)
     last_ts: float = 0.0
+    last_frame: int = 0
 
 
 @dataclass(slots=True)
@@ -322,7 +302,12 @@ class _Conn:
 
 
 class StreamDecoder:
-    """Feeds segments in capture order; yields PDUs (and notes) as they complete."""
+    """Feeds segments in capture order; yields PDUs (and notes) as they complete.
+
+    ``ports`` are DICOM whatever their bytes look like (``--port``, a capture's own hints);
+    ``default_ports`` (104, 11112) are DICOM when their bytes look like PDUs at all; on any other
+    port a connection is DICOM when its bytes pass :mod:`dicomconf.wire.detect`'s strict checks.
+    """
 
     def __init__(self, ports: Iterable[int] = (), default_ports: Iterable[int] = (104, 11112)) -> None:
         self.forced = frozenset(ports)
@@ -375,104 +360,234 @@ class StreamDecoder:
             if not payload:
                 return out
         if rel > half.next:
-            if len(payload) > len(half.pending.get(rel, b"")):
-                half.pending[rel] = payload
+            if len(payload) > len(half.pending.get(rel, (b"", 0))[0]):
+                half.pending[rel] = (payload, seg.frame)
             if len(half.pending) > MAX_HELD_SEGMENTS:
                 self._skip_gap(conn, half, out)
             return out
-        self._deliver(conn, half, payload, seg.ts, out)
+        self._deliver(conn, half, payload, seg.ts, seg.frame, out)
         while half.pending:
             first = min(half.pending)
             if first > half.next:
                 break
-            chunk = half.pending.pop(first)[half.next - first :]
+            chunk, frame = half.pending.pop(first)
+            chunk = chunk[half.next - first :]
             if chunk:
-                self._deliver(conn, half, chunk, seg.ts, out)
+                self._deliver(conn, half, chunk, seg.ts, frame, out)
         return out
 
-    def _deliver(self, conn: _Conn, half: _Half, data: bytes, ts: float, out: list) -> None:
+    def _deliver(self, conn: _Conn, half: _Half, data: bytes, ts: float, frame: int, out: list) -> None:
         half.next += len(data)
-        half.last_ts = ts
-        if conn.dicom is None:
-            half.hold += data
-            if len(half.hold) < 10:
-                return
-            conn.dicom = looks_like_association_start(half.hold) or (
-                conn.server[1] in self.known and plausible_header(half.hold, 0)
-            )
-            if not conn.dicom:
-                for h in conn.halves.values():
-                    h.hold.clear()
-                    h.pending.clear()
-                return
-            for h in conn.halves.values():
-                if h is not half and h.hold:
-                    held, h.hold = bytes(h.hold), bytearray()
-                    self._frame(conn, h, held, ts, out)
-            data, half.hold = bytes(half.hold), bytearray()
-        self._frame(conn, half, data, ts, out)
+        half.last_ts, half.last_frame = ts, frame
+        if conn.dicom is False or half.gave_up:
+            return
+        if conn.dicom:
+            self._take(conn, half, data, ts, frame, out)
+            return
+        self._hold(half, data, frame, ts)
+        verdict = self._judge(conn, half, final=False)
+        if verdict is None:
+            if len(half.hold) > DETECT_LIMIT:
+                self._give_up(conn, half)
+            return
+        if not verdict:
+            self._give_up(conn, half)
+            return
+        conn.dicom = True
+        self._release(conn, out, final=False)
 
-    def _frame(self, conn: _Conn, half: _Half, data: bytes, ts: float, out: list) -> None:
-        if not half.synced:
-            if half.from_start and not half.hold and half.next == len(data):
-                half.synced = True  # the stream's first byte: a PDU starts here
-            else:
-                half.hold += data
-                start = resync_offset(half.hold)
-                if start is None:
-                    return
-                if start:
-                    out.append(StreamNote(ts, conn.number, half.src, half.dst,
-                                          f"skipped {start} byte(s) to the first PDU header"))
-                data, half.hold = bytes(half.hold[start:]), bytearray()
-                half.synced = True
+    def _release(self, conn: _Conn, out: list, final: bool) -> None:
+        """A connection was just found DICOM: frame both directions' held bytes, in frame order."""
+        held: list[CapturedPDU | StreamNote] = []
+        for h in conn.halves.values():
+            h.gave_up = False  # a direction that showed nothing yet is framed from its next bytes
+            if h.hold:
+                self._sync(conn, h, held, final=final)
+        held.sort(key=lambda item: item.frame)
+        out += held
+
+    def _give_up(self, conn: _Conn, half: _Half) -> None:
+        """This direction shows no DICOM; a connection whose client did not start with an
+        A-ASSOCIATE-RQ, or whose two directions both show none, is not DICOM."""
+        half.gave_up = True
+        half.hold.clear()
+        half.pending.clear()
+        half.hold_chunks.clear()
+        if (half.from_start and half.src == conn.client) or all(h.gave_up for h in conn.halves.values()):
+            conn.dicom = False
+            for h in conn.halves.values():
+                h.hold.clear()
+                h.pending.clear()
+                h.hold_chunks.clear()
+
+    def _judge(self, conn: _Conn, half: _Half, final: bool) -> bool | None:
+        """Is this connection DICOM, from this direction's held bytes?  None: not yet known."""
+        hinted = conn.server[1] in self.known or conn.client[1] in self.known
+        if half.from_start and half.hold_at == 0 and half.src == conn.client:
+            if hinted:
+                if len(half.hold) < 10:
+                    return False if final else None
+                return plausible_header(half.hold, 0)
+            return association_start(half.hold, final)
+        start, half.scan = find_pdu(half.hold, half.scan, final, strict=not hinted)
+        if start is None:
+            return False if final else None
+        return True
+
+    @staticmethod
+    def _hold(half: _Half, data: bytes, frame: int, ts: float) -> None:
+        if not half.hold:
+            half.hold_at = half.next - len(data)
+            half.scan = 0
+            half.hold_chunks.clear()
+        half.hold_chunks.append((half.next - len(data), frame, ts))
+        half.hold += data
+
+    def _take(self, conn: _Conn, half: _Half, data: bytes, ts: float, frame: int, out: list) -> None:
+        """Bytes of a DICOM connection: framed, or held until the first PDU header is found."""
+        if half.synced:
+            self._emit(conn, half, data, ts, frame, out)
+            return
+        if half.from_start and not half.hold and half.next == len(data):
+            half.synced = True  # the stream's first byte: a PDU starts here
+            self._emit(conn, half, data, ts, frame, out)
+            return
+        self._hold(half, data, frame, ts)
+        self._sync(conn, half, out, final=False)
+
+    def _sync(self, conn: _Conn, half: _Half, out: list, final: bool) -> None:
+        """Find the first PDU header in the held bytes, say what was skipped, frame from there."""
+        if half.from_start and half.hold_at == 0:
+            start: int | None = 0  # the stream's first byte
+        else:
+            start, half.scan = find_pdu(half.hold, half.scan, final)
+        if start is None:
+            if len(half.hold) > DETECT_LIMIT:
+                lost = len(half.hold) - 9
+                first = half.hold_chunks[0]
+                out.append(StreamNote(first[2], conn.number, half.src, half.dst,
+                                      f"no PDU header in {lost} byte(s) from stream offset {half.hold_at}, "
+                                      f"frame {first[1]}: skipped", first[1], half.hold_at, lost))
+                last = half.hold_chunks[-1]
+                del half.hold[:lost]
+                half.hold_at += lost
+                half.scan = 0
+                half.hold_chunks[:] = [(half.hold_at, last[1], last[2])]
+            return
+        held, at, chunks = bytes(half.hold), half.hold_at, list(half.hold_chunks)
+        half.hold.clear()
+        half.hold_chunks.clear()
+        half.synced = True
+        if start:
+            frame, ts = next((f, t) for off, f, t in reversed(chunks) if off <= at + start)
+            out.append(StreamNote(ts, conn.number, half.src, half.dst,
+                                  f"resynchronised: skipped {start} byte(s) from stream offset {at}; the first "
+                                  f"PDU header is at stream offset {at + start}, frame {frame}",
+                                  frame, at + start, start))
+        for k, (off, frame, ts) in enumerate(chunks):  # each PDU gets the frame that completed it
+            end = chunks[k + 1][0] if k + 1 < len(chunks) else at + len(held)
+            lo = max(off - at, start)
+            if end - at > lo:
+                self._emit(conn, half, held[lo : end - at], ts, frame, out)
+
+    @staticmethod
+    def _emit(conn: _Conn, half: _Half, data: bytes, ts: float, frame: int, out: list) -> None:
         from_client = half.src == conn.client
         for pdu in half.reader.feed(data):
-            out.append(CapturedPDU(ts, conn.number, half.src, half.dst, from_client, bytes(pdu)))
+            out.append(CapturedPDU(ts, conn.number, half.src, half.dst, from_client, bytes(pdu), frame))
 
     def _skip_gap(self, conn: _Conn, half: _Half, out: list) -> None:
         """Give up on missing bytes: resume at the next held segment and resynchronise."""
         first = min(half.pending)
-        out.append(StreamNote(half.last_ts, conn.number, half.src, half.dst,
-                              f"{first - half.next} byte(s) missing from the capture at stream offset {half.next}"))
-        if half.reader.buffered:
+        if conn.dicom:
             out.append(StreamNote(half.last_ts, conn.number, half.src, half.dst,
-                                  f"dropped an incomplete PDU ({half.reader.buffered} byte(s)) at the gap"))
+                                  f"{first - half.next} byte(s) missing from the capture at stream offset "
+                                  f"{half.next} (after frame {half.last_frame})", half.last_frame, half.next))
+            if half.reader.buffered:
+                out.append(StreamNote(half.last_ts, conn.number, half.src, half.dst,
+                                      f"dropped an incomplete PDU ({half.reader.buffered} byte(s)) at the gap",
+                                      half.last_frame, half.next))
         half.next = first
         half.reader = PDUReader()
         half.synced = False
         half.hold.clear()
+        half.hold_chunks.clear()
         while half.pending and min(half.pending) <= half.next:
             first = min(half.pending)
-            chunk = half.pending.pop(first)[half.next - first :]
-            if chunk and conn.dicom:
-                self._deliver(conn, half, chunk, half.last_ts, out)
+            chunk, frame = half.pending.pop(first)
+            chunk = chunk[half.next - first :]
+            if chunk and conn.dicom is not False:
+                self._deliver(conn, half, chunk, half.last_ts, frame, out)
 
     def finish(self) -> list[CapturedPDU | StreamNote]:
-        """Flush held segments past unfilled gaps; note incomplete PDUs at the end of a stream."""
+        """Decide undecided connections, flush held segments past unfilled gaps, note incomplete PDUs."""
         out: list[CapturedPDU | StreamNote] = []
         for conn in self.conns.values():
+            if conn.dicom is None:
+                for half in conn.halves.values():
+                    while half.pending and conn.dicom is None and not half.gave_up:
+                        self._skip_gap(conn, half, out)
+                if conn.dicom is None and any(h.hold and not h.gave_up and self._judge(conn, h, final=True)
+                                              for h in conn.halves.values()):
+                    conn.dicom = True
+                    self._release(conn, out, final=True)
             if not conn.dicom:
                 continue
             for half in conn.halves.values():
                 while half.pending:
                     self._skip_gap(conn, half, out)
                 if not half.synced and half.hold:
-                    start = resync_offset(half.hold, final=True)
-                    if start is not None:
-                        rest, half.hold = bytes(half.hold[start:]), bytearray()
-                        half.synced = True
-                        self._frame(conn, half, rest, half.last_ts, out)
+                    half.scan = 0
+                    self._sync(conn, half, out, final=True)
                 if half.reader.buffered or half.hold:
                     out.append(StreamNote(half.last_ts, conn.number, half.src, half.dst,
                                           f"incomplete PDU at the end of the stream "
-                                          f"({half.reader.buffered or len(half.hold)} byte(s))"))
+                                          f"({half.reader.buffered or len(half.hold)} byte(s))",
+                                          half.last_frame, half.next - (half.reader.buffered or len(half.hold))))
         return out
 
 
+def capture_hints(path: str | PathLike) -> tuple[frozenset[int], list[str]]:
+    """(DICOM ports, comments) that the capture's first pcapng section header states.
+
+    dicomconf's own captures name their DICOM ports there (:func:`dicomconf.wire.capture.write_pcap`);
+    a classic pcap, or a pcapng without such a comment, gives no port.  Never raises: a file that
+    cannot be read gives nothing here and is reported by :func:`read_frames`.
+    """
+    from dicomconf.wire.capture import ports_in_comment
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != _PCAPNG_SHB:
+                return frozenset(), []
+            order = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+            (blen,) = struct.unpack_from(order + "I", head, 4)
+            if not 28 <= blen <= 1 << 20:
+                return frozenset(), []
+            body = head[8:] + fh.read(blen - 12)
+    except OSError:
+        return frozenset(), []
+    comments: list[str] = []
+    pos = 16  # byte-order magic, version, section length
+    while pos + 4 <= len(body):
+        code, length = struct.unpack_from(order + "HH", body, pos)
+        if code == 0:
+            break
+        if code == 1:  # opt_comment
+            comments.append(bytes(body[pos + 4 : pos + 4 + length]).decode("utf-8", "replace"))
+        pos += 4 + ((length + 3) & ~3)
+    ports: set[int] = set()
+    for text in comments:
+        ports |= ports_in_comment(text)
+    return frozenset(ports), comments
+
+
 def read_pdus(path: str | PathLike, ports: Iterable[int] = ()) -> Iterator[CapturedPDU | StreamNote]:
-    """Every PDU of every DICOM connection in the capture, in capture order, then the closing notes."""
-    decoder = StreamDecoder(ports)
+    """Every PDU of every DICOM connection in the capture, in capture order, then the closing notes.
+
+    The ports the capture's own comments name (:func:`capture_hints`) are DICOM too."""
+    decoder = StreamDecoder(set(ports) | capture_hints(path)[0])
     for seg in tcp_segments(read_frames(path)):
         yield from decoder.feed(seg)
     yield from decoder.finish()

@@ -181,12 +181,15 @@ def test_passed_over_and_findings_keep_a_bounded_number():
 
 
 def pcap_records(path):
+    """(captured length, original length, bytes) of each Enhanced Packet Block of a pcapng file."""
     data = path.read_bytes()
-    pos, out = 24, []
+    pos, out = 0, []
     while pos < len(data):
-        _s, _u, incl, orig = struct.unpack_from("<IIII", data, pos)
-        out.append((incl, orig, data[pos + 16:pos + 16 + incl]))
-        pos += 16 + incl
+        block_type, block_len = struct.unpack_from("<II", data, pos)
+        if block_type == 6:  # Enhanced Packet Block
+            _iface, _ts_high, _ts_low, incl, orig = struct.unpack_from("<IIIII", data, pos + 8)
+            out.append((incl, orig, data[pos + 28:pos + 28 + incl]))
+        pos += block_len
     return out
 
 
