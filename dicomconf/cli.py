@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("dicomconf.probe.cli", "ask a target SCP what it does and write its profile"),
     "scp": ("dicomconf.scp.cli", "run the reference SCP"),
     "decode": ("dicomconf.wire.decode_cli", "decode the DICOM PDUs in a pcap / pcapng capture"),
+    "proxy": ("dicomconf.proxy.cli", "relay a real SCU and SCP, judge both peers' PDUs, write a capture and a report"),
     "report": ("dicomconf.report.cli", "compare two runs' reports (diff), or render a report again (render)"),
     "table": ("dicomconf.table_cli", "print the PS3.8 Table 9-10 state transition table, or its coverage"),
     "load": ("dicomconf.load.cli", "load-test a target SCP with Locust (a YAML task mix; web UI, --headless, --master/--worker)"),
