@@ -6,12 +6,14 @@ One group, ``dicomconf``: the SCP under test (``--target``, AE titles,
 ``--profile``, TLS), the SCU under test (``--scu-command``, ``--scu-listen``,
 ``--scu-profile``), reports and time limits.  ``dicomconf run`` passes its own
 options through to these (:mod:`dicomconf.scenario.run_cli`).  Also the plugin's
-small helpers that are not hooks (:func:`scenarios_of_node_ids`, :func:`terminal_line`).
+small helpers that are not hooks (:func:`scenarios_of_node_ids`, :func:`terminal_line`,
+:func:`freeze_heap`).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +136,23 @@ def junit_extras(item: pytest.Item, record: dict[str, Any]) -> None:
             path = path.relative_to(here)
         item.user_properties.append(("pcap", str(path)))
         item.add_report_section("call", "stdout", f"[[ATTACHMENT|{path}]]\n")
+
+
+_FROZEN: list[bool] = []  # a session of this process froze the heap (freeze_heap)
+
+
+def freeze_heap(scenarios: bool) -> None:
+    """Take what start-up and collection built out of the cycle collector's sweeps (``gc.freeze``).
+
+    The modules, the scenario models and the items live until the run ends; left to the collector,
+    every full collection walks them again (and pytest collects several times over at exit).
+    Called when collection is done: with ``scenarios`` true (the run holds scenario items) the heap
+    is frozen; a later session in the same process (``pytest.main`` called again) first gives the
+    collector back what an earlier one froze.
+    """
+    if _FROZEN:
+        gc.unfreeze()
+        _FROZEN.clear()
+    if scenarios:
+        gc.freeze()
+        _FROZEN.append(True)

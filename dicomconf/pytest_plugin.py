@@ -197,6 +197,14 @@ class DicomconfState:
         return getattr(self._embedded, "listener", None)
 
     @property
+    def embedded_held(self):
+        """What the embedded target holds (store_set sends what it lacks: services_steps.holdings); else None."""
+        from dicomconf.scenario.services_steps import holdings
+
+        scp = self._embedded.scp if self._embedded is not None and self.target_address is None else None
+        return holdings(scp.storage) if scp is not None else None
+
+    @property
     def called_ae(self) -> str:
         return self.options.called_ae or self.profile.ae_title
 
@@ -392,6 +400,7 @@ class ScenarioItem(pytest.Item):
         pcap = state.pcap_for(scenario.id)
         runner = Runner(scenario, state.profile, target)
         runner.listener = state.embedded_listener  # the embedded target's move destination (else the runner's own)
+        runner.held = state.embedded_held  # store_set: the known set once per run, embedded target only
         # A disruptive scenario runs alone against an external target, whatever -n is.
         workers = int(self.config.workerinput.get("workercount", 1)) if _is_worker(self.config) else 1
         alone = exclusive.runs_alone(scenario.disruptive, state.profile.max_associations, workers,
@@ -685,6 +694,9 @@ def _show_profile_gaps(config: pytest.Config, scenarios: list[Any]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    from dicomconf.plugin_options import freeze_heap
+
+    freeze_heap(any(isinstance(i, ScenarioItem) for i in session.items))  # it lives until the run ends
     if not _is_worker(session.config):
         scenarios = [i.entry.scenario for i in session.items if isinstance(i, ScenarioItem) and i.entry.scenario]
         _show_profile_gaps(session.config, scenarios)

@@ -25,7 +25,10 @@ credentials of a User Identity sub-item (PS3.7 D.3.3.7: passcode, token,
 server response) show in neither, only their size in the fields and ``**``
 in the dump (:mod:`dicomconf.wire.secrets`; the pcap keeps them).  A PDU the
 codec refuses is shown with the reason and its bytes; a capture that cannot
-be read gives a ladder with ``error`` set, never an exception.  At most
+be read gives a ladder with ``error`` set, never an exception.  A capture
+is read once (its segments kept for the framing), and a PDU's row is made
+once per distinct content (:func:`pdu_row`: conversations repeat PDUs byte
+for byte, and the report of a run draws thousands of them).  At most
 :data:`HEAD` + :data:`TAIL` PDUs are drawn (the first and the last ones;
 loops of thousands of C-STOREs stay readable and the report small).
 
@@ -42,6 +45,7 @@ import dataclasses
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +65,7 @@ from dicomconf.wire.dissect import command_name, fast_command, summary, uid_name
 from dicomconf.wire.pcapread import (
     CapturedPDU,
     CaptureError,
+    Segment,
     StreamDecoder,
     read_frames,
     tcp_segments,
@@ -245,7 +250,27 @@ def hexdump(data: bytes, limit: int = HEX_LIMIT) -> tuple[str, int]:
 
 
 def pdu_row(data: bytes) -> Row:
-    """A PDU row with everything but its place in the conversation."""
+    """A PDU row with everything but its place in the conversation.
+
+    Conversations repeat PDUs byte for byte (A-RELEASE-RQ, the same C-ECHO, the same
+    known data set stored scenario after scenario): the row of a PDU of at most
+    :data:`_CACHED_BYTES` is made once per distinct content and copied."""
+    data = bytes(data)
+    if len(data) > _CACHED_BYTES:
+        return _pdu_row(data)
+    return dataclasses.replace(_cached_row(data))
+
+
+_CACHED_BYTES = 16384  # PDUs up to this size are remembered (at most _CACHED_ROWS of them)
+_CACHED_ROWS = 2048
+
+
+@lru_cache(maxsize=_CACHED_ROWS)
+def _cached_row(data: bytes) -> Row:
+    return _pdu_row(data)
+
+
+def _pdu_row(data: bytes) -> Row:
     row = Row("pdu", size=len(data))
     row.name = C.PDU_NAMES.get(data[0], f"PDU type {data[0]:#04x}") if data else "(empty)"
     decoded = None
@@ -274,16 +299,20 @@ def pdu_row(data: bytes) -> Row:
 # ---------------------------------------------------------------------- reading
 
 
-def _server_ports(path: Path) -> set[int]:
-    """The ports connected to (SYN without ACK): every connection of a scenario's capture is DICOM."""
-    ports: set[int] = set()
+def _segments(path: Path) -> tuple[list[Segment], CaptureError | None]:
+    """The capture's TCP segments, read once, and the error that stopped the reading (if any)."""
+    segments: list[Segment] = []
     try:
         for seg in tcp_segments(read_frames(path)):
-            if seg.flags & _SYN and not seg.flags & _ACK:
-                ports.add(seg.dst[1])
-    except CaptureError:  # read_ladder reads it again and reports where it stops
-        pass
-    return ports
+            segments.append(seg)
+    except CaptureError as exc:
+        return segments, exc
+    return segments, None
+
+
+def _server_ports(segments: list[Segment]) -> set[int]:
+    """The ports connected to (SYN without ACK): every connection of a scenario's capture is DICOM."""
+    return {seg.dst[1] for seg in segments if seg.flags & _SYN and not seg.flags & _ACK}
 
 
 def _events(path: Path) -> Iterator[tuple[str, Any, Any]]:
@@ -291,9 +320,12 @@ def _events(path: Path) -> Iterator[tuple[str, Any, Any]]:
 
     The connections are framed as DICOM from their first byte even when that byte does not
     start a plausible A-ASSOCIATE-RQ: a scenario that sends a malformed one is shown sending it.
+    The capture is read once; a capture cut short yields what came before the cut, then raises
+    its :class:`CaptureError`.
     """
-    decoder = StreamDecoder(_server_ports(path))
-    for seg in tcp_segments(read_frames(path)):
+    segments, error = _segments(path)
+    decoder = StreamDecoder(_server_ports(segments))
+    for seg in segments:
         out = decoder.feed(seg)
         transport = seg.flags & (_SYN | _FIN | _RST) and not (seg.flags & _SYN and seg.flags & _ACK)
         conn = decoder.conns.get(frozenset((seg.src, seg.dst))) if transport else None
@@ -303,6 +335,8 @@ def _events(path: Path) -> Iterator[tuple[str, Any, Any]]:
             yield ("pdu" if isinstance(item, CapturedPDU) else "note"), item, None
         if conn is not None and not seg.flags & _SYN and conn.dicom is not False:  # a close after the bytes it ends
             yield "tcp", seg, conn
+    if error is not None:
+        raise error
     for item in decoder.finish():
         yield ("pdu" if isinstance(item, CapturedPDU) else "note"), item, None
 

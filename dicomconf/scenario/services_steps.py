@@ -8,7 +8,12 @@ operation with :mod:`dicomconf.scu.services` on the SCU of its connection and
 checks what came against what the step states.  The steps:
 
 * ``store_set``: C-STORE the known data set (:mod:`dicomconf.scenario.qr_data`),
-  or its ``studies``; each answer must be 0000 or Bxxx (PS3.4 B.2.3);
+  or its ``studies``; each answer must be 0000 or Bxxx (PS3.4 B.2.3).  Against
+  the run's embedded reference SCP alone (``held`` is set for it, never for a
+  named target), an instance it holds already, byte for byte as this C-STORE
+  would send it (same SOP class, same transfer syntax, same data set), is not
+  sent again: an earlier scenario of the run stored it and had its answer
+  checked (:func:`holdings`);
 * ``find``: C-FIND with ``model``, ``level``, ``keys``; checks the final
   status, the number of ``matches``, identifiers that must be among them
   (``returns``), what each must fit (``each``) and the keys each holds
@@ -32,6 +37,8 @@ from the profile's ``query_retrieve.move_destination`` and stops at its end.
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from typing import Any, Callable
 
 from pydicom import Dataset
@@ -108,10 +115,47 @@ def differences(want: Dataset, have: Dataset) -> list[str]:
     return out
 
 
+def holdings(storage: Any) -> Callable[[str], tuple[str, str, bytes] | None] | None:
+    """For an in-process reference SCP's memory storage (:class:`dicomconf.scp.storage.MemoryStorage`):
+    a function from a SOP Instance UID to what the storage holds of it now (SOP class, transfer
+    syntax, data set bytes) or None; None for any other storage (``store_set`` then stores all)."""
+    if getattr(storage, "kind", None) != "memory" or not isinstance(getattr(storage, "instances", None), list):
+        return None
+
+    def held(sop_instance_uid: str) -> tuple[str, str, bytes] | None:
+        for instance in reversed(list(storage.instances)):  # a copy: the SCP's thread may be adding one
+            if instance.sop_instance_uid == sop_instance_uid:
+                return instance.sop_class_uid, instance.transfer_syntax, instance.data
+        return None
+
+    return held
+
+
+@lru_cache(maxsize=64)
+def _chosen_uids(studies: Any) -> tuple[str, ...]:
+    """The SOP Instance UIDs ``store_set`` stores for ``studies`` (None: the whole set); ValueError as
+    :func:`dicomconf.scenario.qr_data.instances` says."""
+    from dicomconf.scenario import qr_data
+
+    return tuple(i.uid for i in qr_data.instances(studies))
+
+
+@lru_cache(maxsize=256)
+def _known_encoded(sop_instance_uid: str, transfer_syntax: str) -> bytes:
+    """A known-set instance's data set as ``store_set`` sends it in ``transfer_syntax`` (made once)."""
+    from dicomconf.scenario import qr_data
+
+    instance = qr_data.by_uid(sop_instance_uid)
+    if instance is None:
+        raise LookupError(f"{sop_instance_uid} is not an instance of the known set")
+    return qr_data.encoded(instance, transfer_syntax)
+
+
 class ServiceSteps:
     """The service steps of the requestor's Runner; see the module docstring."""
 
     listener: Any = None  # a listener the run shares (set before run), else one of our own
+    held: Callable[[str], tuple[str, str, bytes] | None] | None = None  # the embedded target's holdings only
     _own_listener: Any = None
     _listener_ready = False
 
@@ -221,19 +265,44 @@ class ServiceSteps:
         from dicomconf.scenario import qr_data
 
         args = args or {}
+        studies = args.get("studies")
         try:
-            chosen = qr_data.instances(args.get("studies"))
+            if self.held is None:
+                chosen = qr_data.instances(studies)
+            else:  # the set's own objects, copied only when sent (most are held already)
+                key = tuple(studies) if isinstance(studies, list) else studies
+                chosen = [qr_data.by_uid(uid) for uid in _chosen_uids(key)]
         except ValueError as exc:
             raise step.error(str(exc), "studies") from None
         for instance in chosen:
+            if self._holds_already(step, args, instance):
+                continue
+            dataset = instance.dataset if self.held is None else copy.deepcopy(instance.dataset)  # not the set's own
             status = self._run_op(step, args, "C-STORE", STORE_WITHIN,
-                                  lambda scu, t, ds=instance.dataset: scu.store(ds, timeout=t))
+                                  lambda scu, t, ds=dataset: scu.store(ds, timeout=t))
             if status != 0 and status >> 12 != 0xB:
                 from dicomconf.ul import dimse
 
                 meaning = dimse.status_meaning(dimse.C_STORE_RSP, status)[1]
                 raise ScenarioFailure(step, f"C-STORE of {instance.uid} answered {status:#06x} ({meaning}) "
                                       "(PS3.4 B.2.3)", expected="status 0000 or Bxxx", came=f"status {status:#06x}")
+
+    def _holds_already(self, step: Step, args: dict, instance: Any) -> bool:
+        """True when the embedded target holds ``instance`` exactly as this C-STORE would send it."""
+        if self.held is None:
+            return False
+        from dicomconf.scu.client import load_dataset
+
+        try:
+            name, _conn = self._conn(step, args)  # type: ignore[attr-defined]
+            scu = self.scus[name]  # type: ignore[attr-defined]
+            ds, _raw, preferred = load_dataset(instance.dataset)
+            sop_class = str(ds.SOPClassUID)
+            transfer_syntax = scu.accepted[scu.context_for(sop_class, preferred)][1]
+            have = self.held(instance.uid)
+        except Exception:  # noqa: BLE001 - not negotiated, no association ...: the C-STORE says what is wrong
+            return False
+        return have is not None and have == (sop_class, transfer_syntax, _known_encoded(instance.uid, transfer_syntax))
 
     # ------------------------------------------------------------ find
 

@@ -56,14 +56,22 @@ def load_schema(name: str) -> dict:
 
 
 @lru_cache(maxsize=None)
-def _validator(name: str, definition: str | None = None) -> jsonschema.protocols.Validator:
+def _checked_schema(name: str) -> dict:
+    """The shipped schema ``name``, checked against its metaschema once per process (the check of
+    the scenario schema costs about as much as validating the whole library against it)."""
     schema = load_schema(name)
+    jsonschema.validators.validator_for(schema).check_schema(schema)
+    return schema
+
+
+@lru_cache(maxsize=None)
+def _validator(name: str, definition: str | None = None) -> jsonschema.protocols.Validator:
+    """The compiled validator of schema ``name`` (or of its ``$defs/<definition>``), made once per process."""
+    schema = _checked_schema(name)
     if definition is not None:
         schema = {key: value for key, value in schema.items() if key.startswith("$")}
         schema["$ref"] = f"#/$defs/{definition}"
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+    return jsonschema.validators.validator_for(schema)(schema)
 
 
 def dotted(path: Iterable[Any]) -> str:
