@@ -209,13 +209,28 @@ class Player:
             self.close_all()
             self._check_findings(None)  # findings of PDUs read while closing are recorded, not judged
             if pcap is not None and self.all_connections:
-                from dicomconf.wire.capture import write_pcap
-
                 try:
                     Path(pcap).parent.mkdir(parents=True, exist_ok=True)
-                    write_pcap(pcap, [conn.conversation for _, conn in self.all_connections])
+                    self._write_captures(Path(pcap))
                 except OSError as exc:  # the verdict stands; the missing capture is reported
                     self.pcap_error = f"cannot write {pcap}: {exc}"
+
+    def _write_captures(self, pcap: Path) -> None:
+        """The scenario's pcap (the bytes as they were on the wire) and, when a connection used
+        TLS (PS3.15 B.1), its key log ``<id>.keys`` and a decrypted copy ``<id>.decrypted.pcap``
+        (every connection, TLS ones decrypted) that ``dicomconf decode`` reads without keys."""
+        from dicomconf.wire import capture
+
+        conns = [conn for _, conn in self.all_connections]
+        capture.write_pcap(pcap, [conn.conversation for conn in conns])
+        keys, copy = capture.key_log_path(pcap), capture.decrypted_path(pcap)
+        if not any(getattr(conn, "decrypted", None) is not None for conn in conns):
+            for stale in (keys, copy):  # from an earlier run of the scenario with TLS
+                stale.unlink(missing_ok=True)
+            return
+        capture.write_key_log(keys, [line for conn in conns for line in getattr(conn, "key_log", ())])
+        capture.write_pcap(copy, [getattr(conn, "decrypted", None) or conn.conversation for conn in conns],
+                           name=capture.capture_id(pcap), note=capture.decrypted_note(pcap))
 
     @property
     def heard_dicom(self) -> bool:

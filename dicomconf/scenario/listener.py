@@ -13,8 +13,12 @@ its TCP connection is established and its A-ASSOCIATE-RQ sits unread.
 leaves it there ``delay`` seconds more, takes it and returns it as a
 :class:`~dicomconf.scu.connection.Connection` seen from the acceptor's side,
 the capture stamped from the moment it was seen queued.  With a TLS context
-the handshake is made on accept (PS3.15 B.1).  :meth:`close` wakes a waiting
-``accept`` (it then raises :class:`ListenerClosed`).
+the server side of the handshake is made on accept (PS3.15 B.1), over the
+plain socket (:class:`~dicomconf.scu.tls_channel.TLSChannel`), so the capture
+holds the TLS records as they were on the wire and the connection's
+``key_log`` the session's secrets; if the handshake fails the socket is
+closed and the error (``ssl.SSLError``, ``OSError``) raised.  :meth:`close`
+wakes a waiting ``accept`` (it then raises :class:`ListenerClosed`).
 """
 
 from __future__ import annotations
@@ -101,12 +105,7 @@ class Listener:
         self.accepted += 1
         if self.tls is not None:
             sock.settimeout(timeout)
-            try:
-                sock = self.tls.wrap_socket(sock, server_side=True)
-            except (OSError, ssl.SSLError):
-                sock.close()
-                raise
-        return Connection.accepted(sock, timeout=timeout, opened_at=seen)
+        return Connection.accepted(sock, timeout=timeout, opened_at=seen, tls=self.tls)
 
     def pending(self) -> bool:
         """True if a connection is waiting in the listen queue now."""

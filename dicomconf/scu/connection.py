@@ -26,8 +26,20 @@ sent (deliberate violations, usually) are kept apart in ``sent_findings``.
 The end of the connection is an exception, :class:`Closed` (``kind`` is
 "closed" for an orderly FIN, "reset" for an RST), raised by every read after
 it was seen; :class:`Silence` says nothing arrived within the timeout.
-Timestamps are taken when bytes are read, so a PDU that arrived while nobody
-was reading is stamped when it was read.
+Every chunk is stamped with the time it crossed the socket on our side:
+what we send with the time just before ``sendall`` hands it to the kernel
+(so a reply is never stamped before the request that caused it), what we
+receive with the kernel's arrival time (:mod:`dicomconf.scu.stamps`:
+``SO_TIMESTAMPNS`` on Linux, else the time of the read), so a PDU that
+arrived while nobody was reading is stamped when it arrived, in the capture
+and in :attr:`Received.at`.
+
+With TLS (PS3.15 B.1) the socket is a :class:`~dicomconf.scu.tls_channel.TLSChannel`:
+``conversation`` records the TLS records as they were on the wire,
+``decrypted`` (None without TLS) the DICOM stream inside them, and
+``key_log`` holds the session's secrets in the NSS key log format, so the
+wire capture can be decrypted (Wireshark, tshark).  Framing and findings see
+the decrypted stream, as without TLS.
 
 What a peer sends cannot make the harness hold memory without end.  The
 framer refuses a PDU longer than the receive bound (:attr:`Connection.receive_bound`:
@@ -53,7 +65,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from dicomconf.scu import stamps
 from dicomconf.scu.target import check_host, check_port
+from dicomconf.scu.tls_channel import TLSChannel, start_tls
 from dicomconf.ul import constants as C
 from dicomconf.ul.errors import RemoteProtocolError
 from dicomconf.ul.framing import HEADER_LENGTH, FramingError, PDUReader
@@ -215,6 +229,22 @@ class Connection:
         self._ready: deque[Received] = deque()
         self._end: Closed | None = None
         self._local_end: str | None = None
+        self._last_at = 0.0  # Received.at never goes back
+        self._stamp: float | None = None  # the time and the conversation of the next _record
+        self._into = conversation
+        self.decrypted: Conversation | None = None  # the DICOM stream inside TLS (see the module docstring)
+        self.key_log: list[str] = []
+        if isinstance(sock, TLSChannel):
+            conversation.tls = True
+            self.decrypted = Conversation(conversation.client, conversation.server)
+            for event in conversation.events:
+                if event.kind == "open":
+                    self.decrypted.opened(event.ts)
+            self.key_log = list(sock.key_lines)
+            sock.on_wire = self._wire
+            self._stamped = False
+        else:
+            self._stamped = stamps.enable(sock)
 
     # ---------------------------------------------------------------- opening
 
@@ -243,22 +273,25 @@ class Connection:
         try:
             peer = sock.getpeername()
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            local = sock.getsockname()
+            conversation = Conversation(client=(local[0], local[1]), server=(peer[0], peer[1]))
+            conversation.opened()
             if tls is not None:
                 name = (server_name or host) if tls.check_hostname else None
-                sock = tls.wrap_socket(sock, server_hostname=name)
-            local = sock.getsockname()
+                sock = start_tls(sock, tls, conversation, "client", timeout, server_hostname=name)
         except BaseException:
             sock.close()
             raise
-        conversation = Conversation(client=(local[0], local[1]), server=(peer[0], peer[1]))
-        conversation.opened()
         return cls(sock, conversation, timeout)
 
     @classmethod
-    def accepted(cls, sock: socket.socket, *, timeout: float = 10.0, opened_at: float | None = None) -> "Connection":
+    def accepted(cls, sock: socket.socket, *, timeout: float = 10.0, opened_at: float | None = None,
+                 tls: ssl.SSLContext | None = None) -> "Connection":
         """Wrap a connection a peer opened to us (PS3.8 9.1.2: we are the acceptor, the peer the
         requestor): what it sends is checked by the requestor's rules, what we send by the
-        acceptor's, and the capture shows the peer as the TCP client."""
+        acceptor's, and the capture shows the peer as the TCP client.  With ``tls`` the server
+        side of the handshake is made first (PS3.15 B.1); if it fails the socket is closed and
+        the error raised."""
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -266,6 +299,12 @@ class Connection:
         peer, local = sock.getpeername(), sock.getsockname()
         conversation = Conversation(client=(peer[0], peer[1]), server=(local[0], local[1]))
         conversation.opened(opened_at)
+        if tls is not None:
+            try:
+                sock = start_tls(sock, tls, conversation, "server", timeout)
+            except BaseException:
+                sock.close()
+                raise
         return cls(sock, conversation, timeout, peer_requests=True)
 
     def shutdown_write(self) -> None:
@@ -357,6 +396,7 @@ class Connection:
         self._drain()
         if self._end is not None and self._end.kind == "reset":
             raise self._end
+        at = time.time()  # just before the kernel has it: see the module docstring
         try:
             self.sock.settimeout(self.timeout)
             self.sock.sendall(data)
@@ -364,14 +404,24 @@ class Connection:
             if self._end is None:
                 self._peer_ended("reset" if isinstance(exc, ConnectionResetError) else "closed")
             raise self._end from exc  # type: ignore[misc]
-        self._record(self._us, data)
+        self._capture(self._us, data, at, self.decrypted)
         self._observe_sent(data)
 
+    def _wire(self, outbound: bool, data: bytes, at: float) -> None:
+        """The TLS channel's report of raw bytes on the socket: the records, for the capture."""
+        self._capture(self._us if outbound else self._them, data, at, None)
+
+    def _capture(self, side: str, data: bytes, at: float, into: Conversation | None) -> None:
+        self._stamp, self._into = at, into or self.conversation
+        self._record(side, data)
+
     def _record(self, side: str, data: bytes) -> None:
+        """Add what ``side`` sent to the capture (the conversation and time :meth:`_capture`
+        chose); a subclass that keeps no capture overrides this."""
         if side == "client":
-            self.conversation.client_sent(data)
+            self._into.client_sent(data, self._stamp)
         else:
-            self.conversation.server_sent(data)
+            self._into.server_sent(data, self._stamp)
 
     def _observe_sent(self, data: bytes) -> None:
         try:
@@ -428,7 +478,10 @@ class Connection:
             raise OSError(f"this connection was already {self._local_end} locally")
         try:
             self.sock.settimeout(timeout if timeout > 0 else 0.0)
-            data = self.sock.recv(RECV_SIZE)
+            if self.decrypted is not None:
+                data, arrived = self.sock.recv_stamped(RECV_SIZE)
+            else:
+                data, arrived = stamps.recv(self.sock, RECV_SIZE, self._stamped)
         except (socket.timeout, BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return False
         except ConnectionResetError:
@@ -440,8 +493,10 @@ class Connection:
         if not data:
             self._peer_ended("closed")
             return True
-        self._record(self._them, data)
-        self._take(data)
+        self._capture(self._them, data, arrived, self.decrypted)
+        # Received.at is monotonic: the arrival time, moved to that clock (and never going back).
+        self._last_at = max(self._last_at, min(time.monotonic() - (time.time() - arrived), time.monotonic()))
+        self._take(data, self._last_at)
         return True
 
     def _drain(self) -> None:
@@ -451,8 +506,7 @@ class Connection:
             if self._end is not None or not self._read(0):
                 return
 
-    def _take(self, data: bytes) -> None:
-        at = time.monotonic()
+    def _take(self, data: bytes, at: float) -> None:
         if self._garbage:
             self._not_a_pdu(bytes(data), at, "more bytes after what was not a DICOM PDU")
             return
@@ -531,7 +585,7 @@ class Connection:
         if len(head) >= total:  # the whole refused PDU is in this chunk: frame what follows it
             self._offset += total
             if len(head) > total:
-                self._take(head[total:])
+                self._take(head[total:], at)
         else:
             self._offset += len(head)
             self._skip = total - len(head)
@@ -574,10 +628,7 @@ class Connection:
             findings = tuple(self._state.observe(raw, self.peer_requests))
             self.findings.extend(findings)
             self._ready.append(Received(raw, None, error, findings, at))
-        if kind == "reset":
-            self.conversation.reset(by=self._them)
-        else:
-            self.conversation.closed(by=self._them)
+        self._ended(kind, self._them)
         self._end = Closed(kind, at)
 
     # ---------------------------------------------------------------- ending
@@ -599,7 +650,7 @@ class Connection:
         self.sock.close()
         self._local_end = "closed"
         if self._end is None or self._end.kind == "closed":
-            self.conversation.closed(by=self._us)
+            self._ended("closed", self._us)
 
     def reset(self) -> None:
         """Abort the TCP connection with an RST (SO_LINGER on, zero timeout).  Idempotent."""
@@ -612,7 +663,13 @@ class Connection:
         self.sock.close()
         self._local_end = "reset"
         if self._end is None:
-            self.conversation.reset(by=self._us)
+            self._ended("reset", self._us)
+
+    def _ended(self, kind: str, by: str) -> None:
+        """The FIN or RST of ``by``, in the capture and in the decrypted copy."""
+        for conv in (self.conversation, self.decrypted):
+            if conv is not None:
+                (conv.reset if kind == "reset" else conv.closed)(by=by)
 
     def __enter__(self) -> "Connection":
         return self

@@ -85,6 +85,7 @@ class Conversation:
         self.client = (str(client[0]), int(client[1]))
         self.server = (str(server[0]), int(server[1]))
         self.max_bytes = MAX_CAPTURE_BYTES if max_bytes is None else int(max_bytes)
+        self.tls = False  # the payload is TLS records (DICOM over TLS, PS3.15 B.1), not DICOM PDUs
         self.kept = 0  # payload bytes kept
         self.left_out = 0  # payload bytes sent past the bound, counted but not kept
         self._lock = threading.Lock()
@@ -254,11 +255,15 @@ _OPT_COMMENT, _SHB_USERAPPL = 1, 4
 SNAPLEN = 262144
 
 
-def capture_comment(name: str, ports: Iterable[int]) -> str:
-    """The section header comment of a capture: its name (a scenario's ID) and its DICOM ports."""
-    listed = sorted(set(ports))
-    word = "port" if len(listed) == 1 else "ports"
-    return f"dicomconf capture {name}: DICOM on TCP {word} {', '.join(map(str, listed))}"
+def capture_comment(name: str, ports: Iterable[int], tls_ports: Iterable[int] = ()) -> str:
+    """The section header comment of a capture: its name (a scenario's ID), its DICOM ports and
+    its DICOM-over-TLS ports (whose payload is TLS records: not read as DICOM by ``decode``)."""
+    parts = []
+    for words, group in (("DICOM on TCP", ports), ("DICOM over TLS on TCP", tls_ports)):
+        listed = sorted(set(group))
+        if listed:
+            parts.append(f"{words} {'port' if len(listed) == 1 else 'ports'} {', '.join(map(str, listed))}")
+    return f"dicomconf capture {name}: {'; '.join(parts) or 'no connection'}"
 
 
 def ports_in_comment(text: str) -> set[int]:
@@ -280,7 +285,8 @@ def _block(btype: int, body: bytes) -> bytes:
     return struct.pack("<II", btype, length) + body + struct.pack("<I", length)
 
 
-def write_pcap(path: str | PathLike, conversations: Iterable[Conversation], name: str | None = None) -> None:
+def write_pcap(path: str | PathLike, conversations: Iterable[Conversation], name: str | None = None,
+               note: str | None = None) -> None:
     """Write ``conversations`` to ``path``, merged by time, as pcapng (Ethernet link type).
 
     The file is pcapng whatever its name (Wireshark, tshark and libpcap read by content; the
@@ -289,36 +295,75 @@ def write_pcap(path: str | PathLike, conversations: Iterable[Conversation], name
     DICOM (each conversation's server port), which ``dicomconf decode`` takes as ``--port``; the
     first frame of each conversation carries a comment naming its two ends.  Timestamps are in
     microseconds; a frame cut at the capture bound keeps its original length (the Enhanced Packet Block's two lengths).
+    A conversation whose ``tls`` is set is named "DICOM over TLS" instead (its payload is TLS
+    records, decrypted with the capture's key log).  ``note`` is appended to the section comment
+    (a decrypted copy says there that it is not the wire).
     """
     convs = list(conversations)
     frames: list[tuple[float, bytes, int, str | None]] = []
     for number, conv in enumerate(convs, 1):
         records = conv.records()
         for k, (ts, frame, wirelen) in enumerate(records):
-            note = None
+            comment = None
             if k == 0:
-                note = (f"dicomconf connection {number}: {_endpoint(conv.client)} -> {_endpoint(conv.server)}, "
-                        f"DICOM on TCP port {conv.server[1]}")
-            frames.append((ts, frame, wirelen, note))
+                carried = "DICOM over TLS" if conv.tls else "DICOM"
+                comment = (f"dicomconf connection {number}: {_endpoint(conv.client)} -> {_endpoint(conv.server)}, "
+                           f"{carried} on TCP port {conv.server[1]}")
+            frames.append((ts, frame, wirelen, comment))
     frames.sort(key=lambda f: f[0])
     label = Path(path).stem if name is None else name
     shb = struct.pack("<IHHq", _PCAPNG_BOM, 1, 0, -1)
-    shb += _option(_OPT_COMMENT, capture_comment(label, (c.server[1] for c in convs)).encode())
+    section = capture_comment(label, (c.server[1] for c in convs if not c.tls), (c.server[1] for c in convs if c.tls))
+    shb += _option(_OPT_COMMENT, (section + (f" ({note})" if note else "")).encode())
     shb += _option(_SHB_USERAPPL, b"dicomconf") + _option(0, b"")
     idb = struct.pack("<HHI", 1, 0, SNAPLEN)
     epb_head = struct.Struct("<IIIII")
     with open(path, "wb") as fh:
         out = [_block(0x0A0D0D0A, shb), _block(1, idb)]
-        for ts, frame, wirelen, note in frames:
+        for ts, frame, wirelen, comment in frames:
             stamp = round(ts * 1_000_000)
             body = epb_head.pack(0, stamp >> 32, stamp & 0xFFFFFFFF, len(frame), wirelen) + frame
-            if note is not None:
-                body += b"\0" * (-len(body) % 4) + _option(_OPT_COMMENT, note.encode()) + _option(0, b"")
+            if comment is not None:
+                body += b"\0" * (-len(body) % 4) + _option(_OPT_COMMENT, comment.encode()) + _option(0, b"")
             out.append(_block(6, body))
             if len(out) >= 256:
                 fh.write(b"".join(out))
                 out.clear()
         fh.write(b"".join(out))
+
+
+def key_log_path(pcap: str | PathLike) -> Path:
+    """Where the key log of the capture ``pcap`` goes: ``<id>.keys`` beside ``<id>.pcap``."""
+    path = Path(pcap)
+    return path.with_name(capture_id(path) + ".keys")
+
+
+def decrypted_path(pcap: str | PathLike) -> Path:
+    """Where the decrypted copy of the capture ``pcap`` goes: ``<id>.decrypted.pcap`` beside it."""
+    path = Path(pcap)
+    return path.with_name(capture_id(path) + ".decrypted.pcap")
+
+
+def decrypted_note(pcap: str | PathLike) -> str:
+    """The words a decrypted copy's section comment adds (see :func:`write_pcap`'s ``note``)."""
+    path = Path(pcap)
+    return (f"decrypted copy, not the wire: the TLS connections hold the DICOM stream as dicomconf "
+            f"sent and received it inside TLS; the bytes on the wire are in {path.name}, "
+            f"decrypted with the key log {key_log_path(path).name}")
+
+
+def write_key_log(path: str | PathLike, lines: Iterable[str]) -> None:
+    """Write NSS key log ``lines`` (``LABEL <client random> <secret>``, the ``SSLKEYLOGFILE``
+    format Wireshark and tshark read as ``tls.keylog_file``) to ``path``."""
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write("# TLS session secrets of a dicomconf capture (NSS key log format)\n")
+        fh.writelines(line + "\n" for line in lines)
+
+
+def capture_id(path: str | PathLike) -> str:
+    """The capture's name: its file name without ``.pcap`` (a scenario's ID)."""
+    path = Path(path)
+    return path.name.removesuffix(".pcap")
 
 
 def _endpoint(ep: tuple[str, int]) -> str:

@@ -240,7 +240,8 @@ def test_tls_connection_to_a_tls_peer(tiny_server, tls_pair):
     assert conn.sock.version() is not None  # really TLS
     assert server.join() == AReleaseRQ().encode()
     conn.close()
-    assert conn.conversation.sent("client") == AReleaseRQ().encode()
+    assert conn.decrypted.sent("client") == AReleaseRQ().encode()  # the DICOM inside the TLS records
+    assert conn.conversation.sent("client")[:2] == b"\x16\x03"  # the wire: a TLS handshake record first
 
 
 def test_findings_of_received_pdus_are_kept(tiny_server):
