@@ -42,6 +42,8 @@ from typing import Any
 
 import pytest
 
+from dicomconf.wire.capture import decrypted_path, key_log_path
+
 _HELD = pytest.StashKey[dict]()  # nodeid -> records of the failed attempts that were played again
 # what a scenario item learns from one attempt (ScenarioItem.runtest), made afresh for the next
 _PER_ATTEMPT = {"pcap": lambda: None, "findings": list, "steps": list, "target_lost": lambda: None,
@@ -63,8 +65,12 @@ def begin_attempt(item: Any) -> None:
     attempt = getattr(item, "execution_count", 1) or 1
     if attempt <= 1:
         return
-    if item.pcap and os.path.exists(item.pcap):
-        os.replace(item.pcap, attempt_pcap(item.pcap, attempt - 1))
+    if item.pcap:  # the capture, and over TLS its key log and decrypted copy (dicomconf.wire.capture)
+        kept = attempt_pcap(item.pcap, attempt - 1)
+        for now, then in ((item.pcap, kept), (key_log_path(item.pcap), key_log_path(kept)),
+                          (decrypted_path(item.pcap), decrypted_path(kept))):
+            if os.path.exists(now):
+                os.replace(now, then)
     for name, fresh in _PER_ATTEMPT.items():
         setattr(item, name, fresh())
 

@@ -47,6 +47,7 @@ from dicomconf.report import model
 from dicomconf.report.coverage_matrix import LEGEND, VERDICTS, matrices, verdict_class
 from dicomconf.report.outcomes import OUTCOMES, area_label
 from dicomconf.scenario.engine import TRACE_LIMIT
+from dicomconf.wire.capture import decrypted_path, key_log_path
 
 TEMPLATES = Path(__file__).with_name("templates")
 STANDARD = "https://dicom.nema.org/medical/dicom/current/output/html/part{part:02d}.html#{anchor}"
@@ -90,11 +91,17 @@ def _duration(seconds: Any) -> str:
 
 
 def _ladder(s: Mapping[str, Any], report_dir: Path | None) -> dict[str, Any] | None:
+    """The ladder of a scenario's capture; over TLS, of its decrypted copy (the wire capture holds
+    TLS records: dicomconf.wire.capture.decrypted_path), with links to it and to the key log."""
     if not s.get("pcap") or report_dir is None:
         return None
     path = report_dir / s["pcap"]
-    lad = ladder_mod.read_ladder(path, s.get("role") or "scu")
-    return {"ladder": lad, "layout": ladder_mod.layout(lad)}
+    decrypted, keys = decrypted_path(path), key_log_path(path)
+    tls = decrypted.exists()
+    lad = ladder_mod.read_ladder(decrypted if tls else path, s.get("role") or "scu")
+    links = {"decrypted": str(Path(s["pcap"]).with_name(decrypted.name)),
+             "key_log": str(Path(s["pcap"]).with_name(keys.name)) if keys.exists() else None} if tls else None
+    return {"ladder": lad, "layout": ladder_mod.layout(lad), "tls": links}
 
 
 def _scenario(s: Mapping[str, Any], status: Mapping[str, str], report_dir: Path | None) -> dict[str, Any]:

@@ -156,10 +156,12 @@ def run(args: argparse.Namespace) -> int:
 
         frames = live_frames(args.live, args.count, args.seconds, started, args.filter)
         hinted: frozenset[int] = frozenset()
+        over_tls = False
     else:
         name = args.capture
         frames = read_frames(args.capture)
-        hinted = capture_hints(args.capture)[0]
+        hinted, comments = capture_hints(args.capture)
+        over_tls = any("DICOM over TLS" in c for c in comments)
     decoder = StreamDecoder(set(args.port) | hinted)
     started = False
 
@@ -262,7 +264,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"dicomconf decode: {error}", file=sys.stderr)
         return 1
     if count == 0:
-        if notes:
+        if over_tls:
+            from dicomconf.wire.capture import decrypted_path, key_log_path
+
+            copy, keys = decrypted_path(name), key_log_path(name)
+            why = (f"{name} holds DICOM over TLS, as it was on the wire: decode "
+                   + (f"its decrypted copy {copy}" if copy.exists() else "a decrypted copy")
+                   + (f", or open it in Wireshark with the key log {keys}" if keys.exists() else "")
+                   + " (docs/wire.md)")
+        elif notes:
             why = f"no whole DICOM PDU in {name} (see the note{'s' if notes > 1 else ''} above)"
         elif args.port or hinted:
             why = f"no DICOM PDUs found in {name} (its DICOM connections carried no PDU)"

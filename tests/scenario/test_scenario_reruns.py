@@ -287,6 +287,20 @@ def test_an_attempt_keeps_the_previous_attempts_capture(tmp_path: Path):
     assert reruns.attempt_pcap("/r/pcap/a.pcap", 3) == "/r/pcap/a.attempt3.pcap"
 
 
+def test_an_attempt_over_tls_keeps_the_key_log_and_the_decrypted_copy_with_its_capture(tmp_path: Path):
+    folder = tmp_path / "pcap"
+    folder.mkdir()
+    for name, text in (("x.pcap", b"wire"), ("x.keys", b"keys"), ("x.decrypted.pcap", b"clear")):
+        (folder / name).write_bytes(text)
+    item = SimpleNamespace(pcap=str(folder / "x.pcap"), findings=[], steps=[], target_lost=None, scu=None,
+                           duration_s=0.0, execution_count=2)
+    reruns.begin_attempt(item)
+    assert sorted(p.name for p in folder.iterdir()) == ["x.attempt1.decrypted.pcap", "x.attempt1.keys",
+                                                        "x.attempt1.pcap"]
+    assert (folder / "x.attempt1.keys").read_bytes() == b"keys"
+    assert (folder / "x.attempt1.decrypted.pcap").read_bytes() == b"clear"
+
+
 def test_flaky_lines_name_the_attempts_and_the_first_failure():
     records = [{"id": "b", "outcome": "flaky", "attempts": 3, "first_failure": {"message": "boom\nmore"}},
                {"id": "a", "outcome": "passed", "attempts": 1}]

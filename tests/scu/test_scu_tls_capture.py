@@ -233,3 +233,42 @@ def test_a_peer_that_closes_is_seen_closed_over_tls(tiny_server, tls_pair, close
     assert info.value.kind == "closed"
     conn.close()
     assert [e.kind for e in conn.decrypted.events][-2:] == ["close", "close"]
+
+
+def test_the_report_draws_a_tls_scenario_from_its_decrypted_copy_and_decode_points_there(scp, certs, tmp_path,
+                                                                                          capsys):
+    """The wire capture holds TLS records: the HTML report's ladder reads the decrypted copy (and links
+    it and the key log); `dicomconf decode` on the wire capture names the copy instead of finding nothing."""
+    from dicomconf.report import model
+    from dicomconf.report.html_report import _ladder, render_html
+
+    cert, _key = certs
+    (entry,) = load_file(REPO / "scenarios" / "tls" / "echo-over-tls.yaml")
+    target = Target("127.0.0.1", scp.port, scp.tls_port, client_context(ca=str(cert)), "test SCP", AE, "TLS-SCU")
+    profile = Profile(ae_title=AE, calling_ae="TLS-SCU", tls=TLSSettings(enabled=True, port=scp.tls_port, ca=str(cert)))
+    (tmp_path / "pcap").mkdir()
+    pcap = tmp_path / "pcap" / "tls.echo.pcap"
+    Runner(entry.scenario, profile, target).run(pcap, time_limit=30)
+
+    conv = _ladder({"pcap": "pcap/tls.echo.pcap", "role": "scu"}, tmp_path)
+    names = [row.name for row in conv["ladder"].rows if row.kind == "pdu"]
+    assert names[0] == "A-ASSOCIATE-RQ" and "A-RELEASE-RP" in names, names
+    assert conv["tls"] == {"decrypted": "pcap/tls.echo.decrypted.pcap", "key_log": "pcap/tls.echo.keys"}
+    record = {"id": "tls.echo", "title": "echo over TLS", "clauses": ["PS3.15 B.1"], "severity": "must",
+              "area": "tls", "outcome": "passed", "duration_s": 0.1, "findings": [], "pcap": str(pcap), "file": None,
+              "failure": None, "skip_reason": None, "role": "scu", "tests": "SCP", "nodeid": "tls.echo"}
+    run = {"target": "127.0.0.1", "profile": {"name": "p", "source": "p.yaml"}, "start": "2026-01-01T00:00:00+00:00",
+           "duration_s": 1.0, "strict": False, "exit_status": 0}
+    page = render_html(model.build_document(tmp_path, run, [record], ()), tmp_path)
+    assert 'href="pcap/tls.echo.decrypted.pcap">decrypted pcap</a>' in page
+    assert 'href="pcap/tls.echo.keys">TLS key log</a>' in page and "drawn from the decrypted copy" in page
+    capture.decrypted_path(pcap).unlink()  # without the copy: the wire, whose TLS records draw no PDU
+    bare = _ladder({"pcap": "pcap/tls.echo.pcap", "role": "scu"}, tmp_path)
+    assert bare["tls"] is None and not [row for row in bare["ladder"].rows if row.kind == "pdu"]
+
+    Runner(entry.scenario, profile, target).run(pcap, time_limit=30)
+    capsys.readouterr()
+    assert main(["decode", str(pcap)]) == 1
+    err = capsys.readouterr().err
+    assert "holds DICOM over TLS" in err and str(capture.decrypted_path(pcap)) in err
+    assert str(capture.key_log_path(pcap)) in err
