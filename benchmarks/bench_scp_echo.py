@@ -11,6 +11,8 @@ at least 20x pynetdicom, and at least DCMTK's rate.
 
 ``--baseline DIR`` adds the same server run from another source tree (for
 an A/B of a change in the same run: ``git archive COMMIT | tar -x -C DIR``).
+Each round also gives the server's CPU time per association (user + system,
+``/proc/PID/stat``, in clock ticks: over a 2 s round about 1 % either way).
 """
 
 from __future__ import annotations
@@ -33,16 +35,27 @@ from bench_scp_common import (
 )
 
 
-def rate(port: int, seconds: float) -> float:
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/PID/stat``, fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rate(port: int, seconds: float, pid: int | None = None) -> tuple[float, float | None]:
+    """Associations per second, and the server's CPU microseconds per association (None without ``pid``)."""
     rq = associate_rq()
     for _ in range(20):  # warm up
         echo_cycle(port, rq)
+    cpu = cpu_seconds(pid) if pid else 0.0
     n, start = 0, time.perf_counter()
     deadline = start + seconds
     while time.perf_counter() < deadline:
         echo_cycle(port, rq)
         n += 1
-    return n / (time.perf_counter() - start)
+    per_second = n / (time.perf_counter() - start)
+    return per_second, ((cpu_seconds(pid) - cpu) / n * 1e6 if pid else None)
 
 
 def main() -> None:
@@ -72,19 +85,24 @@ def main() -> None:
     if os.access(STORESCP, os.X_OK):
         servers["DCMTK storescp"] = lambda p: dcmtk_storescp(p)
     results: dict[str, list[float]] = {name: [] for name in servers}
+    cpu: dict[str, list[float]] = {name: [] for name in servers}  # server CPU us per association (ticks: +-10 ms)
     for r in range(args.rounds):
         for name, start in servers.items():
             with start(free_port()) as server:
                 if args.pin is not None:
                     for tid in os.listdir(f"/proc/{server.pid}/task"):
                         os.sched_setaffinity(int(tid), {args.pin})
-                results[name].append(rate(server.port, args.seconds))
-            print(f"round {r + 1}: {name:22s} {results[name][-1]:8.1f} associations/s", flush=True)
+                per_second, cpu_us = rate(server.port, args.seconds, server.pid)
+                results[name].append(per_second)
+                cpu[name].append(cpu_us)
+            print(f"round {r + 1}: {name:22s} {results[name][-1]:8.1f} associations/s, "
+                  f"server CPU {cpu_us:6.1f} us per association", flush=True)
     print()
     ours = {name: values for name, values in results.items() if name.startswith("dicomconf")}
     for name, values in results.items():
         best, worst = max(values), min(values)
-        print(f"{name:22s} median {sorted(values)[len(values) // 2]:8.1f}/s  (min {worst:.1f}, max {best:.1f})")
+        print(f"{name:22s} median {sorted(values)[len(values) // 2]:8.1f}/s  (min {worst:.1f}, max {best:.1f}); "
+              f"server CPU {min(cpu[name]):.1f}-{max(cpu[name]):.1f} us per association")
         if name.startswith("replay"):
             loop = name.rpartition(" ")[2]  # the floor: our servers on the same event loop, per round
             for our_name, our_values in ours.items():

@@ -39,7 +39,10 @@ message for them arrives (an echo or store association never builds one).
 The A-ASSOCIATE-RQ is answered through the server's
 :class:`~dicomconf.ul.negotiation_cache.NegotiationCache`: a request that
 repeats byte for byte (as a modality's does) gets the answer, and the AC
-bytes, of its first negotiation.
+bytes, of its first negotiation.  A C-ECHO-RQ that repeats one answered
+before but for its Message ID is answered from the server's
+:class:`~dicomconf.ul.echo_lane.EchoTemplates` (learned from this driver's
+own answers) when no hook or trace is set and no service driver exists.
 
 Events are handled in order.  A store whose last step blocks (``fsync``)
 runs on a worker thread; while it runs the connection stops reading and
@@ -69,6 +72,7 @@ from dicomconf.scp.storage import (
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse, events as ev
 from dicomconf.ul.association import Association
+from dicomconf.ul.echo_lane import EchoTemplates
 from dicomconf.ul.errors import LocalProtocolError
 from dicomconf.ul.pdu import AAbort, AAssociateAC, AReleaseRP
 
@@ -88,7 +92,7 @@ class SCPConnection(asyncio.Protocol):
         "server", "loop", "transport", "assoc", "peer", "tls", "started", "timer", "timer_at", "artim_at", "artim_start",
         "idle_on", "last_pdu", "spool", "write_paused",
         "queue", "busy", "counted", "calling", "called", "accepted", "proposed", "outcome", "closed",
-        "negotiated", "services",
+        "negotiated", "services", "echo_lane",
     )
 
     def __init__(self, server: Any, tls: bool) -> None:  # server: the ReferenceSCP (scp.server)
@@ -113,6 +117,7 @@ class SCPConnection(asyncio.Protocol):
         self.spool: Spool | None = None  # the data set arriving now, when it goes to a spool
         self.negotiated: Any = None  # what the A-ASSOCIATE-AC agreed (roles, extended negotiation)
         self.services: ServiceDriver | None = None  # the DIMSE services beyond echo and store, when offered
+        self.echo_lane: EchoTemplates | None = None  # the server's echo templates, once associated (no hooks, no trace)
 
     # ------------------------------------------------------------ transport
 
@@ -139,6 +144,13 @@ class SCPConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return  # a connection closed at once (max_connections) never had an association
+        lane = self.echo_lane
+        if lane is not None and self.services is None and not self.busy:
+            answer = self.assoc.answer_repeated_echo(data, lane)  # a C-ECHO-RQ answered before (ul.echo_lane)
+            if answer is not None:
+                self.last_pdu = self.loop.time()
+                self.transport.write(answer)  # type: ignore[union-attr]
+                return
         hooks = self.server.hooks
         if hooks is not None and hooks.inbound is not None:
             data = hooks.inbound(data, self)  # a variant's view of what arrived (dicomconf.scp.hooks)
@@ -357,6 +369,8 @@ class SCPConnection(asyncio.Protocol):
             self.counted = True
             server.active += 1
             self.outcome = "associated"
+            if server.hooks is None and not server.tracing:
+                self.echo_lane = server.echo_templates
         else:
             reason = C.RJ_REASON_NAMES.get((reply.source, reply.reason), f"reason {reply.reason}")
             self.outcome = f"rejected ({C.RJ_RESULT_NAMES.get(reply.result, reply.result)}, {reason})"
@@ -417,6 +431,8 @@ class SCPConnection(asyncio.Protocol):
             if self.server.tracing:
                 trace.debug("%s -> %s (%s)", self.peer, dimse.COMMAND_FIELDS.get(field, hex(field)), f"{status:04X}")
             self._send(pdata)
+            if field == dimse.C_ECHO_RSP and self.echo_lane is not None and msg.wire_command is not None:
+                self.echo_lane.learn(msg.context_id, msg.wire_command, pdata)  # answer its repeats at once
             return
         self._send(_general_rsp(msg, field, status, sop_class, sop_instance_uid))
 

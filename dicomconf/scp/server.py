@@ -37,6 +37,7 @@ from dicomconf.scp.storage import (
 )
 from dicomconf.scp.tls import TLSSetupError, server_context
 from dicomconf.ul import constants as C
+from dicomconf.ul.echo_lane import EchoTemplates
 from dicomconf.ul.negotiation_cache import NegotiationCache, frozen_policy
 from dicomconf.ul.pdu import AAbort
 
@@ -61,30 +62,36 @@ def _raise_nofile(wanted: int) -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
-def _where(host: str, port: int, backlog: int) -> dict[str, Any]:
+def _where(host: str, port: int, backlog: int, reuse_port: bool = False) -> dict[str, Any]:
     """Where a listener binds, as ``create_server`` arguments (PS3.8 9.1.2: the acceptor listens).
 
     ``::`` (every IPv6 address) is one dual-stack socket where the OS allows, so IPv4 peers
     reach it too (asyncio's own binding of ``::`` is IPv6-only); any other host binds as given.
+    ``reuse_port``: SO_REUSEPORT, the port shared by the worker processes (dicomconf.scp.workers).
     """
     if host == "::" and socket.has_dualstack_ipv6():
         sock = socket.create_server(("::", port), family=socket.AF_INET6, backlog=backlog,
-                                    reuse_port=False, dualstack_ipv6=True)
+                                    reuse_port=reuse_port, dualstack_ipv6=True)
         return {"sock": sock, "backlog": backlog}
-    return {"host": host, "port": port, "backlog": backlog, "reuse_address": True}
+    return {"host": host, "port": port, "backlog": backlog, "reuse_address": True,
+            **({"reuse_port": True} if reuse_port else {})}
 
 
 class ReferenceSCP:
     """The reference SCP (see the module docstring); ``start()``, ``stop()``, ``.port``, ``.stored``."""
 
+    startup = True  # reconcile the storage with its index and --load at start (a worker's parent did)
+    reuse_port = False  # listen with SO_REUSEPORT (the workers of dicomconf.scp.workers)
+
     def __init__(self, config: SCPConfig, hooks: Hooks | None = None) -> None:
         config.validate()
         self.config = config
         self.hooks = hooks  # variants (dicomconf.scp.hooks); None on the default path
-        self.storage = make_storage(config)
+        self.storage = make_storage(config, startup=self.startup)
         self.services = offer(config, self.storage)  # the DIMSE services beyond echo and store
         self.policy = frozen_policy(config.policy(self.services))  # read-only: the negotiation cache keys on it
         self.negotiations = NegotiationCache()  # answers to A-ASSOCIATE-RQs that repeat byte for byte
+        self.echo_templates = EchoTemplates()  # answers to C-ECHO-RQs that repeat but for their Message ID
         self.stored: list[StoredInstance] = (
             self.storage.instances if isinstance(self.storage, MemoryStorage) else []
         )
@@ -138,7 +145,7 @@ class ReferenceSCP:
         if self.storage.blocking:
             self._executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="dicomconf-store")
         server = await loop.create_server(
-            lambda: SCPConnection(self, False), **_where(cfg.host, cfg.port, cfg.backlog)
+            lambda: SCPConnection(self, False), **_where(cfg.host, cfg.port, cfg.backlog, self.reuse_port)
         )
         self._servers.append(server)
         self.port = server.sockets[0].getsockname()[1]
@@ -148,14 +155,15 @@ class ReferenceSCP:
             except TLSSetupError as exc:
                 raise ConfigError(f"{cfg.source}: {exc}") from None
             tls_server = await loop.create_server(
-                lambda: SCPConnection(self, True), **_where(cfg.host, cfg.tls.port, cfg.backlog),
+                lambda: SCPConnection(self, True), **_where(cfg.host, cfg.tls.port, cfg.backlog, self.reuse_port),
                 ssl=ctx, ssl_handshake_timeout=cfg.artim_timeout,
             )
             self._servers.append(tls_server)
             self.tls_port = tls_server.sockets[0].getsockname()[1]
         log.info(
-            "listening on %s:%d%s as %s (storage: %s)", f"[{cfg.host}]" if ":" in cfg.host else cfg.host, self.port,
-            f", TLS on {self.tls_port}" if self.tls_port else "", "/".join(cfg.ae_titles), self.storage.kind,
+            "listening on %s:%d%s as %s (storage: %s)", f"[{cfg.host}]" if ":" in cfg.host else cfg.host,
+            self.port, f", TLS on {self.tls_port}" if self.tls_port else "", "/".join(cfg.ae_titles),
+            self.storage.kind,
         )
 
     async def stop(self, grace: float = 10.0) -> None:

@@ -29,7 +29,10 @@ it at import (``fsm.FIXED_OUTCOMES``).  One more shortcut, derived from the
 table at import: a P-DATA-TF that completes no DIMSE message in a state
 whose Evt10 action is a P-DATA indication (DT-2, AR-6) only moves to that
 action's one next state, without building the action's context and outcome
-(the bulk of a C-STORE is such PDUs).
+(the bulk of a C-STORE is such PDUs).  A driver may first offer a chunk
+to :meth:`Association.answer_repeated_echo`: a C-ECHO-RQ of a form answered
+before gets its answer from a template, the machine moving by the same two
+cells of the table (:mod:`dicomconf.ul.echo_lane`).
 Nothing escapes ``receive_data`` but events: a peer's violation ends as an
 A-ABORT and the close of the connection, as the table says.
 
@@ -65,6 +68,7 @@ from typing import Callable
 from dicomconf.ul import constants as C
 from dicomconf.ul import fsm
 from dicomconf.ul.dimse import Message, MessageAssembler, fragment
+from dicomconf.ul.echo_lane import ECHO_STEPS, EchoTemplates
 from dicomconf.ul.errors import LocalProtocolError, RemoteProtocolError
 from dicomconf.ul.events import (
     AssociateAccepted,
@@ -270,6 +274,39 @@ class Association:
         else:
             self._fire(event, pdu=primitive)
         return self.data_to_send()
+
+    def answer_repeated_echo(self, data: bytes, templates: EchoTemplates) -> bytes | None:
+        """``data`` as one C-ECHO-RQ of a learned form, answered: the answer's bytes, or None (nothing done).
+
+        The fast lane of :mod:`dicomconf.ul.echo_lane`: taken only when
+        ``data`` is exactly one P-DATA-TF that a template recognises, the
+        association is between messages (nothing buffered, no message half
+        assembled), the context is accepted and both PDUs fit the Maximum
+        Lengths (PS3.8 D.1.1).  The machine then moves as Table 9-10 says for
+        Evt10 and Evt9 (DT-2, DT-1 in Sta6), as on the general path; with
+        None the caller passes ``data`` to :meth:`receive_data`.
+        """
+        steps = ECHO_STEPS
+        if steps is None or self.state != steps[0][2] or self._reader.buffered:
+            return None
+        assembler = self._assembler
+        if assembler is None or assembler.in_progress:
+            return None
+        hit = templates.match(data)
+        if hit is None:
+            return None
+        context_id, answer = hit
+        limit = self.max_incoming_pdu
+        peer_limit = self.peer_max_pdu_length
+        if (context_id not in self.accepted_contexts or (limit and len(data) - C.PDU_HEADER_LENGTH > limit)
+                or (peer_limit and len(answer) - C.PDU_HEADER_LENGTH > peer_limit)):
+            return None
+        state = self.state
+        for event, action, next_state in steps:
+            self.last_transition = (state, event, action, next_state)
+            self.state = state = next_state
+        templates.hits += 1
+        return answer
 
     def timer_expired(self) -> list[Event]:
         """ARTIM expired (Evt18)."""

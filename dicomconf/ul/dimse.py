@@ -168,6 +168,11 @@ class Message:
         return msg
 
     @property
+    def wire_command(self) -> bytes | None:
+        """The command set as it came from the wire; None for a message built from a Dataset."""
+        return self._encoded
+
+    @property
     def command(self) -> Dataset:
         """The command set as a pydicom Dataset (decoded on first use for a message from the wire)."""
         ds = self._command
