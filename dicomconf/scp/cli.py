@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -48,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log a trace of every PDU")
     parser.add_argument("--show-secrets", dest="show_secrets", action="store_true",
                         help="let the -v trace show user identity passcodes and tokens (masked as *** otherwise)")
+    parser.add_argument("--workers", type=int, nargs="?", const=os.cpu_count() or 1, metavar="N",
+                        help="serve from N processes sharing the port (SO_REUSEPORT), started and stopped "
+                             "by this one; N defaults to the CPU count; directory or discard storage")
     parser.add_argument(
         "--event-loop", dest="event_loop", choices=("auto", "asyncio", "uvloop"), default="auto",
         help="event loop: uvloop if installed (auto, the default), or asyncio's own",
@@ -126,7 +130,12 @@ def run(args: argparse.Namespace) -> int:
     from dicomconf.scp.runtime import event_loop_factory, tune_allocator
 
     tune_allocator()
+    workers = getattr(args, "workers", None)
     try:
+        if workers is not None and workers != 1:
+            from dicomconf.scp.workers import run_workers
+
+            return run_workers(config, workers, getattr(args, "event_loop", "auto"))
         loop_factory = event_loop_factory(getattr(args, "event_loop", "auto"))
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(_serve(config))

@@ -52,12 +52,13 @@ def index_location(storage: Storage, setting: str | None) -> str | None:
     return setting
 
 
-def attach_index(storage: Storage, setting: str | None, load: tuple[str, ...] = ()) -> None:
+def attach_index(storage: Storage, setting: str | None, load: tuple[str, ...] = (), reconcile: bool = True) -> None:
     """Open the index, reconcile a storage directory with it, then load the ``load`` directories.
 
     Files of a ``load`` directory are indexed in place for directory storage
     (not copied: their rows point at them), and their data sets read into
     memory storage (within its limit: past it, :class:`StorageSetupError`).
+    ``reconcile`` False: only open it (a worker process, whose parent reconciled and loaded).
     """
     location = index_location(storage, setting)
     if location is None:
@@ -71,7 +72,7 @@ def attach_index(storage: Storage, setting: str | None, load: tuple[str, ...] = 
     except (IndexFileError, OSError) as exc:
         raise StorageSetupError(f"index {location}: {exc}") from None
     storage.index = index
-    if isinstance(storage, DirectoryStorage):
+    if isinstance(storage, DirectoryStorage) and reconcile:
         index.reconcile(storage.directory, temporary=is_temporary, keep=is_live_temporary)
     for directory in load:
         if not os.path.isdir(directory):
@@ -107,8 +108,12 @@ def _load_into_memory(storage: MemoryStorage, found, stats: dict[str, int]) -> N
     storage.index.load_one(found, None, stats, then=lambda: storage._append(instance, cost))
 
 
-def make_storage(config) -> Storage:
-    """The backend an :class:`~dicomconf.scp.config.SCPConfig` asks for, with its index (:func:`attach_index`)."""
+def make_storage(config, startup: bool = True) -> Storage:
+    """The backend an :class:`~dicomconf.scp.config.SCPConfig` asks for, with its index (:func:`attach_index`).
+
+    ``startup`` False (a worker process, dicomconf.scp.workers): the index is opened, neither
+    reconciled nor loaded (the parent did both once, before starting the workers).
+    """
     if config.storage == "memory":
         storage: Storage = MemoryStorage(config.memory_storage_limit)
     elif config.storage == "directory":
@@ -120,5 +125,6 @@ def make_storage(config) -> Storage:
         )
     else:
         return DiscardStorage()
-    attach_index(storage, getattr(config, "index", "none"), tuple(getattr(config, "load", ()) or ()))
+    load = tuple(getattr(config, "load", ()) or ()) if startup else ()
+    attach_index(storage, getattr(config, "index", "none"), load, reconcile=startup)
     return storage

@@ -47,8 +47,9 @@ inline, which saves two thread hand-offs per store (measured in
 
 With an index (:class:`dicomconf.services.index.Index`, the ``index``
 setting, see :mod:`dicomconf.scp.indexing`) every store is
-indexed atomically with its object: the data set is read with pydicom (the
-written temporary file, or the held bytes), its rows are inserted in a
+indexed atomically with its object: the data set is read with pydicom (its
+first fragments, kept as they pass, when they hold every attribute before the
+pixel data, else the written temporary file; or the held bytes), its rows are inserted in a
 transaction, the file is renamed into place (or the bytes kept), and the
 transaction commits; any failure rolls back and removes the file.  A data set
 the index cannot read or place (no Study or Series Instance UID) is not
@@ -73,6 +74,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+from dicomconf.services.index_prefix import PREFIX_BYTES
 
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700  # PS3.4 B.2.3: Refused, out of resources
@@ -567,7 +570,7 @@ class FileSpool(Spool):
     answers A700 for a full disk, 0110 for any other failure.
     """
 
-    __slots__ = ("storage", "final", "tmp", "fd", "pending", "pending_bytes", "instance")
+    __slots__ = ("storage", "final", "tmp", "fd", "pending", "pending_bytes", "instance", "prefix", "prefix_bytes")
     FLUSH_BYTES = 256 * 1024
     FLUSH_PARTS = 512
 
@@ -581,6 +584,8 @@ class FileSpool(Spool):
         self.fd = -1
         self.pending: list = [head]
         self.pending_bytes = len(head)
+        self.prefix: list = []  # the data set's first fragments, for the index (services.index_prefix)
+        self.prefix_bytes = 0 if storage.index is not None else PREFIX_BYTES  # nothing kept without an index
 
     @property
     def blocking(self) -> bool:  # type: ignore[override]
@@ -593,6 +598,9 @@ class FileSpool(Spool):
         pending = self.pending
         pending.append(buf)
         self.pending_bytes += len(buf)
+        if self.prefix_bytes < PREFIX_BYTES:
+            self.prefix.append(buf)
+            self.prefix_bytes += len(buf)
         if self.pending_bytes >= self.FLUSH_BYTES or len(pending) >= self.FLUSH_PARTS:
             self._flush()
 
@@ -616,18 +624,30 @@ class FileSpool(Spool):
             return self.status  # type: ignore[return-value]
 
     def _commit_indexed(self) -> int:
-        """Read the written file, then BEGIN; index rows; ``os.replace``; COMMIT (any failure: neither)."""
+        """Read the data set's attributes, then BEGIN; index rows; ``os.replace``; COMMIT (any failure: neither).
+
+        The attributes come from the data set's first fragments when they hold
+        them all (:func:`~dicomconf.services.index_prefix.dataset_from_prefix`),
+        else from the written file.
+        """
         from dicomconf.services.index import UnindexableError, read_for_index
+        from dicomconf.services.index_prefix import dataset_from_prefix
 
         tmp = self.tmp
-        try:
-            ds = read_for_index(tmp)
-            meta = getattr(ds, "file_meta", None)
-            ts = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else ""
-        except UnindexableError as exc:
-            self.fail(STATUS_CANNOT_UNDERSTAND, f"the index cannot take it: {exc}")
-            return STATUS_CANNOT_UNDERSTAND
         instance = self.instance
+        prefix, self.prefix = self.prefix, []
+        ds = None
+        if instance is not None and prefix:
+            ds = dataset_from_prefix(prefix, instance.transfer_syntax, self.prefix_bytes == self.length)
+            ts = instance.transfer_syntax
+        if ds is None:
+            try:
+                ds = read_for_index(tmp)
+                meta = getattr(ds, "file_meta", None)
+                ts = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else ""
+            except UnindexableError as exc:
+                self.fail(STATUS_CANNOT_UNDERSTAND, f"the index cannot take it: {exc}")
+                return STATUS_CANNOT_UNDERSTAND
         placed = False
         try:
             with self.storage.index.storing(
@@ -677,6 +697,7 @@ class FileSpool(Spool):
     def _abandon(self) -> None:
         self.pending = []
         self.pending_bytes = 0
+        self.prefix = []
         if self.fd >= 0:
             try:
                 os.close(self.fd)

@@ -36,7 +36,10 @@ and its raw rows, :mod:`dicomconf.services.index_query`).
 
 One connection serves every thread (``check_same_thread=False``) behind one
 lock; a file index runs in WAL mode and has a schema version
-(``PRAGMA user_version``).
+(``PRAGMA user_version``).  Several processes may write one file index (the
+workers of ``dicomconf scp --workers``): each has its own connection, WAL lets
+readers run beside the one writer, and a writer waits up to
+:data:`BUSY_TIMEOUT` for another's transaction (SQLite's busy timeout).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
+from dicomconf.services.index_levels import LevelRows
 from dicomconf.services.index_query import Query
 from dicomconf.services.matching import (
     key_kind,
@@ -72,6 +76,7 @@ from dicomconf.ul.dimse_codec import inflate
 log = logging.getLogger("dicomconf.services.index")
 
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 10.0  # s a write waits for another connection's transaction (several worker processes)
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 TABLE = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
 ALIAS = {"PATIENT": "p", "STUDY": "st", "SERIES": "se", "IMAGE": "i"}
@@ -341,8 +346,11 @@ class Index:
     def __init__(self, location: str = ":memory:", *, fsync: bool = False) -> None:
         self.location = location
         self._lock = threading.RLock()
+        self._writers: contextlib.AbstractContextManager = contextlib.nullcontext()  # see share_writes
+        self._levels = LevelRows(LEVELS, level_of, BULK_VRS,
+                                 lambda level, part: (_column_values(level, part), _json(part)), UnindexableError)
         try:
-            self.db = sqlite3.connect(location, check_same_thread=False, isolation_level=None)
+            self.db = sqlite3.connect(location, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             tables = self.db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
         except sqlite3.DatabaseError as exc:
@@ -359,6 +367,13 @@ class Index:
     def close(self) -> None:
         with self._lock:
             self.db.close()
+            getattr(self._writers, "close", lambda: None)()
+
+    def share_writes(self, lock_path: str) -> None:
+        """Take turns with other processes writing this file through ``lock_path`` (``index_writers``)."""
+        from dicomconf.services.index_writers import ProcessWriteLock
+
+        self._writers = ProcessWriteLock(lock_path)
 
     # ------------------------------------------------------------ storing
 
@@ -372,10 +387,11 @@ class Index:
         propagates, so the caller undoes its own step.  ``UnindexableError``
         for a data set without Study or Series Instance UID (PS3.4 C.6.2.1).
         """
-        with self._lock:
+        rows = self._levels.rows(ds)  # computed before the write lock is taken
+        with self._lock, self._writers:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                self._insert(ds, path, transfer_syntax, size, sop_class_uid, sop_instance_uid)
+                self._insert(ds, path, transfer_syntax, size, sop_class_uid, sop_instance_uid, rows)
                 yield
                 self.db.execute("COMMIT")
             except BaseException:
@@ -387,19 +403,20 @@ class Index:
         with self.storing(ds, path=path, transfer_syntax=transfer_syntax, size=size):
             pass
 
-    def _insert(self, ds, path, transfer_syntax, size, sop_class_uid=None, sop_instance_uid=None) -> None:
+    def _insert(self, ds, path, transfer_syntax, size, sop_class_uid=None, sop_instance_uid=None, rows=None) -> None:
         sop_uid = sop_instance_uid or _value(ds, "SOPInstanceUID")
         study_uid, series_uid = _value(ds, "StudyInstanceUID"), _value(ds, "SeriesInstanceUID")
         if not sop_uid or not study_uid or not series_uid:
             missing = [k for k, v in (("SOP Instance UID", sop_uid), ("Study Instance UID", study_uid),
                                       ("Series Instance UID", series_uid)) if not v]
             raise UnindexableError(f"the data set has no {', '.join(missing)} (PS3.4 C.6.2.1)")
-        parts = split_levels(ds)
+        if rows is None:
+            rows = self._levels.rows(ds)  # level -> (column values, attrs JSON), the upper levels remembered
         db = self.db
         if db.execute("SELECT 1 FROM instance WHERE sop_uid=?", (sop_uid,)).fetchone():
             log.info("instance %s stored again: the later one replaces it in the index", sop_uid)
             self._remove(sop_uid)
-        patient = _column_values("PATIENT", parts["PATIENT"])
+        patient, patient_json = rows["PATIENT"]
         study_row = db.execute("SELECT pk, patient_pk FROM study WHERE study_uid=?", (study_uid,)).fetchone()
         if study_row is not None:  # a study stays with the patient it was first stored under
             row = (study_row[1],)
@@ -413,22 +430,22 @@ class Index:
         else:
             row = db.execute("SELECT pk FROM patient WHERE patient_id=? AND issuer=?",
                              (patient["patient_id"], patient["issuer"])).fetchone()
-        patient_pk = self._upsert("patient", row, patient, parts["PATIENT"], None)
-        study_pk = self._upsert("study", study_row, _column_values("STUDY", parts["STUDY"]), parts["STUDY"],
-                                ("patient_pk", patient_pk))
+        patient_pk = self._upsert("patient", row, patient, patient_json, None)
+        study_pk = self._upsert("study", study_row, *rows["STUDY"], ("patient_pk", patient_pk))
         if study_row is None:
             db.execute("UPDATE patient SET n_studies=n_studies+1 WHERE pk=?", (patient_pk,))
         row = db.execute("SELECT pk FROM series WHERE series_uid=?", (series_uid,)).fetchone()
-        series_values = _column_values("SERIES", parts["SERIES"])
-        series_pk = self._upsert("series", row, series_values, parts["SERIES"], ("study_pk", study_pk))
+        series_values, series_json = rows["SERIES"]
+        series_pk = self._upsert("series", row, series_values, series_json, ("study_pk", study_pk))
         if row is None:
             db.execute("UPDATE study SET n_series=n_series+1 WHERE pk=?", (study_pk,))
             db.execute("UPDATE patient SET n_series=n_series+1 WHERE pk=?", (patient_pk,))
-        instance = _column_values("IMAGE", parts["IMAGE"])
+        instance_values, instance_json = rows["IMAGE"]
+        instance = dict(instance_values)
         instance["sop_uid"] = sop_uid
         instance["sop_class"] = sop_class_uid or instance.get("sop_class")
         instance.update(path=path, transfer_syntax=transfer_syntax, size=size, series_pk=series_pk,
-                        attrs=_json(parts["IMAGE"]))
+                        attrs=instance_json)
         names = list(instance)
         db.execute(f"INSERT INTO instance ({','.join(names)}) VALUES ({','.join('?' * len(names))})",
                    [instance[n] for n in names])
@@ -450,10 +467,10 @@ class Index:
         if new != [modalities, classes]:
             self.db.execute("UPDATE study SET modalities=?, sop_classes=? WHERE pk=?", (*new, study_pk))
 
-    def _upsert(self, table: str, row, values: dict, attrs: Dataset, parent: tuple | None) -> int:
-        """Insert a level's row, or refresh its columns and attributes (the later instance wins)."""
+    def _upsert(self, table: str, row, values: dict, attrs: str, parent: tuple | None) -> int:
+        """Insert a level's row, or refresh its columns and attributes (JSON; the later instance wins)."""
         values = {k: v for k, v in values.items()}
-        values["attrs"] = _json(attrs)
+        values["attrs"] = attrs
         if row is not None:
             keep = {k: v for k, v in values.items() if v is not None}
             sets = ",".join(f"{k}=?" for k in keep)
@@ -480,7 +497,7 @@ class Index:
 
     def remove(self, sop_instance_uid: str) -> bool:
         """Remove an instance's row (and its series, study, patient when they become empty)."""
-        with self._lock:
+        with self._lock, self._writers:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 gone = self._remove(sop_instance_uid)
