@@ -14,6 +14,13 @@ the SCP and through the proxy:
 - echo: one association, ``--echoes`` C-ECHOs one after the other; the
   median round trip through the proxy minus the median direct (goal <= 200 us).
 
+Each timed part through the proxy starts once the report of the previous
+association is written (the proxy writes it after the fact, in a child
+process; ``--overlap`` does not wait, so that work competes with the timed
+parts as it would on a busy proxy).  ``--floor`` adds a do-nothing relay (``dicomconf proxy --relay-only``: the same
+event loop and sockets, no capture, no checks) to the same rounds, the floor any
+relay reaches on this machine; ``--profile FILE`` runs the proxy under cProfile.
+
 Prints a markdown table: per round and the median and spread (min-max).
 Every process it starts it stops by its pid.
 """
@@ -120,6 +127,23 @@ def _dataset_bytes(size: int) -> bytes:
     return fp.getvalue()
 
 
+def _wait_report(report_dir: str, associations: int, timeout: float = 120) -> float:
+    """Seconds until the proxy's report.json counts ``associations`` (each is written after its association)."""
+    import json
+
+    t0 = time.monotonic()
+    path = os.path.join(report_dir, "report.json")
+    while time.monotonic() - t0 < timeout:
+        try:
+            with open(path, encoding="utf-8") as f:
+                if json.load(f)["run"]["proxy"]["associations"] >= associations:
+                    break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    return time.monotonic() - t0
+
+
 def store_round(port: int, streams: list[bytes]) -> float:
     c = Client(port)
     t0 = time.perf_counter()
@@ -151,6 +175,16 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=1 << 20, help="bytes of pixel data per C-STORE")
     ap.add_argument("--echoes", type=int, default=500)
     ap.add_argument("--proxy-args", default="", help="extra options for dicomconf proxy (e.g. --no-data-set-checks)")
+    ap.add_argument("--overlap", action="store_true",
+                    help="do not wait for the proxy's report of an association before the next one (by default "
+                         "each timed part starts once the report, written after the fact, is done)")
+    ap.add_argument("--floor", action="store_true",
+                    help="also measure a do-nothing relay (dicomconf proxy --relay-only: no capture, no checks) "
+                         "in the same rounds: what any relay on this machine reaches")
+    ap.add_argument("--py-spy", metavar="FILE.txt",
+                    help="sample the proxy (all threads) with py-spy during the rounds; collapsed stacks to FILE")
+    ap.add_argument("--profile", metavar="FILE.prof",
+                    help="run the proxy under cProfile and write its profile here (read it with pstats)")
     args = ap.parse_args()
     data = _dataset_bytes(args.size)
     streams = [b"".join(dimse.fragment(dimse.c_store_rq(i + 1, CT, INSTANCE, context_id=3, data=data),
@@ -163,24 +197,53 @@ def main() -> int:
                                     "--storage", "discard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(scp)
             _wait_port(scp_port)
-            px = subprocess.Popen([sys.executable, "-m", "dicomconf.cli", "proxy", "--listen", "127.0.0.1:0",
-                                   "--to", f"127.0.0.1:{scp_port}", "--report-dir", os.path.join(tmp, "rep"), "-q",
-                                   *args.proxy_args.split()], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  text=True)
-            procs.append(px)
-            line = px.stdout.readline()
-            px_port = int(line.split("listening on ")[1].split(",")[0].rsplit(":", 1)[1])
+            prof = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+
+            def start_proxy(name: str, extra: list[str], pre: list[str]) -> int:
+                px = subprocess.Popen([sys.executable, *pre, "-m", "dicomconf.cli", "proxy", "--listen",
+                                       "127.0.0.1:0", "--to", f"127.0.0.1:{scp_port}", "--report-dir",
+                                       os.path.join(tmp, name), "-q", *extra], stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True)
+                procs.append(px)
+                line = px.stdout.readline()
+                return int(line.split("listening on ")[1].split(",")[0].rsplit(":", 1)[1])
+
+            px_port = start_proxy("rep", args.proxy_args.split(), prof)
+            spy = None
+            if args.py_spy:
+                spy = subprocess.Popen(["py-spy", "record", "-p", str(procs[-1].pid), "-r", "250", "--threads", "--subprocesses",
+                                        "-f", "raw", "-o", args.py_spy], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+                time.sleep(1)
+            floor_port = start_proxy("floor", ["--relay-only"], []) if args.floor else None
             rows = []
+            seen = [0]
+            waits: list[float] = []
+
+            def settled(took: float) -> float:
+                """After an association through the proxy: wait until its report is written (unless --overlap)."""
+                seen[0] += 1
+                if not args.overlap:
+                    waits.append(_wait_report(os.path.join(tmp, "rep"), seen[0]))
+                return took
+
             for r in range(args.rounds):
                 direct = store_round(scp_port, streams)
-                proxied = store_round(px_port, streams)
+                proxied = settled(store_round(px_port, streams))
+                floor = store_round(floor_port, streams) if floor_port else None
                 e_direct = echo_round(scp_port, args.echoes)
-                e_proxied = echo_round(px_port, args.echoes)
+                e_proxied = settled(echo_round(px_port, args.echoes))
+                e_floor = echo_round(floor_port, args.echoes) if floor_port else None
                 if r % 2:  # alternate which goes first
-                    proxied2 = store_round(px_port, streams)
+                    floor2 = store_round(floor_port, streams) if floor_port else None
+                    proxied2 = settled(store_round(px_port, streams))
                     direct2 = store_round(scp_port, streams)
                     direct, proxied = (direct + direct2) / 2, (proxied + proxied2) / 2
-                rows.append((direct, proxied, e_direct, e_proxied))
+                    floor = (floor + floor2) / 2 if floor_port else None
+                rows.append((direct, proxied, e_direct, e_proxied, floor, e_floor))
+            if spy is not None:  # stops sampling and writes its file on SIGINT
+                os.kill(spy.pid, signal.SIGINT)
+                spy.wait(60)
         finally:
             for p in procs:
                 if p.poll() is None:
@@ -194,16 +257,30 @@ def main() -> int:
     mib = args.stores * len(data) / (1 << 20)
     print(f"proxy benchmark: {args.stores} x {len(data) / (1 << 20):.2f} MiB C-STORE, {args.echoes} C-ECHOs per "
           f"round, {args.rounds} rounds, load {os.getloadavg()[0]:.2f}; proxy options: {args.proxy_args or '(none)'}\n")
-    print("| round | store direct (s) | store via proxy (s) | throughput ratio | echo direct (us) | echo via proxy (us) | added (us) |")
-    print("|---|---|---|---|---|---|---|")
-    ratios, added = [], []
-    for i, (d, p, ed, ep) in enumerate(rows, 1):
+    floor_head = " floor ratio | floor added (us) |" if args.floor else ""
+    print("| round | store direct (s) | store via proxy (s) | throughput ratio | echo direct (us) | echo via proxy (us) "
+          f"| added (us) |{floor_head}")
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if args.floor else ""))
+    ratios, added, f_ratios, f_added = [], [], [], []
+    for i, (d, p, ed, ep, f, ef) in enumerate(rows, 1):
         ratios.append(d / p)
         added.append((ep - ed) * 1e6)
+        extra = ""
+        if f is not None:
+            f_ratios.append(d / f)
+            f_added.append((ef - ed) * 1e6)
+            extra = f" {d / f:.2f} | {(ef - ed) * 1e6:.0f} |"
         print(f"| {i} | {d:.3f} ({mib / d:.0f} MiB/s) | {p:.3f} ({mib / p:.0f} MiB/s) | {d / p:.2f} | "
-              f"{ed * 1e6:.0f} | {ep * 1e6:.0f} | {(ep - ed) * 1e6:.0f} |")
+              f"{ed * 1e6:.0f} | {ep * 1e6:.0f} | {(ep - ed) * 1e6:.0f} |{extra}")
+    extra = ""
+    if f_ratios:
+        extra = (f" {statistics.median(f_ratios):.2f} ({min(f_ratios):.2f}-{max(f_ratios):.2f}) | "
+                 f"{statistics.median(f_added):.0f} ({min(f_added):.0f}-{max(f_added):.0f}) |")
     print(f"| median (min-max) | | | {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | | | "
-          f"{statistics.median(added):.0f} ({min(added):.0f}-{max(added):.0f}) |")
+          f"{statistics.median(added):.0f} ({min(added):.0f}-{max(added):.0f}) |{extra}")
+    if waits:
+        print(f"\nreport written after each association through the proxy (not timed above): median "
+              f"{statistics.median(waits):.2f} s, max {max(waits):.2f} s after it ended")
     print(f"\ngoals: throughput ratio >= 0.8: {'met' if statistics.median(ratios) >= 0.8 else 'not met'}; "
           f"added echo round trip <= 200 us: {'met' if statistics.median(added) <= 200 else 'not met'}")
     return 0

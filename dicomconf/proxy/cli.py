@@ -9,7 +9,11 @@ asyncio's loop), prints the address it listens on, and prints one line per
 association as it ends while :class:`dicomconf.proxy.report.ProxyReport`
 rewrites the report directory.  It stops on SIGINT or SIGTERM, after
 ``--count`` associations or ``--seconds``; then the associations still open
-are closed and the report is written a last time.  Exit status: 0 when every
+are closed and the report is written a last time.  The TLS options build the
+two legs' contexts (:func:`tls_contexts`: the reference SCP's server context
+towards the SCU, the SCU's client context towards the SCP, PS3.15 B.1 and the
+BCP 195 profile), each writing an NSS key log in the report's ``pcap/``
+directory.  Exit status: 0 when every
 association passed, 1 when a peer broke a must-level rule or the acceptor
 could not be reached (:mod:`dicomconf.exitcodes`).
 """
@@ -43,6 +47,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default=None,
                         help="the event loop (default uvloop when installed)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no line per association")
+    parser.add_argument("--relay-only", action="store_true", help=argparse.SUPPRESS)  # the benchmark's floor
+    tls = parser.add_argument_group("TLS (PS3.15 B.1: terminated towards the SCU, originated towards the SCP)")
+    tls.add_argument("--tls-listen-cert", metavar="FILE", help="accept TLS from the SCU with this certificate (PEM)")
+    tls.add_argument("--tls-listen-key", metavar="FILE", help="the key of --tls-listen-cert (PEM)")
+    tls.add_argument("--tls-listen-ca", metavar="FILE", help="CA certificates that verify the SCU's certificate")
+    tls.add_argument("--tls-require-client-cert", action="store_true",
+                     help="refuse an SCU without a certificate that --tls-listen-ca verifies")
+    tls.add_argument("--tls-to", action="store_true", help="connect to the SCP with TLS")
+    tls.add_argument("--tls-to-ca", metavar="FILE", help="CA certificates that verify the SCP's certificate "
+                                                         "(default: the system's)")
+    tls.add_argument("--tls-to-cert", metavar="FILE", help="the proxy's client certificate towards the SCP (PEM)")
+    tls.add_argument("--tls-to-key", metavar="FILE", help="the key of --tls-to-cert (PEM)")
+    tls.add_argument("--tls-to-insecure", action="store_true",
+                     help="do not verify the SCP's certificate and host name (the report says so)")
+    tls.add_argument("--tls-to-server-name", metavar="NAME",
+                     help="the name the SCP's certificate is checked against and sent as SNI (default: the --to host)")
 
 
 def _positive_int(text: str) -> int:
@@ -101,6 +121,48 @@ def _target(text: str) -> tuple[str, int]:
     return address.host, address.port
 
 
+def tls_contexts(args: argparse.Namespace, pcap_dir: Path):
+    """The two legs' SSL contexts (None: plain), key logs in ``pcap_dir``; ValueError with a one-line reason."""
+    from dicomconf.scp.tls import TLSConfig, TLSSetupError, server_context
+    from dicomconf.scu.tls import client_context
+
+    listen = to = None
+    listen_opts = [o for o, v in (("--tls-listen-ca", args.tls_listen_ca),
+                                  ("--tls-require-client-cert", args.tls_require_client_cert)) if v]
+    if args.tls_listen_cert or args.tls_listen_key:
+        if not (args.tls_listen_cert and args.tls_listen_key):
+            raise ValueError("TLS towards the SCU needs both --tls-listen-cert and --tls-listen-key")
+        if args.tls_require_client_cert and not args.tls_listen_ca:
+            raise ValueError("--tls-require-client-cert needs --tls-listen-ca (the CA that verifies the SCU)")
+        try:
+            listen = server_context(TLSConfig(cert=args.tls_listen_cert, key=args.tls_listen_key,
+                                              ca=args.tls_listen_ca, require_client_cert=args.tls_require_client_cert,
+                                              port=0))
+        except TLSSetupError as exc:
+            raise ValueError(str(exc).replace("tls.cert", "--tls-listen-cert").replace("tls.key", "--tls-listen-key")
+                             .replace("tls.ca", "--tls-listen-ca")) from None
+    elif listen_opts:
+        raise ValueError(f"{listen_opts[0]} needs --tls-listen-cert and --tls-listen-key")
+    to_opts = [o for o, v in (("--tls-to-ca", args.tls_to_ca), ("--tls-to-cert", args.tls_to_cert),
+                              ("--tls-to-key", args.tls_to_key), ("--tls-to-insecure", args.tls_to_insecure),
+                              ("--tls-to-server-name", args.tls_to_server_name)) if v]
+    if args.tls_to:
+        if (args.tls_to_cert is None) != (args.tls_to_key is None):
+            raise ValueError("a client certificate towards the SCP needs both --tls-to-cert and --tls-to-key")
+        try:
+            to = client_context(ca=args.tls_to_ca, cert=args.tls_to_cert, key=args.tls_to_key,
+                                insecure=args.tls_to_insecure)
+        except ValueError as exc:
+            raise ValueError(f"--tls-to: {exc}") from None
+    elif to_opts:
+        raise ValueError(f"{to_opts[0]} needs --tls-to")
+    for side, ctx in (("requestor", listen), ("acceptor", to)):
+        if ctx is not None:
+            pcap_dir.mkdir(parents=True, exist_ok=True)
+            ctx.keylog_filename = str(pcap_dir / f"tls-{side}-leg.keys")
+    return listen, to
+
+
 def _loop_factory(name: str | None):
     if name in (None, "uvloop"):
         try:
@@ -132,11 +194,29 @@ def run(args: argparse.Namespace) -> int:
             print(f"dicomconf proxy: {exc}", file=sys.stderr)
             return USAGE_EXIT
     report_dir = Path(args.report_dir or Path("reports") / f"proxy-{_dt.datetime.now():%Y%m%d-%H%M%S}")
+    try:
+        args.tls = tls_contexts(args, report_dir / "pcap")
+    except ValueError as exc:
+        print(f"dicomconf proxy: {exc}", file=sys.stderr)
+        return USAGE_EXIT
     loop = new_loop()
     try:
         return loop.run_until_complete(_serve(args, listen, target, plan, report_dir))
     finally:
         loop.close()
+
+
+def _tls_summary(args: argparse.Namespace, target: tuple[str, int]) -> dict[str, object]:
+    listen, to = args.tls
+    return {
+        "requestor_leg": None if listen is None else {
+            "client_certificate": "required" if args.tls_require_client_cert else (
+                "verified when offered" if args.tls_listen_ca else "not asked"),
+            "key_log": listen.keylog_filename},
+        "acceptor_leg": None if to is None else {
+            "verified": not args.tls_to_insecure, "server_name": args.tls_to_server_name or target[0],
+            "client_certificate": bool(args.tls_to_cert), "key_log": to.keylog_filename},
+    }
 
 
 async def _serve(args: argparse.Namespace, listen: tuple[str, int], target: tuple[str, int], plan,
@@ -169,7 +249,9 @@ async def _serve(args: argparse.Namespace, listen: tuple[str, int], target: tupl
         if args.count and ended[0] >= args.count:
             stop.set()
 
-    proxy = Proxy(listen, target, plan, finished, check_data_sets=not args.no_data_set_checks)
+    proxy = Proxy(listen, target, plan, finished, check_data_sets=not args.no_data_set_checks,
+                  relay_only=args.relay_only, tls_listen=args.tls[0], tls_to=args.tls[1],
+                  tls_server_name=args.tls_to_server_name)
     try:
         await proxy.start()
     except OSError as exc:
@@ -180,7 +262,7 @@ async def _serve(args: argparse.Namespace, listen: tuple[str, int], target: tupl
            "start": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
            "proxy": {"listen": format_hostport(listen[0], proxy.port), "to": format_hostport(*target),
                      "faults": [f.describe() for f in plan.faults], "faults_file": plan.source,
-                     "tls": "not supported yet"}}
+                     "tls": _tls_summary(args, target)}}
     report = ProxyReport(report_dir, run)
     await loop.run_in_executor(None, report.finish)
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -19,6 +19,13 @@ one side is passed on as ``write_eof`` (shutdown(SHUT_WR)) to the other, and
 the other direction goes on; a reset or a connection lost without a FIN
 aborts the other side.  The relay ends when both sides are gone.
 
+TLS (PS3.15 B.1, :mod:`dicomconf.proxy.tlsleg`): a leg with TLS has a
+:class:`~dicomconf.proxy.tlsleg.TLSLeg` between its socket and the relaying
+above: the raw records read and written are recorded in that leg's own
+capture, the plaintext is relayed, recorded and judged as a plain leg's bytes
+are; a failed handshake aborts both connections and is the association's
+error.  ``relay_only`` (the benchmark's floor) relays and does nothing else.
+
 Faults (:mod:`dicomconf.proxy.faults`): a direction some fault touches is
 framed into PDUs (PS3.8 9.3.1) and each PDU goes through a queue to a writer
 task that delays, splits (one write per segment, a short sleep between) or
@@ -32,12 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 import time
 from typing import Any, Callable
 
 from dicomconf.proxy.faults import FaultPlan
 from dicomconf.proxy.judge import CHECK_LIMIT, AssociationJudge
+from dicomconf.proxy.tlsleg import TLSError, TLSLeg
 from dicomconf.ul import constants as C
 from dicomconf.wire.capture import Conversation
 
@@ -76,10 +85,10 @@ class _End(asyncio.Protocol):
         self.relay.attach(self.side, transport)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
-        self.relay.received(self.side, data)  # type: ignore[union-attr]
+        self.relay.raw_received(self.side, data)  # type: ignore[union-attr]
 
     def eof_received(self) -> bool:
-        self.relay.eof(self.side)  # type: ignore[union-attr]
+        self.relay.raw_eof(self.side)  # type: ignore[union-attr]
         return True  # keep the transport: the other direction may go on (half-close)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -144,11 +153,75 @@ class Relay:
         self.pdus_seen = 0
         self.tasks: list[asyncio.Task] = []
         self.early: list[bytes] = []
+        self.legs: dict[str, TLSLeg] = {}  # side -> its TLS (PS3.15 B.1), when that leg is TLS
+        self.leg_convs: dict[str, Conversation] = {}  # side -> the raw TLS records of that leg
 
     # ------------------------------------------------------------- set-up
 
     def attach(self, side: str, transport: asyncio.Transport) -> None:
         self.t[side] = transport
+        ctx = self.proxy.tls_listen if side == "requestor" else self.proxy.tls_to
+        if ctx is None:
+            return
+        here = _addr(transport.get_extra_info("sockname"))
+        peer = _addr(transport.get_extra_info("peername"))
+        # the leg's capture: the requestor is the client of its leg, the proxy the client of the other
+        conv = Conversation(peer, here) if side == "requestor" else Conversation(here, peer)
+        conv.opened(self.started if side == "requestor" else time.time())
+        self.leg_convs[side] = conv
+        name = None if side == "requestor" else (self.proxy.tls_server_name or self.proxy.target[0])
+        self.legs[side] = TLSLeg(ctx, side == "requestor", lambda raw: self._write_raw(side, raw), name)
+        if side == "acceptor":
+            self._tls_step(side, self.legs[side].start)
+
+    def _write_raw(self, side: str, raw: bytes) -> None:
+        """TLS records the proxy sends to ``side``: on the wire and in the leg's capture."""
+        t = self.t[side]
+        if t is not None and side not in self.gone:
+            t.write(raw)
+        conv = self.leg_convs[side]
+        (conv.server_sent if side == "requestor" else conv.client_sent)(raw, time.time())
+
+    def _tls_step(self, side: str, step: Callable[[], Any]) -> Any:
+        """Run a TLS step of ``side``'s leg; a TLS failure ends the association (both sides aborted)."""
+        try:
+            return step()
+        except TLSError as exc:
+            if self.error is None:
+                self.error = f"TLS with the {side} failed: {exc}"
+            for s in SIDES:
+                t = self.t[s]
+                if t is not None and s not in self.gone:
+                    t.abort()
+            return None
+
+    def raw_received(self, side: str, data: bytes) -> None:
+        """Bytes read from ``side``'s socket: TLS records on a TLS leg, else the DICOM stream itself."""
+        leg = self.legs.get(side)
+        if leg is None:
+            self.received(side, data)
+            return
+        conv = self.leg_convs[side]
+        (conv.client_sent if side == "requestor" else conv.server_sent)(data, time.time())
+        plain = self._tls_step(side, lambda: leg.feed(data))
+        for chunk in plain or ():
+            self.received(side, chunk)
+
+    def raw_eof(self, side: str) -> None:
+        leg = self.legs.get(side)
+        if leg is not None:
+            leg.feed_eof()
+            conv = self.leg_convs[side]
+            conv.closed("client" if side == "requestor" else "server", time.time())
+        self.eof(side)
+
+    def _write(self, side: str, data: bytes) -> None:
+        """Plaintext to ``side``: through its TLS leg when it has one."""
+        leg = self.legs.get(side)
+        if leg is None:
+            self.t[side].write(data)  # type: ignore[union-attr]
+        else:
+            self._tls_step(side, lambda: leg.send(data))
 
     def start(self) -> None:
         self._pause("requestor", "connecting")
@@ -166,6 +239,8 @@ class Relay:
             down = self.t["requestor"]
             if down is not None:
                 down.abort()
+            return
+        if self.error is not None:  # the acceptor's TLS handshake failed at its first step
             return
         server = _addr(transport.get_extra_info("peername"))
         if _family(server) != _family(self.client):
@@ -212,7 +287,9 @@ class Relay:
             return
         peer = self.t[_other(side)]
         if peer is not None and _other(side) not in self.gone:
-            peer.write(data)
+            self._write(_other(side), data)
+        if self.proxy.relay_only:
+            return
         _record(conv, side, data, ts)  # type: ignore[arg-type]
         judge.feed(side, data, ts)  # type: ignore[union-attr]
 
@@ -243,10 +320,10 @@ class Relay:
                     piece = data[pos:pos + act.segment]
                     if peer_side in self.gone:
                         break
-                    peer.write(piece)
+                    self._write(peer_side, piece)
                     _record(self.delivered, side, piece, time.time())  # type: ignore[arg-type]
             else:
-                peer.write(data)
+                self._write(peer_side, data)
                 _record(self.delivered, side, data, time.time())  # type: ignore[arg-type]
             self.judge.feed(side, data, time.time(), act.corrupted if act is not None else None)  # type: ignore[union-attr]
             if act is not None and act.drop_after is not None:
@@ -277,13 +354,18 @@ class Relay:
             rest = bytes(self.framers[side].buf)
             self.framers[side].buf.clear()
             if peer is not None and _other(side) not in self.gone:
-                peer.write(rest)
+                self._write(_other(side), rest)
             _record(self.delivered, side, rest, time.time())  # type: ignore[arg-type]
         if self.delivered is not None:
             self.delivered.closed(_CONV[side], time.time())
         if side in self.framers and self.judge is not None:
             self.judge.closed(side, time.time())
         if peer is not None and _other(side) not in self.gone:
+            leg = self.legs.get(_other(side))
+            if leg is not None:  # close_notify, then the FIN (RFC 8446 6.1)
+                self._tls_step(_other(side), leg.close)
+                conv = self.leg_convs[_other(side)]
+                conv.closed("server" if _other(side) == "requestor" else "client", time.time())
             try:
                 if peer.can_write_eof():
                     peer.write_eof()
@@ -301,6 +383,8 @@ class Relay:
         if side not in self.eofs:  # gone without a FIN: a reset, or the proxy closed it
             if self.conv is not None and self.dropped is None and not self.stopped:
                 self.conv.reset(_CONV[side], ts)
+            if side in self.leg_convs and self.dropped is None and not self.stopped and self.error is None:
+                self.leg_convs[side].reset("client" if side == "requestor" else "server", ts)
             if self.judge is not None:
                 self.judge.closed(side, ts, reset=True)
             peer = self.t[_other(side)]
@@ -378,8 +462,15 @@ class Proxy:
 
     def __init__(self, listen: tuple[str, int], target: tuple[str, int], plan: FaultPlan | None = None,
                  on_finished: Callable[[Relay], None] | None = None, check_data_sets: bool = True,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, relay_only: bool = False,
+                 tls_listen: ssl.SSLContext | None = None, tls_to: ssl.SSLContext | None = None,
+                 tls_server_name: str | None = None) -> None:
         self.listen, self.target = listen, target
+        self.tls_listen, self.tls_to, self.tls_server_name = tls_listen, tls_to, tls_server_name
+        # side -> the NSS key log file its TLS context writes (SSLContext.keylog_filename)
+        self.keylogs = {side: getattr(ctx, "keylog_filename", None) for side, ctx in
+                        (("requestor", tls_listen), ("acceptor", tls_to)) if ctx is not None}
+        self.relay_only = relay_only  # benchmarks' floor: relay, record nothing, judge nothing
         self.plan = plan or FaultPlan()
         self.on_finished = on_finished
         self.check_data_sets = check_data_sets

@@ -13,14 +13,20 @@ the faulty side, the finding and its clause), *error* when the acceptor could
 not be reached, else *passed*.  The whole report (``report.json``,
 ``report.html`` with the ladder diagram drawn from the capture, whose
 lifelines are the requestor and the acceptor, and ``junit.xml``, one
-``testcase`` per association) is written again after each association, so a
-proxy that is killed loses at most the associations still open, and once
-more when the proxy stops.  Writing happens off the event loop, one write at
-a time.
+``testcase`` per association) is written when the proxy stops; ``report.json``
+and ``junit.xml`` are also written again after each association, so a proxy
+that is killed loses at most the associations still open.  (Rendering the
+HTML reads every capture of the session: after each association it would
+cost more the longer the session.)  Writing happens off the event loop, one write at
+a time, in a forked child process where the platform has ``fork`` (the
+deferred data set checks of :meth:`AssociationJudge.finish` run there too),
+so that it takes no interpreter time from the relay.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from dicomconf import exitcodes
+from dicomconf.proxy.tlsleg import keys_for
 from dicomconf.wire.association import endpoint
 from dicomconf.wire.capture import write_pcap
 
@@ -40,14 +47,47 @@ def _title(relay: Any) -> str:
     return f"association #{relay.number} ({peers})"
 
 
+def _write_legs(relay: Any, ident: str, pcap_dir: Path) -> dict[str, Any]:
+    """Each TLS leg's capture (the records as on the wire) and its key log lines (NSS format), side by side."""
+    out: dict[str, Any] = {}
+    for side, leg in getattr(relay, "legs", {}).items():
+        pcap = pcap_dir / f"{ident}.{side}-leg.pcap"
+        keys = pcap_dir / f"{ident}.{side}-leg.keys"
+        keylog = relay.proxy.keylogs.get(side)
+        keys.write_text(keys_for(Path(keylog), [leg.random]) if keylog else "", encoding="ascii")
+        write_pcap(pcap, [relay.leg_convs[side]],
+                   name=f"proxy {ident}, {side} leg: TLS records as on the wire; key log {keys.name} (NSS format)")
+        out[side] = {"pcap": str(pcap), "keys": str(keys), **leg.describe()}
+    return out
+
+
+def _not_judged(judge: Any) -> dict[str, str]:
+    if judge is None:
+        return {}
+    out = dict(judge.unjudged)
+    if judge.unchecked_data_sets:
+        out["data_sets"] = (f"{judge.unchecked_data_sets} data set(s) past the {judge.DEFER_LIMIT >> 20} MiB held "
+                            "for the encoding checks were counted, not decoded")
+    return out
+
+
 def association_record(relay: Any, pcap_dir: Path) -> dict[str, Any]:
     """The run-model record of one finished association (writes its captures)."""
     ident = f"association-{relay.number:04d}"
     pcap = delivered = None
     judge = relay.judge
+    if judge is not None:
+        judge.finish()  # the data set checks deferred off the relay's thread
+    legs = getattr(relay, "legs", {})
     if relay.conv is not None:
-        pcap = pcap_dir / f"{ident}.pcap"
-        write_pcap(pcap, [relay.conv], name=f"proxy {ident}")
+        if legs:  # the DICOM inside the TLS, as the judge saw it; the wire's records are in the leg captures
+            pcap = pcap_dir / f"{ident}.decrypted.pcap"
+            write_pcap(pcap, [relay.conv], name=f"proxy {ident}, decrypted: the DICOM inside TLS ("
+                                                f"{', '.join(f'{ident}.{s}-leg.pcap' for s in legs)} hold the TLS records)")
+        else:
+            pcap = pcap_dir / f"{ident}.pcap"
+            write_pcap(pcap, [relay.conv], name=f"proxy {ident}")
+    tls = _write_legs(relay, ident, pcap_dir)
     if relay.delivered is not None:
         delivered = pcap_dir / f"{ident}.delivered.pcap"
         write_pcap(delivered, [relay.delivered], name=f"proxy {ident} as delivered")
@@ -73,7 +113,8 @@ def association_record(relay: Any, pcap_dir: Path) -> dict[str, Any]:
         "faults_applied": relay.faults.applied if relay.faults is not None else [],
         "dropped_by_fault": relay.dropped, "stopped_by_proxy": relay.stopped,
         "delivered_pcap": str(delivered) if delivered else None,
-        "not_judged": dict(judge.unjudged) if judge is not None else {},
+        "not_judged": _not_judged(judge),
+        "tls": tls,
     })
     clauses = sorted({j.finding.clause for j in musts}) or ["PS3.8 9.2 Table 9-10", "PS3.8 9.3"]
     target = f"{relay.proxy.target[0]}:{relay.proxy.target[1]}"
@@ -118,7 +159,7 @@ def junit_xml(document: dict[str, Any]) -> str:
 class ProxyReport:
     """The report directory of one proxy session, kept up to date (see the module docstring)."""
 
-    def __init__(self, report_dir: Path, run: dict[str, Any]) -> None:
+    def __init__(self, report_dir: Path, run: dict[str, Any], fork: bool = True) -> None:
         self.dir = Path(report_dir)
         self.pcap_dir = self.dir / "pcap"
         self.pcap_dir.mkdir(parents=True, exist_ok=True)
@@ -127,12 +168,54 @@ class ProxyReport:
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
         self.document: dict[str, Any] | None = None
+        self.fork = fork
 
     def add(self, relay: Any) -> None:
-        """Record a finished association and write the report again (call from a worker thread)."""
+        """Record a finished association and write the report again (call from a worker thread).
+
+        Where ``os.fork`` exists the work is done in a child process (a copy of this one, so nothing
+        is serialized but the record coming back): writing a capture and re-rendering the HTML of a
+        long association takes seconds of Python, which in a thread would hold the interpreter lock
+        the relay's event loop needs for the associations still running; the child runs at a lower
+        priority (``nice`` 10), so the relays come first for the CPU too.
+        """
         with self.lock:
-            self.records.append(association_record(relay, self.pcap_dir))
-            self._write(final=False)
+            if self.fork and hasattr(os, "fork"):
+                self.records.append(self._add_in_child(relay))
+            else:
+                self.records.append(association_record(relay, self.pcap_dir))
+                self._write(final=False)
+
+    def _add_in_child(self, relay: Any) -> dict[str, Any]:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: writes the capture and the report, sends the record back, exits
+            code = 1
+            try:
+                os.close(read_end)
+                try:
+                    os.nice(10)  # after the fact: the relays still running come first for the CPU
+                except OSError:
+                    pass
+                try:
+                    record = association_record(relay, self.pcap_dir)
+                    self.records.append(record)
+                    self._write(final=False)
+                    payload = json.dumps(record, default=str).encode()
+                    code = 0
+                except BaseException as exc:  # noqa: BLE001 - said to the parent, which reports it
+                    payload = b"!" + f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")
+                with os.fdopen(write_end, "wb") as out:
+                    out.write(payload)
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as got:
+            payload = got.read()
+        os.waitpid(pid, 0)
+        if not payload or payload[:1] == b"!":
+            raise RuntimeError(payload[1:].decode("utf-8", "replace") or "the report writer died")
+        return json.loads(payload)
 
     def exit_status(self) -> int:
         bad = any(r["outcome"] in ("failed", "error") for r in self.records)
@@ -148,7 +231,15 @@ class ProxyReport:
         run = {**self.run, "duration_s": round(time.monotonic() - self.t0, 3), "exit_status": self.exit_status(),
                "strict": False}
         run["proxy"] = {**run.get("proxy", {}), "running": not final, "associations": len(self.records)}
-        document = write_reports(self.dir, run, self.records)
+        if final:
+            document = write_reports(self.dir, run, self.records)
+        else:  # report.json only: the HTML (and the identity read from every capture) when the proxy stops
+            from dicomconf.report.model import build_document
+
+            document = build_document(self.dir, run, self.records)
+            tmp = self.dir / "report.json.tmp"
+            tmp.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+            tmp.replace(self.dir / "report.json")
         tmp = self.dir / "junit.xml.tmp"
         tmp.write_text(junit_xml(document), encoding="utf-8")
         tmp.replace(self.dir / "junit.xml")

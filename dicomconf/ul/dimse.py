@@ -115,6 +115,7 @@ _E_SOP_CLASS = tag_for_keyword("AffectedSOPClassUID")
 _E_REQUESTED_SOP_CLASS = tag_for_keyword("RequestedSOPClassUID")
 _E_SOP_INSTANCE = tag_for_keyword("AffectedSOPInstanceUID")
 _E_DATA_SET_TYPE = tag_for_keyword("CommandDataSetType")
+_E_PRIORITY = tag_for_keyword("Priority")
 _NO_VALUES: dict[int, int | str] = {}
 
 
@@ -227,6 +228,11 @@ class Message:
     @property
     def status(self) -> int | None:
         return self._get(_E_STATUS)
+
+    @property
+    def priority(self) -> int | None:
+        """Priority (0000,0700), None if absent (PS3.7 9.3.1.1); read without decoding the command set."""
+        return self._get(_E_PRIORITY)
 
     @property
     def affected_sop_class_uid(self) -> str | None:

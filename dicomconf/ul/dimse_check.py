@@ -126,6 +126,7 @@ _PROPERTIES = {
     "AffectedSOPClassUID": "affected_sop_class_uid",
     "AffectedSOPInstanceUID": "affected_sop_instance_uid",
     "RequestedSOPClassUID": "requested_sop_class_uid",
+    "Priority": "priority",
 }
 # Explicit VRs as they appear on the wire, and those with a 4-byte length (PS3.5 7.1.2), from pydicom.
 _VRS = frozenset(v.value.encode("ascii") for v in VR if len(v.value) == 2)

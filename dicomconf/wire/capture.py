@@ -149,11 +149,14 @@ class Conversation:
 
 
 def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071): the one's complement of the one's-complement sum of the
+    16-bit big-endian words.  Since 2**16 = 1 (mod 0xFFFF), that sum is the bytes read as one big
+    integer, mod 0xFFFF (computed in C), except that a non-zero sum that folds to 0 is 0xFFFF."""
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    total = int.from_bytes(data, "big") % 0xFFFF
+    if total == 0 and data.count(0) != len(data):
+        total = 0xFFFF
     return ~total & 0xFFFF
 
 
