@@ -24,7 +24,9 @@ round, as in bench_scp_echo.py.
 Peers: ``directory`` (``dicomconf scp --storage directory``, its default
 index), ``discard`` (``--storage discard``), ``directory-wN`` and
 ``discard-wN`` (the same with ``--workers N``, when ``--workers N`` is
-given), ``dcmtk`` (``storescp -od``, one process, TCP_NODELAY=1),
+given), ``directory-base`` (``--base-tree DIR``: the directory peer run from
+another source tree, e.g. ``git archive`` of the last commit, for a before/after
+ratio paired per round), ``dcmtk`` (``storescp -od``, one process, TCP_NODELAY=1),
 ``dcmtk-fork`` (``storescp --fork -od``), ``pynetdicom``
 (``python -m pynetdicom storescp -od``; slow, so only in the first
 ``--pynetdicom-rounds`` rounds, for a third of ``--seconds`` and at the
@@ -35,7 +37,7 @@ client waits 50 ms before it tries again).
 
     python benchmarks/bench_scp_concurrent.py [--clients 8,32,128] [--sizes 1,10] [--seconds 2]
         [--rounds 3] [--peers directory,discard,dcmtk,dcmtk-fork,pynetdicom] [--workers N]
-        [--echo-clients 32]
+        [--echo-clients 32] [--base-tree DIR]
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from bench_scp_common import (
     CT,
     ECHO_RQ,
     RELEASE_RQ,
+    _FROM_TREE,
     STORESCP,
     Server,
     associate_rq,
@@ -68,6 +71,7 @@ from dicomconf.ul import dimse
 
 MIB = 1 << 20
 ALL_PEERS = ("directory", "discard", "dcmtk", "dcmtk-fork", "pynetdicom")
+BASE_TREE: str | None = None  # --base-tree: the source tree the directory-base peer runs
 ASSOCIATION_TIMEOUT = 30.0  # s: an association that takes longer counts as an error (and ends)
 REJECT_PAUSE = 0.05  # s a client waits after an A-ASSOCIATE-RJ before it tries again
 
@@ -351,7 +355,10 @@ def percentile(values: list[float], q: float) -> float:
 
 def start_peer(name: str, port: int, out: str, workers: int) -> Server:
     if name.startswith(("directory", "discard")):
-        argv = [sys.executable, "-m", "dicomconf.cli", "scp", "--port", str(port)]
+        runner = ["-m", "dicomconf.cli"]
+        if name.endswith("-base"):
+            runner = ["-c", _FROM_TREE, os.path.abspath(BASE_TREE or ".")]
+        argv = [sys.executable, *runner, "scp", "--port", str(port)]
         if name.startswith("directory"):
             argv += ["--storage", "directory", "--storage-dir", out]
         else:
@@ -467,8 +474,10 @@ def ratio_pairs(peers: list[str]) -> list[tuple[str, str]]:
         discard = p.replace("directory", "discard")
         if discard in peers:
             pairs.append((p, discard))
-        if "-w" in p and "discard" in peers:
+        if ("-w" in p or p.endswith("-base")) and "discard" in peers:
             pairs.append((p, "discard"))
+        if p + "-base" in peers:
+            pairs.append((p, p + "-base"))
         if "dcmtk" in peers and "dcmtk-fork" in peers:
             pairs.append((p, "best DCMTK"))
         else:
@@ -491,8 +500,15 @@ def main() -> None:
     parser.add_argument("--pynetdicom-rounds", dest="pynetdicom_rounds", type=int, default=1)
     parser.add_argument("--echo-clients", dest="echo_clients", type=int, default=32,
                         help="associate + C-ECHO + release at this many clients (0: none)")
+    parser.add_argument("--base-tree", dest="base_tree",
+                        help="also run the directory peer from this source tree (peer directory-base)")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
+    if args.base_tree:
+        global BASE_TREE
+        BASE_TREE = args.base_tree
+        if "directory" in peers:
+            peers.insert(peers.index("directory") + 1, "directory-base")
     if args.workers:
         for base in ("discard", "directory"):
             if base in peers:

@@ -29,10 +29,8 @@ from dicomconf.scp.storage import (
     Storage,
     StorageSetupError,
     StoredInstance,
-    is_live_temporary,
-    is_temporary,
-    make_private_dirs,
 )
+from dicomconf.scp.filewriter import is_live_temporary, is_temporary, make_private_dirs
 from dicomconf.services.index import (
     Index,
     IndexFileError,

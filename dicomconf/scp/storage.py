@@ -55,7 +55,8 @@ transaction commits; any failure rolls back and removes the file.  A data set
 the index cannot read or place (no Study or Series Instance UID) is not
 stored: C-STORE answers C000, cannot understand (PS3.4 B.2.3), with the
 cause logged.  At start :func:`dicomconf.scp.indexing.make_storage` reconciles a directory with its
-index (crash recovery) and loads the ``load`` directories.
+index (crash recovery) and loads the ``load`` directories.  The files' head, names, directories and
+temporary names are :mod:`dicomconf.scp.filewriter`'s.
 """
 
 from __future__ import annotations
@@ -63,18 +64,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import itertools
 import os
-import re
 import sqlite3
-import struct
 import threading
 from dataclasses import dataclass
 from typing import Sequence
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-
+from dicomconf.scp.filewriter import (  # noqa: F401 - file_meta_bytes, file_name re-exported
+    IOV_MAX,
+    TEMPORARY_PREFIX,
+    file_meta_bytes,
+    file_name,
+    make_private_dirs,
+)
 from dicomconf.services.index_prefix import PREFIX_BYTES
 
 STATUS_SUCCESS = 0x0000
@@ -86,11 +89,7 @@ INDEX_FILE = "index.sqlite"  # the embedded index of directory storage, in the s
 DEFAULT_MEMORY_LIMIT = 256 << 20  # bytes held by memory storage unless configured otherwise
 INSTANCE_COST = 1024  # bytes charged per kept instance beyond its data set: the record, its UIDs, the list slot
 FILE_MODE = 0o600  # Part 10 files hold patient data: readable by the owner only
-DIRECTORY_MODE = 0o700
-_PREAMBLE = bytes(128) + b"DICM"
-_SAFE_NAME = re.compile(r"^[0-9][0-9.]{0,63}$")
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_IOV_MAX = 1024  # POSIX IOV_MAX on Linux: the most buffers one writev takes
 
 
 def format_size(n: int) -> str:
@@ -387,85 +386,7 @@ class MemorySpool(Spool):
         self.charged = 0
 
 
-def _meta_tag(keyword: str) -> tuple[int, int, bytes]:
-    tag = tag_for_keyword(keyword)
-    assert tag is not None and tag >> 16 == 0x0002, keyword
-    return 0x0002, tag & 0xFFFF, dictionary_VR(tag).encode("ascii")
-
-
-_META_LENGTH = _meta_tag("FileMetaInformationGroupLength")
-_META_VERSION = _meta_tag("FileMetaInformationVersion")
-_META_SOP_CLASS = _meta_tag("MediaStorageSOPClassUID")
-_META_SOP_INSTANCE = _meta_tag("MediaStorageSOPInstanceUID")
-_META_TRANSFER_SYNTAX = _meta_tag("TransferSyntaxUID")
-_META_IMPLEMENTATION_UID = _meta_tag("ImplementationClassUID")
-_META_IMPLEMENTATION_VERSION = _meta_tag("ImplementationVersionName")
-_META_SOURCE_AE = _meta_tag("SourceApplicationEntityTitle")
-_SHORT = struct.Struct("<HH2sH")  # explicit VR little endian, 2-byte length (PS3.5 7.1.2)
-_LONG = struct.Struct("<HH2s2xI")  # OB and the like: 2 reserved bytes, 4-byte length
-
-
-def _meta_element(tag: tuple[int, int, bytes], value: bytes, pad: bytes) -> bytes:
-    if len(value) & 1:
-        value += pad
-    if tag[2] == b"OB":
-        return _LONG.pack(tag[0], tag[1], tag[2], len(value)) + value
-    return _SHORT.pack(tag[0], tag[1], tag[2], len(value)) + value
-
-
-def file_meta_bytes(
-    sop_class_uid: str,
-    sop_instance_uid: str,
-    transfer_syntax: str,
-    implementation_class_uid: str,
-    implementation_version_name: str,
-    source_ae_title: str = "",
-) -> bytes:
-    """Preamble, ``DICM`` and the File Meta Information group, explicit VR little endian (PS3.10 7.1).
-
-    Encoded directly (the tests compare it with pydicom's ``write_file_meta_info``).
-    Raises ``UnicodeEncodeError`` for a UID that is not ASCII.
-    """
-    parts = [
-        _meta_element(_META_VERSION, b"\x00\x01", b"\x00"),
-        _meta_element(_META_SOP_CLASS, sop_class_uid.encode("ascii"), b"\x00"),
-        _meta_element(_META_SOP_INSTANCE, sop_instance_uid.encode("ascii"), b"\x00"),
-        _meta_element(_META_TRANSFER_SYNTAX, transfer_syntax.encode("ascii"), b"\x00"),
-        _meta_element(_META_IMPLEMENTATION_UID, implementation_class_uid.encode("ascii"), b"\x00"),
-    ]
-    if implementation_version_name:
-        parts.append(_meta_element(_META_IMPLEMENTATION_VERSION, implementation_version_name.encode("ascii"), b" "))
-    if source_ae_title:
-        parts.append(_meta_element(_META_SOURCE_AE, source_ae_title.encode("ascii", "replace"), b" "))
-    body = b"".join(parts)
-    return _PREAMBLE + _SHORT.pack(_META_LENGTH[0], _META_LENGTH[1], _META_LENGTH[2], 4) + struct.pack("<I", len(body)) + body
-
-
-def file_name(sop_instance_uid: str) -> str:
-    """The file name for an instance: its UID when that is a safe name, else a digest."""
-    if _SAFE_NAME.match(sop_instance_uid) and ".." not in sop_instance_uid:
-        return sop_instance_uid + ".dcm"
-    return hashlib.sha256(sop_instance_uid.encode("utf-8", "replace")).hexdigest() + ".dcm"
-
-
 _NOT_ASCII = "a UID of the instance is not ASCII (PS3.5 9.1)"
-
-
-def make_private_dirs(path: str) -> None:
-    """Create ``path`` and any missing parents with mode 0o700 (existing ones are left as they are)."""
-    missing = []
-    while not os.path.isdir(path):
-        missing.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory, DIRECTORY_MODE)
-        except FileExistsError:
-            if not os.path.isdir(directory):
-                raise
 
 
 class DirectoryStorage(Storage):
@@ -530,32 +451,7 @@ class DirectoryStorage(Storage):
         return spool.commit()
 
     def temporary_name(self) -> str:
-        return os.path.join(self.directory, f"{_TEMPORARY_PREFIX}{os.getpid()}-{next(self._counter)}.part")
-
-
-_TEMPORARY_PREFIX = ".incoming-"
-
-
-def is_temporary(name: str) -> bool:
-    """A temporary file of :meth:`DirectoryStorage.temporary_name` (left by a crash when found at start)."""
-    return name.startswith(_TEMPORARY_PREFIX) and name.endswith(".part")
-
-
-def is_live_temporary(name: str) -> bool:
-    """A temporary file of another process that is running now (reconcile leaves it)."""
-    try:
-        pid = int(name[len(_TEMPORARY_PREFIX):].split("-", 1)[0])
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
+        return os.path.join(self.directory, f"{TEMPORARY_PREFIX}{os.getpid()}-{next(self._counter)}.part")
 
 
 class FileSpool(Spool):
@@ -682,7 +578,7 @@ class FileSpool(Spool):
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
                 self.fd = os.open(self.tmp, flags, FILE_MODE)
             while views:
-                written = os.writev(self.fd, views[:_IOV_MAX])
+                written = os.writev(self.fd, views[:IOV_MAX])
                 while views and written >= len(views[0]):
                     written -= len(views[0])
                     views.pop(0)

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import sqlite3
@@ -56,7 +55,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pydicom import Dataset, dcmread
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
@@ -216,19 +215,15 @@ def split_levels(ds: Dataset) -> dict[str, Dataset]:
     return out
 
 
-def _json(ds: Dataset) -> str:
-    try:
-        return json.dumps(ds.to_json_dict(bulk_data_threshold=1 << 30), separators=(",", ":"))
-    except Exception as exc:  # noqa: BLE001 - a value pydicom cannot render: the data set is not understood
-        raise UnindexableError(f"an attribute cannot be encoded: {exc}") from None
-
-
 def _value(ds: Dataset, keyword: str) -> str | None:
     elem = ds.data_element(keyword) if keyword in ds else None
     if elem is None or elem.VR == "SQ":
         return None
     text = text_of(elem.value)
     return text if text != "" else None
+
+
+_COLUMN_TAGS = frozenset(tag_for_keyword(k) for k, c in COLUMNS.items() if not c.count)  # what _column_values reads
 
 
 def _column_values(level: str, ds: Dataset) -> dict[str, object]:
@@ -347,8 +342,7 @@ class Index:
         self.location = location
         self._lock = threading.RLock()
         self._writers: contextlib.AbstractContextManager = contextlib.nullcontext()  # see share_writes
-        self._levels = LevelRows(LEVELS, level_of, BULK_VRS,
-                                 lambda level, part: (_column_values(level, part), _json(part)), UnindexableError)
+        self._levels = LevelRows(LEVELS, level_of, BULK_VRS, _column_values, UnindexableError, _COLUMN_TAGS)
         try:
             self.db = sqlite3.connect(location, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]

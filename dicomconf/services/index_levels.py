@@ -19,10 +19,22 @@ index's "cannot understand" error (C000, PS3.4 B.2.3); the
 instance level, which differs per instance, is always computed.  The
 results are those of the callbacks the index passes in, so the rows are the
 same whether or not a level was seen before.
+
+A level that is computed (the instance's always) is built element by element,
+and most of an instance's own elements repeat across its series too (SOP
+Class, rows, columns, bits, photometric interpretation ...): each short raw
+element (at most :data:`LevelRows.ELEMENT_BYTES` value bytes, not a sequence,
+its VR unambiguous) is remembered the same way, by tag, VR, encoding, value
+bytes and character set, with its converted element and its JSON; the last
+:data:`LevelRows.ELEMENTS` of them are kept.  Only the elements that differ
+(the SOP Instance UID, the instance number, a position) are converted.  The
+JSON is pydicom's per-element model (``DataElement.to_json_dict``), joined in
+tag order as ``Dataset.to_json_dict`` joins it.
 """
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -45,16 +57,20 @@ class LevelRows:
     """Each level's (column values, JSON) of a data set, the three upper levels remembered by their raw bytes."""
 
     SIZE = 256
+    ELEMENTS = 4096  # converted elements remembered
+    ELEMENT_BYTES = 256  # longer values are converted every time
 
     def __init__(self, levels: tuple[str, ...], level_of: Callable[[str, int], str],
-                 bulk_vrs: frozenset, compute: Callable[[str, Dataset], tuple[dict, str]],
-                 error: type[Exception] = ValueError) -> None:
+                 bulk_vrs: frozenset, values: Callable[[str, Dataset], dict],
+                 error: type[Exception] = ValueError, read: frozenset | None = None) -> None:
         self.levels = levels
         self.error = error  # raised for an element pydicom cannot convert (the index's "cannot understand")
         self.level_of = level_of
         self.bulk_vrs = bulk_vrs
-        self.compute = compute  # (level, that level's attributes) -> (column values, attrs JSON)
+        self.values = values  # (level, that level's attributes) -> column values
+        self.read = read  # the tags ``values`` reads (None: any), the only ones given to it
         self._memo: OrderedDict = OrderedDict()
+        self._elements: OrderedDict = OrderedDict()  # raw key -> (converted element or None when bulk, JSON)
         self._tag_level: dict[int, tuple[str, bool]] = {}  # tag -> (level, VR ambiguous)
 
     def _where(self, tag: int) -> tuple[str, bool]:
@@ -65,7 +81,7 @@ class LevelRows:
 
     def rows(self, ds: Dataset) -> dict[str, tuple[dict, str]]:
         """Level -> (column values, attrs JSON) for ``ds``; ``UnindexableError`` as the callbacks raise it."""
-        tags: dict[str, list[int]] = {level: [] for level in self.levels}
+        tags: dict[str, list[tuple]] = {level: [] for level in self.levels}  # (tag, element as held, ambiguous)
         keys: dict[str, list | None] = {level: [] for level in CACHED_LEVELS}
         for tag in ds.keys():  # the tags alone: iterating the Dataset would convert every element
             tag = int(tag)
@@ -73,11 +89,11 @@ class LevelRows:
             if group in (0x0002, 0x7FE0) or tag & 0xFFFF == 0 or tag == _CHARSET:
                 continue
             level, ambiguous = self._where(tag)
-            tags[level].append(tag)
+            raw = ds.get_item(tag)
+            tags[level].append((tag, raw, ambiguous))
             key = keys.get(level)
             if key is None:
                 continue
-            raw = ds.get_item(tag)
             if ambiguous:
                 keys[level] = None
             elif type(raw) is RawDataElement:
@@ -98,20 +114,53 @@ class LevelRows:
                     self._memo.move_to_end(memo_key)
                     out[level] = hit
                     continue
-            part = Dataset()
-            for tag in tags[level]:
-                try:
-                    elem = ds[tag]
-                except Exception as exc:  # noqa: BLE001 - a value pydicom refuses: not understood
-                    raise self.error(f"attribute {tag:08X} cannot be read: {exc}") from None
-                if elem.VR not in self.bulk_vrs:
-                    part.add(elem)
-            out[level] = result = self.compute(level, part)
+            out[level] = result = self._compute(level, ds, tags[level], charset)
             if memo_key is not None:
                 self._memo[memo_key] = result
                 if len(self._memo) > self.SIZE:
                     self._memo.popitem(last=False)
         return out
+
+    def _compute(self, level: str, ds: Dataset, tags: list[tuple], charset) -> tuple[dict, str]:
+        """(column values, attrs JSON) of one level: its elements converted, or remembered (module docstring)."""
+        part = Dataset()
+        model: dict[str, dict] = {}
+        elements = self._elements
+        read = self.read
+        for tag, raw, ambiguous in tags:
+            key = None
+            if (type(raw) is RawDataElement and raw.VR != "SQ" and raw.value is not None
+                    and len(raw.value) <= self.ELEMENT_BYTES and not ambiguous):
+                key = (tag, raw.VR, raw.is_implicit_VR, raw.is_little_endian, raw.value, charset)
+                hit = elements.get(key)
+                if hit is not None:
+                    elements.move_to_end(key)
+                    if hit[0] is not None:
+                        if read is None or tag in read:
+                            part.add(hit[0])
+                        model[f"{tag:08X}"] = hit[1]
+                    continue
+            try:
+                elem = ds[tag]
+            except Exception as exc:  # noqa: BLE001 - a value pydicom refuses: not understood
+                raise self.error(f"attribute {tag:08X} cannot be read: {exc}") from None
+            if elem.VR == "SQ":
+                key = None  # items are data sets of their own: converted every time
+            if elem.VR in self.bulk_vrs:
+                kept = None
+            else:
+                try:
+                    kept = (elem, elem.to_json_dict(None, 1 << 30))
+                except Exception as exc:  # noqa: BLE001 - a value pydicom cannot render: not understood
+                    raise self.error(f"an attribute cannot be encoded: {exc}") from None
+                if read is None or tag in read:
+                    part.add(elem)
+                model[f"{tag:08X}"] = kept[1]
+            if key is not None:
+                elements[key] = kept or (None, None)
+                if len(elements) > self.ELEMENTS:
+                    elements.popitem(last=False)
+        return self.values(level, part), json.dumps(model, separators=(",", ":"))
 
 
 __all__ = ["CACHED_LEVELS", "LevelRows"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 
@@ -156,13 +157,15 @@ def _instances() -> list[bytes]:
         ds.PatientID, ds.StudyInstanceUID = "ID-MEMO", study
         ds.SeriesInstanceUID = series[i % 2]
         ds.SeriesDescription = "later" if i >= 5 and i % 2 else "first"  # a series changes: the later wins
+        ds.ImageComments = "same"  # an instance's element that repeats: remembered, not converted again
         if i >= 6:  # b"M\xc3\xbcller" both times: Latin-1 "MÃ¼ller", then UTF-8 "Müller"
             ds.SpecificCharacterSet = "ISO_IR 100" if i == 6 else "ISO_IR 192"
             ds.PatientName = "MÃ¼ller" if i == 6 else "Müller"
+            ds.ImageComments = str(ds.PatientName)  # the same bytes too, at the instance level
         else:
             ds.PatientName = "Test^Memo"
         out.append(encode_dataset(ds, IVRLE))
-    assert out[6].count(b"M\xc3\xbcller") == out[7].count(b"M\xc3\xbcller") == 1
+    assert out[6].count(b"M\xc3\xbcller") == out[7].count(b"M\xc3\xbcller") == 2  # name and comments
     return out
 
 
@@ -173,6 +176,7 @@ def test_remembered_levels_give_the_rows_computing_them_gives():
         index = Index(":memory:")
         if not memo:
             index._levels._memo = _NoMemo()
+            index._levels._elements = _NoMemo()
         for i, data in enumerate(encoded):
             ds = dataset_from_prefix([data], IVRLE, whole=True)
             with index.storing(ds, path=f"/stored/{i}.dcm", transfer_syntax=IVRLE, size=len(data)):
@@ -185,3 +189,50 @@ def test_remembered_levels_give_the_rows_computing_them_gives():
     assert name == [("Müller",)]  # the character set is part of what a level is remembered by
     descriptions = indexes[0].db.execute("SELECT attrs FROM series ORDER BY pk").fetchall()
     assert '"later"' in descriptions[1][0] and '"first"' in descriptions[0][0]
+    comments = [json.loads(r[0])["00204000"]["Value"][0]
+                for r in indexes[0].db.execute("SELECT attrs FROM instance ORDER BY pk")]
+    assert comments == ["same"] * 6 + ["MÃ¼ller", "Müller"]  # elements remembered with their character set
+
+
+def test_remembered_elements_give_pydicoms_json_model_and_the_values_that_differ():
+    """The attrs JSON equals pydicom's Dataset.to_json_dict of the level; each instance keeps its own values."""
+    index = Index(":memory:")
+    study, series = generate_uid(), generate_uid()
+    for i in range(4):
+        ds = make_dataset(i, size=64)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID = study, series, "ID-ELEMENTS"
+        ds.ImagePositionPatient = [0, 0, i * 2.5]
+        ds.add_new(0x00091010, "LO", "private")  # a private element: kept in attrs as pydicom gives it
+        data = encode_dataset(ds, ExplicitVRLittleEndian)
+        parsed = dataset_from_prefix([data], ExplicitVRLittleEndian, whole=True)
+        with index.storing(parsed, path=f"/stored/{i}.dcm", transfer_syntax=ExplicitVRLittleEndian, size=len(data)):
+            pass
+        attrs = index.db.execute("SELECT attrs, instance_number FROM instance WHERE sop_uid=?",
+                                 (ds.SOPInstanceUID,)).fetchone()
+        expected = index_module.split_levels(dataset_from_prefix([data], ExplicitVRLittleEndian, whole=True))["IMAGE"]
+        assert json.loads(attrs[0]) == expected.to_json_dict(bulk_data_threshold=1 << 30)
+        assert attrs[1] == i
+    assert len(index._levels._elements) > 0  # the repeating elements were remembered
+
+
+def test_an_element_pydicom_cannot_convert_is_not_understood_even_when_another_was_remembered():
+    index = Index(":memory:")
+    good = make_dataset(1, size=64)
+    good.StudyInstanceUID = generate_uid()
+    bad = make_dataset(2, size=64)
+    bad.StudyInstanceUID = good.StudyInstanceUID
+    for ds in (good, bad):
+        data = encode_dataset(ds, IVRLE)
+        if ds is bad:  # Rows (0028,0010) US with a 3-byte value: pydicom cannot convert it
+            data = data.replace(struct.pack("<HHI", 0x0028, 0x0010, 2) + struct.pack("<H", ds.Rows),
+                                struct.pack("<HHI", 0x0028, 0x0010, 3) + b"\x01\x00\x00")
+            data += b"\x00"
+        parsed = dataset_from_prefix([data], IVRLE, whole=True)
+        if ds is good:
+            with index.storing(parsed, path="/stored/good.dcm", transfer_syntax=IVRLE, size=len(data)):
+                pass
+            continue
+        with pytest.raises(index_module.UnindexableError):
+            with index.storing(parsed, path="/stored/bad.dcm", transfer_syntax=IVRLE, size=len(data)):
+                pass
+    assert index.count("IMAGE") == 1
