@@ -22,7 +22,8 @@ within each round (reversed every other round), so the ratios are paired per
 round, as in bench_scp_echo.py.
 
 Peers: ``directory`` (``dicomconf scp --storage directory``, its default
-index), ``discard`` (``--storage discard``), ``directory-wN`` and
+index), ``directory-noindex`` (the same with ``--index none``: the files
+alone), ``discard`` (``--storage discard``), ``directory-wN`` and
 ``discard-wN`` (the same with ``--workers N``, when ``--workers N`` is
 given), ``directory-base`` (``--base-tree DIR``: the directory peer run from
 another source tree, e.g. ``git archive`` of the last commit, for a before/after
@@ -70,7 +71,7 @@ from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
 
 MIB = 1 << 20
-ALL_PEERS = ("directory", "discard", "dcmtk", "dcmtk-fork", "pynetdicom")
+ALL_PEERS = ("directory", "directory-noindex", "discard", "dcmtk", "dcmtk-fork", "pynetdicom")
 BASE_TREE: str | None = None  # --base-tree: the source tree the directory-base peer runs
 ASSOCIATION_TIMEOUT = 30.0  # s: an association that takes longer counts as an error (and ends)
 REJECT_PAUSE = 0.05  # s a client waits after an A-ASSOCIATE-RJ before it tries again
@@ -361,6 +362,8 @@ def start_peer(name: str, port: int, out: str, workers: int) -> Server:
         argv = [sys.executable, *runner, "scp", "--port", str(port)]
         if name.startswith("directory"):
             argv += ["--storage", "directory", "--storage-dir", out]
+            if "-noindex" in name:
+                argv += ["--index", "none"]
         else:
             argv += ["--storage", "discard"]
         if "-w" in name:
@@ -474,7 +477,7 @@ def ratio_pairs(peers: list[str]) -> list[tuple[str, str]]:
         discard = p.replace("directory", "discard")
         if discard in peers:
             pairs.append((p, discard))
-        if ("-w" in p or p.endswith("-base")) and "discard" in peers:
+        if ("-w" in p or p.endswith(("-base", "-noindex"))) and "discard" in peers:
             pairs.append((p, "discard"))
         if p + "-base" in peers:
             pairs.append((p, p + "-base"))
