@@ -28,7 +28,9 @@ alone), ``discard`` (``--storage discard``), ``directory-wN`` and
 given), ``directory-base`` (``--base-tree DIR``: the directory peer run from
 another source tree, e.g. ``git archive`` of the last commit, for a before/after
 ratio paired per round), ``dcmtk`` (``storescp -od``, one process, TCP_NODELAY=1),
-``dcmtk-fork`` (``storescp --fork -od``), ``pynetdicom``
+``dcmtk-fork`` (``storescp --fork -od``), ``dcmtk-ignore`` (``storescp
+--ignore``: receives and stores nothing, so dcmtk / dcmtk-ignore is DCMTK's
+own cost of writing files; only when named in ``--peers``), ``pynetdicom``
 (``python -m pynetdicom storescp -od``; slow, so only in the first
 ``--pynetdicom-rounds`` rounds, for a third of ``--seconds`` and at the
 smallest size only; an association it rejects is counted as rejected, and the
@@ -72,6 +74,7 @@ from dicomconf.ul import dimse
 
 MIB = 1 << 20
 ALL_PEERS = ("directory", "directory-noindex", "discard", "dcmtk", "dcmtk-fork", "pynetdicom")
+EXTRA_PEERS = ("dcmtk-ignore",)  # DCMTK receiving without storing (--ignore): its own cost of writing files
 BASE_TREE: str | None = None  # --base-tree: the source tree the directory-base peer runs
 ASSOCIATION_TIMEOUT = 30.0  # s: an association that takes longer counts as an error (and ends)
 REJECT_PAUSE = 0.05  # s a client waits after an A-ASSOCIATE-RJ before it tries again
@@ -371,6 +374,7 @@ def start_peer(name: str, port: int, out: str, workers: int) -> Server:
         return Server(argv, port)
     if name.startswith("dcmtk"):
         argv = [STORESCP, "-aet", "DICOMCONF", "-od", out] + (["--fork"] if name == "dcmtk-fork" else [])
+        argv += ["--ignore"] if name == "dcmtk-ignore" else []
         return Server(argv + [str(port)], port, env={"TCP_NODELAY": "1"})
     if name == "pynetdicom":
         return Server([sys.executable, "-m", "pynetdicom", "storescp", str(port), "-ba", "127.0.0.1",
@@ -487,6 +491,8 @@ def ratio_pairs(peers: list[str]) -> list[tuple[str, str]]:
             pairs += [(p, d) for d in ("dcmtk", "dcmtk-fork") if d in peers]
         if "pynetdicom" in peers:
             pairs.append((p, "pynetdicom"))
+    if "dcmtk" in peers and "dcmtk-ignore" in peers:  # the peer's own cost of writing files
+        pairs.append(("dcmtk", "dcmtk-ignore"))
     return pairs
 
 
