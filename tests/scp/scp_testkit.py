@@ -160,6 +160,37 @@ class RawClient:
         self.close()
 
 
+class MemoryTransport:
+    """An asyncio transport in memory, for driving an SCPConnection without sockets: it keeps
+    every write (``writes``; ``data`` joins them) and what the connection asked of it."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.writes)
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def get_extra_info(self, name: str):
+        return ("127.0.0.1", 40000) if name == "peername" else None
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
 def abort_fields(reply: tuple[int, bytes] | None) -> tuple[int, int]:
     """(source, reason) of an A-ABORT reply; fails if it is not one."""
     assert reply is not None, "connection closed without an A-ABORT"

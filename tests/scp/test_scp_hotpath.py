@@ -13,7 +13,7 @@ import time
 
 import pytest
 from pydicom import Dataset
-from scp_testkit import CT, EVRLE, IVRLE, RELEASE_RQ, RawClient, associate_rq, config, echo_rq, pdu
+from scp_testkit import CT, EVRLE, IVRLE, RELEASE_RQ, MemoryTransport, RawClient, associate_rq, config, echo_rq, pdu
 
 from dicomconf.scp.cli import LineFormatter
 from dicomconf.scp.connection import SCPConnection
@@ -145,30 +145,6 @@ def test_the_servers_policy_is_read_only():
 # ------------------------------------------------------------------ the driver
 
 
-class _Transport:
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        self.out.append(bytes(data))
-
-    def get_extra_info(self, name: str):
-        return ("127.0.0.1", 40000) if name == "peername" else None
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 def _cancel_rq(message_id: int) -> bytes:
     ds = Dataset()
     ds.CommandField = 0x0FFF
@@ -190,7 +166,7 @@ def test_an_echo_association_makes_no_service_driver(tmp_path):
         answers = []
         for cancel in (False, True):
             conn = SCPConnection(scp, False)
-            transport = _Transport()
+            transport = MemoryTransport()
             conn.connection_made(transport)
             conn.data_received(associate_rq())
             conn.data_received(echo_rq())
@@ -200,7 +176,7 @@ def test_an_echo_association_makes_no_service_driver(tmp_path):
                 assert conn.services is not None
             conn.data_received(RELEASE_RQ)
             conn.connection_lost(None)
-            answers.append(transport.out)
+            answers.append(transport.writes)
             assert conn.outcome == "released"
         assert answers[0] == answers[1], "a C-CANCEL-RQ with nothing to cancel is not answered"
         scp.storage.close()

@@ -14,7 +14,7 @@ import struct
 
 import pytest
 from pydicom import Dataset
-from scp_testkit import CT, IVRLE, RELEASE_RQ, RawClient, associate_rq, config, echo_rq
+from scp_testkit import CT, IVRLE, RELEASE_RQ, MemoryTransport, RawClient, associate_rq, config, echo_rq
 
 from dicomconf.scp.connection import SCPConnection
 from dicomconf.scp.hooks import Hooks
@@ -25,30 +25,6 @@ from dicomconf.ul.association import Association
 from dicomconf.ul.echo_lane import ECHO_STEPS, MAX_TEMPLATES, EchoTemplates
 from dicomconf.ul.negotiation import AcceptorPolicy, negotiate
 from dicomconf.ul.pdu import PDV, PDataTF, decode_pdu
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def get_extra_info(self, name: str):
-        return ("127.0.0.1", 40000) if name == "peername" else None
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -67,14 +43,14 @@ def _server(loop, hooks=None, **cfg) -> ReferenceSCP:
 def _play(scp: ReferenceSCP, chunks: list[bytes], rq: bytes | None = None) -> tuple[bytes, SCPConnection]:
     """One association fed ``chunks`` after its A-ASSOCIATE-RQ; everything it wrote, and the connection."""
     conn = SCPConnection(scp, False)
-    transport = _Transport()
+    transport = MemoryTransport()
     conn.connection_made(transport)
     conn.data_received(rq or associate_rq())
     for chunk in chunks:
         conn.data_received(chunk)
     conn.connection_lost(None)
     scp._loop._scheduled.clear()  # type: ignore[attr-defined]  # the timers of a loop that never runs
-    return bytes(transport.out), conn
+    return transport.data, conn
 
 
 def _echo_with(message_id: int, context_id: int = 1, sop_class: str = C.VERIFICATION_SOP_CLASS,
