@@ -43,31 +43,26 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_scp_common import (  # the benchmarks' own port helpers
+    free_port,
+    wait_listening,
+)
+
 from dicomconf.ul import constants as C
 from dicomconf.ul import dimse
-from dicomconf.ul.items import ImplementationClassUID, MaximumLength, PresentationContextRQ, UserInformation
+from dicomconf.ul.items import (
+    ImplementationClassUID,
+    MaximumLength,
+    PresentationContextRQ,
+    UserInformation,
+)
 from dicomconf.ul.pdu import AAssociateRQ, AReleaseRQ
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 IVRLE = C.IMPLICIT_VR_LITTLE_ENDIAN
 MAX_PDU = 16382
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
 
 
 class Client:
@@ -189,14 +184,14 @@ def main() -> int:
     data = _dataset_bytes(args.size)
     streams = [b"".join(dimse.fragment(dimse.c_store_rq(i + 1, CT, INSTANCE, context_id=3, data=data),
                                        MAX_PDU)) for i in range(args.stores)]
-    scp_port = _free_port()
+    scp_port = free_port()
     procs = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
             scp = subprocess.Popen([sys.executable, "-m", "dicomconf.cli", "scp", "--port", str(scp_port),
                                     "--storage", "discard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(scp)
-            _wait_port(scp_port)
+            wait_listening(scp_port)
             prof = ["-m", "cProfile", "-o", args.profile] if args.profile else []
 
             def start_proxy(name: str, extra: list[str], pre: list[str]) -> int:

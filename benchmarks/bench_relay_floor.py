@@ -35,15 +35,15 @@ def main() -> int:
     data = bp._dataset_bytes(1 << 20)
     streams = [b"".join(dimse.fragment(dimse.c_store_rq(i + 1, bp.CT, bp.INSTANCE, context_id=3, data=data),
                                        bp.MAX_PDU)) for i in range(args.stores)]
-    scp_port, relay_port = bp._free_port(), bp._free_port()
+    scp_port, relay_port = bp.free_port(), bp.free_port()
     scp = subprocess.Popen([sys.executable, "-m", "dicomconf.cli", "scp", "--port", str(scp_port),
                             "--storage", "discard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     relay = None
     try:
-        bp._wait_port(scp_port)
+        bp.wait_listening(scp_port)
         relay = subprocess.Popen(["socat", f"TCP-LISTEN:{relay_port},bind=127.0.0.1,reuseaddr,fork,nodelay",
                                   f"TCP:127.0.0.1:{scp_port},nodelay"])
-        bp._wait_port(relay_port)
+        bp.wait_listening(relay_port)
         ratios = []
         for r in range(args.rounds):
             pair = [bp.store_round(scp_port, streams), bp.store_round(relay_port, streams)]
