@@ -23,7 +23,9 @@ round, as in bench_scp_echo.py.
 
 Peers: ``directory`` (``dicomconf scp --storage directory``, its default
 index), ``directory-noindex`` (the same with ``--index none``: the files
-alone), ``discard`` (``--storage discard``), ``directory-wN`` and
+alone), ``directory-memindex`` (the index in memory, ``--index :memory:``:
+what the index file's own writing costs; only when named in ``--peers``),
+``discard`` (``--storage discard``), ``directory-wN`` and
 ``discard-wN`` (the same with ``--workers N``, when ``--workers N`` is
 given), ``directory-base`` (``--base-tree DIR``: the directory peer run from
 another source tree, e.g. ``git archive`` of the last commit, for a before/after
@@ -74,7 +76,7 @@ from dicomconf.ul import dimse
 
 MIB = 1 << 20
 ALL_PEERS = ("directory", "directory-noindex", "discard", "dcmtk", "dcmtk-fork", "pynetdicom")
-EXTRA_PEERS = ("dcmtk-ignore",)  # DCMTK receiving without storing (--ignore): its own cost of writing files
+EXTRA_PEERS = ("dcmtk-ignore", "directory-memindex")  # only when named in --peers (see the docstring)
 BASE_TREE: str | None = None  # --base-tree: the source tree the directory-base peer runs
 ASSOCIATION_TIMEOUT = 30.0  # s: an association that takes longer counts as an error (and ends)
 REJECT_PAUSE = 0.05  # s a client waits after an A-ASSOCIATE-RJ before it tries again
@@ -367,6 +369,8 @@ def start_peer(name: str, port: int, out: str, workers: int) -> Server:
             argv += ["--storage", "directory", "--storage-dir", out]
             if "-noindex" in name:
                 argv += ["--index", "none"]
+            if "-memindex" in name:
+                argv += ["--index", ":memory:"]
         else:
             argv += ["--storage", "discard"]
         if "-w" in name:

@@ -466,7 +466,8 @@ class FileSpool(Spool):
     answers A700 for a full disk, 0110 for any other failure.
     """
 
-    __slots__ = ("storage", "final", "tmp", "fd", "pending", "pending_bytes", "instance", "prefix", "prefix_bytes")
+    __slots__ = ("storage", "final", "tmp", "fd", "pending", "pending_bytes", "instance", "prefix", "prefix_bytes",
+                 "head_bytes")
     FLUSH_BYTES = 256 * 1024
     FLUSH_PARTS = 512
 
@@ -479,7 +480,7 @@ class FileSpool(Spool):
         self.tmp: str | None = None
         self.fd = -1
         self.pending: list = [head]
-        self.pending_bytes = len(head)
+        self.pending_bytes = self.head_bytes = len(head)
         self.prefix: list = []  # the data set's first fragments, for the index (services.index_prefix)
         self.prefix_bytes = 0 if storage.index is not None else PREFIX_BYTES  # nothing kept without an index
 
@@ -547,7 +548,7 @@ class FileSpool(Spool):
         placed = False
         try:
             with self.storage.index.storing(
-                ds, path=self.final, transfer_syntax=ts, size=os.path.getsize(tmp),  # type: ignore[arg-type]
+                ds, path=self.final, transfer_syntax=ts, size=self.head_bytes + self.length,  # type: ignore[arg-type]
                 sop_class_uid=instance.sop_class_uid if instance else None,
                 sop_instance_uid=instance.sop_instance_uid if instance else None,
             ):

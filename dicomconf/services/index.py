@@ -23,8 +23,10 @@ Patient Study module's (age, size, weight ...), which are the study's;
 levels; everything else is the instance's.
 
 Storing is atomic with the object (:meth:`Index.storing`): BEGIN, insert the
-rows, let the caller put the file in place (``os.replace``) or the bytes in
-memory, COMMIT; any failure rolls back and the caller removes what it wrote.
+rows (:mod:`dicomconf.services.index_write`, which remembers where this
+connection's studies and series are and checks it on use), let the caller
+put the file in place (``os.replace``) or the bytes in memory, COMMIT; any
+failure rolls back and the caller removes what it wrote.
 A crash can leave (see docs/scp.md) a temporary file (no row: deleted by
 :meth:`Index.reconcile`), a final file whose transaction never committed
 (indexed by reconcile), or a row whose file someone deleted (the row is
@@ -62,6 +64,13 @@ from pydicom.uid import UID
 
 from dicomconf.services.index_levels import LevelRows
 from dicomconf.services.index_query import Query
+from dicomconf.services.index_write import (
+    Known,
+    Stale,
+    UnindexableError,
+    insert,
+    remove,
+)
 from dicomconf.services.matching import (
     key_kind,
     keys_of,
@@ -200,10 +209,6 @@ class IndexFileError(Exception):
     """An index file that cannot be used (wrong schema version, not a database)."""
 
 
-class UnindexableError(ValueError):
-    """A data set the index cannot place (PS3.4 B.2.3 "cannot understand": C-STORE answers C000)."""
-
-
 def split_levels(ds: Dataset) -> dict[str, Dataset]:
     """The top-level attributes of ``ds`` per level, without pixel data, bulk VRs, group lengths, meta."""
     out = {level: Dataset() for level in LEVELS}
@@ -226,13 +231,18 @@ def _value(ds: Dataset, keyword: str) -> str | None:
 _COLUMN_TAGS = frozenset(tag_for_keyword(k) for k, c in COLUMNS.items() if not c.count)  # what _column_values reads
 
 
-def _column_values(level: str, ds: Dataset) -> dict[str, object]:
-    """The indexed columns of ``level`` from ``ds`` (raw and matching forms)."""
+_LEVEL_COLUMNS = {level: tuple((tag_for_keyword(k), k, c) for k, c in COLUMNS.items() if c.level == level and not c.count)
+                  for level in LEVELS}  # level -> (tag, keyword, column) that _column_values fills
+
+
+def _column_values(level: str, elements: dict) -> dict[str, object]:
+    """The indexed columns of ``level`` (raw and matching forms) from its elements by tag (``LevelRows``)."""
     out: dict[str, object] = {}
-    for keyword, column in COLUMNS.items():
-        if column.level != level or column.count:
-            continue
-        text = _value(ds, keyword)
+    for tag, keyword, column in _LEVEL_COLUMNS[level]:
+        elem = elements.get(tag)
+        text = None
+        if elem is not None and elem.VR != "SQ":
+            text = text_of(elem.value) or None
         if column.style == "int":
             try:
                 out[column.raw] = int(float(text)) if text is not None else None
@@ -343,6 +353,7 @@ class Index:
         self._lock = threading.RLock()
         self._writers: contextlib.AbstractContextManager = contextlib.nullcontext()  # see share_writes
         self._levels = LevelRows(LEVELS, level_of, BULK_VRS, _column_values, UnindexableError, _COLUMN_TAGS)
+        self._known = Known()  # the rows of the studies and series this connection placed (index_write)
         try:
             self.db = sqlite3.connect(location, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -385,10 +396,19 @@ class Index:
         with self._lock, self._writers:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                self._insert(ds, path, transfer_syntax, size, sop_class_uid, sop_instance_uid, rows)
+                given = {"path": path, "transfer_syntax": transfer_syntax, "size": size,
+                         "sop_class_uid": sop_class_uid, "sop_instance_uid": sop_instance_uid}
+                try:
+                    insert(self.db, self._known, rows, **given)
+                except Stale:  # a remembered row changed under another connection: again, remembering nothing
+                    self.db.execute("ROLLBACK")
+                    self._known.forget()
+                    self.db.execute("BEGIN IMMEDIATE")
+                    insert(self.db, self._known, rows, **given)
                 yield
                 self.db.execute("COMMIT")
             except BaseException:
+                self._known.forget()
                 self.db.execute("ROLLBACK")
                 raise
 
@@ -397,133 +417,17 @@ class Index:
         with self.storing(ds, path=path, transfer_syntax=transfer_syntax, size=size):
             pass
 
-    def _insert(self, ds, path, transfer_syntax, size, sop_class_uid=None, sop_instance_uid=None, rows=None) -> None:
-        sop_uid = sop_instance_uid or _value(ds, "SOPInstanceUID")
-        study_uid, series_uid = _value(ds, "StudyInstanceUID"), _value(ds, "SeriesInstanceUID")
-        if not sop_uid or not study_uid or not series_uid:
-            missing = [k for k, v in (("SOP Instance UID", sop_uid), ("Study Instance UID", study_uid),
-                                      ("Series Instance UID", series_uid)) if not v]
-            raise UnindexableError(f"the data set has no {', '.join(missing)} (PS3.4 C.6.2.1)")
-        if rows is None:
-            rows = self._levels.rows(ds)  # level -> (column values, attrs JSON), the upper levels remembered
-        db = self.db
-        if db.execute("SELECT 1 FROM instance WHERE sop_uid=?", (sop_uid,)).fetchone():
-            log.info("instance %s stored again: the later one replaces it in the index", sop_uid)
-            self._remove(sop_uid)
-        patient, patient_json = rows["PATIENT"]
-        study_row = db.execute("SELECT pk, patient_pk FROM study WHERE study_uid=?", (study_uid,)).fetchone()
-        if study_row is not None:  # a study stays with the patient it was first stored under
-            row = (study_row[1],)
-            owner = db.execute("SELECT patient_id, issuer FROM patient WHERE pk=?", row).fetchone()
-            if owner is not None and tuple(owner) != (patient["patient_id"], patient["issuer"]):
-                # Renaming the study's patient would move every other study of that patient too:
-                # the instance is refused (C000), and the index stays as it was (PS3.4 C.6.2.1).
-                raise UnindexableError(
-                    f"study {study_uid} belongs to patient {owner[0]!r}, this instance names patient "
-                    f"{patient['patient_id']!r}")
-        else:
-            row = db.execute("SELECT pk FROM patient WHERE patient_id=? AND issuer=?",
-                             (patient["patient_id"], patient["issuer"])).fetchone()
-        patient_pk = self._upsert("patient", row, patient, patient_json, None)
-        study_pk = self._upsert("study", study_row, *rows["STUDY"], ("patient_pk", patient_pk))
-        if study_row is None:
-            db.execute("UPDATE patient SET n_studies=n_studies+1 WHERE pk=?", (patient_pk,))
-        row = db.execute("SELECT pk FROM series WHERE series_uid=?", (series_uid,)).fetchone()
-        series_values, series_json = rows["SERIES"]
-        series_pk = self._upsert("series", row, series_values, series_json, ("study_pk", study_pk))
-        if row is None:
-            db.execute("UPDATE study SET n_series=n_series+1 WHERE pk=?", (study_pk,))
-            db.execute("UPDATE patient SET n_series=n_series+1 WHERE pk=?", (patient_pk,))
-        instance_values, instance_json = rows["IMAGE"]
-        instance = dict(instance_values)
-        instance["sop_uid"] = sop_uid
-        instance["sop_class"] = sop_class_uid or instance.get("sop_class")
-        instance.update(path=path, transfer_syntax=transfer_syntax, size=size, series_pk=series_pk,
-                        attrs=instance_json)
-        names = list(instance)
-        db.execute(f"INSERT INTO instance ({','.join(names)}) VALUES ({','.join('?' * len(names))})",
-                   [instance[n] for n in names])
-        db.execute("UPDATE series SET n_instances=n_instances+1 WHERE pk=?", (series_pk,))
-        db.execute("UPDATE study SET n_instances=n_instances+1 WHERE pk=?", (study_pk,))
-        db.execute("UPDATE patient SET n_instances=n_instances+1 WHERE pk=?", (patient_pk,))
-        self._add_to_sets(study_pk, series_values.get("modality"), instance["sop_class"])
-
-    def _add_to_sets(self, study_pk: int, modality: str | None, sop_class: str | None) -> None:
-        """Add one series' modality and one instance's class to the study's sets (insert order, no repeats)."""
-        modalities, classes = self.db.execute("SELECT modalities, sop_classes FROM study WHERE pk=?",
-                                              (study_pk,)).fetchone()
-        new = []
-        for current, value in ((modalities, modality), (classes, sop_class)):
-            values = current.split("\\") if current else []
-            if value and value not in values:
-                values.append(value)
-            new.append("\\".join(values) or None)
-        if new != [modalities, classes]:
-            self.db.execute("UPDATE study SET modalities=?, sop_classes=? WHERE pk=?", (*new, study_pk))
-
-    def _upsert(self, table: str, row, values: dict, attrs: str, parent: tuple | None) -> int:
-        """Insert a level's row, or refresh its columns and attributes (JSON; the later instance wins)."""
-        values = {k: v for k, v in values.items()}
-        values["attrs"] = attrs
-        if row is not None:
-            keep = {k: v for k, v in values.items() if v is not None}
-            sets = ",".join(f"{k}=?" for k in keep)
-            self.db.execute(f"UPDATE {table} SET {sets} WHERE pk=?", [*keep.values(), row[0]])
-            return row[0]
-        if parent is not None:
-            values[parent[0]] = parent[1]
-        names = list(values)
-        cur = self.db.execute(f"INSERT INTO {table} ({','.join(names)}) VALUES ({','.join('?' * len(names))})",
-                              [values[n] for n in names])
-        return cur.lastrowid  # type: ignore[return-value]
-
-    def _refresh_sets(self, study_pk: int) -> None:
-        """Modalities in Study and SOP Classes in Study again from the study's series and instances (on removal)."""
-        db = self.db
-        modalities = [r[0] for r in db.execute(
-            "SELECT DISTINCT modality FROM series WHERE study_pk=? AND modality IS NOT NULL ORDER BY pk",
-            (study_pk,))]
-        classes = [r[0] for r in db.execute(
-            "SELECT DISTINCT i.sop_class FROM instance i JOIN series se ON i.series_pk=se.pk "
-            "WHERE se.study_pk=? AND i.sop_class IS NOT NULL ORDER BY i.pk", (study_pk,))]
-        db.execute("UPDATE study SET modalities=?, sop_classes=? WHERE pk=?",
-                   ("\\".join(modalities) or None, "\\".join(classes) or None, study_pk))
-
     def remove(self, sop_instance_uid: str) -> bool:
         """Remove an instance's row (and its series, study, patient when they become empty)."""
         with self._lock, self._writers:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                gone = self._remove(sop_instance_uid)
+                gone = remove(self.db, sop_instance_uid)
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
             return gone
-
-    def _remove(self, sop_uid: str) -> bool:
-        db = self.db
-        row = db.execute(
-            "SELECT i.pk, se.pk, st.pk, st.patient_pk FROM instance i JOIN series se ON i.series_pk=se.pk "
-            "JOIN study st ON se.study_pk=st.pk WHERE i.sop_uid=?", (sop_uid,)).fetchone()
-        if row is None:
-            return False
-        instance_pk, series_pk, study_pk, patient_pk = row
-        db.execute("DELETE FROM instance WHERE pk=?", (instance_pk,))
-        for table, pk in (("series", series_pk), ("study", study_pk), ("patient", patient_pk)):
-            db.execute(f"UPDATE {table} SET n_instances=n_instances-1 WHERE pk=?", (pk,))
-        if db.execute("SELECT n_instances FROM series WHERE pk=?", (series_pk,)).fetchone()[0] <= 0:
-            db.execute("DELETE FROM series WHERE pk=?", (series_pk,))
-            db.execute("UPDATE study SET n_series=n_series-1 WHERE pk=?", (study_pk,))
-            db.execute("UPDATE patient SET n_series=n_series-1 WHERE pk=?", (patient_pk,))
-        if db.execute("SELECT n_series FROM study WHERE pk=?", (study_pk,)).fetchone()[0] <= 0:
-            db.execute("DELETE FROM study WHERE pk=?", (study_pk,))
-            db.execute("UPDATE patient SET n_studies=n_studies-1 WHERE pk=?", (patient_pk,))
-            if db.execute("SELECT n_studies FROM patient WHERE pk=?", (patient_pk,)).fetchone()[0] <= 0:
-                db.execute("DELETE FROM patient WHERE pk=?", (patient_pk,))
-        else:
-            self._refresh_sets(study_pk)
-        return True
 
     # ------------------------------------------------------------ reading
 

@@ -28,8 +28,9 @@ its VR unambiguous) is remembered the same way, by tag, VR, encoding, value
 bytes and character set, with its converted element and its JSON; the last
 :data:`LevelRows.ELEMENTS` of them are kept.  Only the elements that differ
 (the SOP Instance UID, the instance number, a position) are converted.  The
-JSON is pydicom's per-element model (``DataElement.to_json_dict``), joined in
-tag order as ``Dataset.to_json_dict`` joins it.
+JSON is pydicom's per-element model (``DataElement.to_json_dict``), each
+element's remembered as its encoded text and joined in tag order, the text
+``json.dumps`` gives ``Dataset.to_json_dict``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from collections.abc import Callable
 
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 
 CACHED_LEVELS = ("PATIENT", "STUDY", "SERIES")
 _CHARSET = 0x00080005
@@ -61,13 +62,13 @@ class LevelRows:
     ELEMENT_BYTES = 256  # longer values are converted every time
 
     def __init__(self, levels: tuple[str, ...], level_of: Callable[[str, int], str],
-                 bulk_vrs: frozenset, values: Callable[[str, Dataset], dict],
+                 bulk_vrs: frozenset, values: Callable[[str, dict[int, DataElement]], dict],
                  error: type[Exception] = ValueError, read: frozenset | None = None) -> None:
         self.levels = levels
         self.error = error  # raised for an element pydicom cannot convert (the index's "cannot understand")
         self.level_of = level_of
         self.bulk_vrs = bulk_vrs
-        self.values = values  # (level, that level's attributes) -> column values
+        self.values = values  # (level, that level's elements by tag) -> column values
         self.read = read  # the tags ``values`` reads (None: any), the only ones given to it
         self._memo: OrderedDict = OrderedDict()
         self._elements: OrderedDict = OrderedDict()  # raw key -> (converted element or None when bulk, JSON)
@@ -83,13 +84,13 @@ class LevelRows:
         """Level -> (column values, attrs JSON) for ``ds``; ``UnindexableError`` as the callbacks raise it."""
         tags: dict[str, list[tuple]] = {level: [] for level in self.levels}  # (tag, element as held, ambiguous)
         keys: dict[str, list | None] = {level: [] for level in CACHED_LEVELS}
-        for tag in ds.keys():  # the tags alone: iterating the Dataset would convert every element
+        where = self._tag_level
+        for tag, raw in ds.items():  # elements as held: iterating the Dataset would convert every one
             tag = int(tag)
             group = tag >> 16
             if group in (0x0002, 0x7FE0) or tag & 0xFFFF == 0 or tag == _CHARSET:
                 continue
-            level, ambiguous = self._where(tag)
-            raw = ds.get_item(tag)
+            level, ambiguous = where.get(tag) or self._where(tag)
             tags[level].append((tag, raw, ambiguous))
             key = keys.get(level)
             if key is None:
@@ -123,8 +124,8 @@ class LevelRows:
 
     def _compute(self, level: str, ds: Dataset, tags: list[tuple], charset) -> tuple[dict, str]:
         """(column values, attrs JSON) of one level: its elements converted, or remembered (module docstring)."""
-        part = Dataset()
-        model: dict[str, dict] = {}
+        columns: dict[int, DataElement] = {}  # the elements ``values`` reads, by tag
+        fragments: list[str] = []  # '"ggggeeee":{...}' per element, in tag order
         elements = self._elements
         read = self.read
         for tag, raw, ambiguous in tags:
@@ -137,8 +138,8 @@ class LevelRows:
                     elements.move_to_end(key)
                     if hit[0] is not None:
                         if read is None or tag in read:
-                            part.add(hit[0])
-                        model[f"{tag:08X}"] = hit[1]
+                            columns[tag] = hit[0]
+                        fragments.append(hit[1])
                     continue
             try:
                 elem = ds[tag]
@@ -150,17 +151,18 @@ class LevelRows:
                 kept = None
             else:
                 try:
-                    kept = (elem, elem.to_json_dict(None, 1 << 30))
+                    model = elem.to_json_dict(None, 1 << 30)
                 except Exception as exc:  # noqa: BLE001 - a value pydicom cannot render: not understood
                     raise self.error(f"an attribute cannot be encoded: {exc}") from None
+                kept = (elem, f'"{tag:08X}":{json.dumps(model, separators=(",", ":"))}')
                 if read is None or tag in read:
-                    part.add(elem)
-                model[f"{tag:08X}"] = kept[1]
+                    columns[tag] = elem
+                fragments.append(kept[1])
             if key is not None:
                 elements[key] = kept or (None, None)
                 if len(elements) > self.ELEMENTS:
                     elements.popitem(last=False)
-        return self.values(level, part), json.dumps(model, separators=(",", ":"))
+        return self.values(level, columns), "{" + ",".join(fragments) + "}"
 
 
 __all__ = ["CACHED_LEVELS", "LevelRows"]

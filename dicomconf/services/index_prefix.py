@@ -37,13 +37,27 @@ def dataset_from_prefix(parts: Sequence, transfer_syntax: str, whole: bool) -> D
 
     ``whole`` says that ``parts`` are the entire data set.  None whenever the
     prefix may not hold every attribute a read of the stored file would give
-    (see the module docstring).
+    (see the module docstring).  The first part is read alone first: it
+    usually reaches the pixel data, and then nothing is joined.
     """
+    if not parts:
+        return None
     try:
         uid = UID(transfer_syntax)
         if uid.is_deflated or not uid.is_transfer_syntax:
             return None
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
+    except Exception:  # noqa: BLE001 - not a UID pydicom knows: the caller reads the file
+        return None
+    if len(parts) > 1:
+        ds = _read(parts[0], uid, False)
+        if ds is not None:
+            return ds
+    return _read(parts[0] if len(parts) == 1 else b"".join(parts), uid, whole)
+
+
+def _read(data, uid: UID, whole: bool) -> Dataset | None:
+    """``data`` read up to a Pixel Data element; None unless it got there (or ``whole``), in ascending order."""
+    try:
         state = {"last": -1, "pixels": False, "disordered": False}
 
         def stop(tag, vr, length) -> bool:

@@ -84,6 +84,18 @@ def test_no_answer_when_the_prefix_may_not_hold_every_attribute():
     assert dataset_from_prefix([deflated], DeflatedExplicitVRLittleEndian, whole=True) is None
 
 
+def test_a_header_cut_anywhere_across_fragments_reads_as_the_whole():
+    """The first fragment is read alone first; cut inside an element, the fragments are read joined."""
+    data = encode_dataset(make_dataset(5, size=2000), IVRLE)
+    whole = _elements(dataset_from_prefix([data], IVRLE, whole=True))
+    pixels = data.index(struct.pack("<HH", 0x7FE0, 0x0010))
+    for cut in (7, 40, 101, pixels - 3, pixels + 8):
+        view = memoryview(data)
+        assert _elements(dataset_from_prefix([view[:cut], view[cut:]], IVRLE, whole=True)) == whole, cut
+        assert _elements(dataset_from_prefix([view[:cut], view[cut:cut + 9]], IVRLE, whole=False) or []) == (
+            whole if cut + 9 >= pixels + 8 else []), cut  # the Pixel Data tag and length arrived
+
+
 def _storage(tmp_path) -> DirectoryStorage:
     storage = DirectoryStorage(str(tmp_path / "store"), implementation_class_uid="1.2.3")
     attach_index(storage, "default")
