@@ -1,4 +1,4 @@
-"""Writing an instance's rows into the index, remembering what this connection wrote (PS3.4 C.6.1.1, C.6.2.1).
+"""Writing an instance's rows into the index, remembering where its studies and series are (PS3.4 C.6.1.1, C.6.2.1).
 
 Theory of operation
 -------------------
@@ -25,7 +25,7 @@ from a rolled-back transaction without the remembered rows
 not rewritten (an UPDATE writes only non-NULL columns and the JSON, so
 writing the same attributes again changes nothing); Modalities in Study and
 SOP Classes in Study come back with the study's increment.  The rows are the
-same, statement for statement, as those a store that remembers nothing writes.
+same as those a store that remembers nothing writes, in fewer statements.
 """
 
 from __future__ import annotations
