@@ -38,7 +38,12 @@ removed at exit; a context that already has one, e.g. from
 ``SSLKEYLOGFILE``, keeps it), and after the handshake the channel takes the
 lines of its own session, found by the client random of the ClientHello it
 sent or received, into :attr:`TLSChannel.key_lines` (both ends of a session
-played in this process find the same lines).
+played in this process find the same lines).  The private file is emptied
+once it passes :data:`KEY_LOG_LIMIT` bytes at a moment when no handshake
+that writes to it is under way (each channel counts itself in before its
+context can write a line and out when it has taken its lines or failed), so
+a long run of TLS associations, such as ``dicomconf load``, does not grow it
+without end; a file the user named is never touched.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ RECV_SIZE = 256 * 1024
 WRITE_PIECE = 256 * 1024  # plaintext encrypted and sent at a time, so a large send is not held twice
 _HELLO_RANDOM = slice(11, 43)  # record header (5), handshake header (4), legacy_version (2), random (32)
 _KEPT_SESSIONS = 4096  # sessions of a key log file whose lines wait to be claimed
+KEY_LOG_LIMIT = 1 << 20  # bytes of the private key log past which it is emptied (module docstring)
 
 WireHook = Callable[[bool, bytes, float], None]
 
@@ -72,7 +78,7 @@ class TLSChannel:
         self.server_side = server_side
         self.on_wire = on_wire
         self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self._keylog = key_log_source(context)
+        self._keylog = key_log_source(context, handshaking=True)
         self._ssl = context.wrap_bio(self._incoming, self._outgoing, server_side=server_side,
                                      server_hostname=server_hostname)
         self._stamped = stamps.enable(sock)
@@ -87,6 +93,14 @@ class TLSChannel:
 
     def handshake(self, timeout: float | None) -> None:
         """Run the TLS handshake (PS3.15 B.1) within ``timeout`` seconds (None: no bound)."""
+        try:
+            self._handshake(timeout)
+        finally:
+            keylog, self._keylog = self._keylog, None
+            if keylog is not None:
+                self.key_lines = _claim(keylog, self.client_random if self._ssl.version() else None)
+
+    def _handshake(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
@@ -104,8 +118,6 @@ class TLSChannel:
                 raise
             break
         self._flush()
-        if self._keylog is not None and self.client_random is not None:
-            self.key_lines = _claim(self._keylog, self.client_random)
 
     # ------------------------------------------------------------------ the decrypted stream
 
@@ -265,16 +277,19 @@ _TAILS: dict[str, _Tail] = {}
 
 
 class _Tail:
-    """What was read so far of one key log file: the offset, and the lines by client random."""
+    """What was read so far of one key log file: the offset, the lines by client random, the handshakes
+    under way that may write to it."""
 
     def __init__(self, offset: int) -> None:
         self.offset = offset
         self.sessions: dict[str, list[str]] = {}
+        self.handshaking = 0
 
 
-def key_log_source(context: ssl.SSLContext) -> str | None:
+def key_log_source(context: ssl.SSLContext, handshaking: bool = False) -> str | None:
     """The file OpenSSL writes ``context``'s session secrets to, set to this process's own file
-    if the context had none (see the module docstring); None where OpenSSL cannot log keys."""
+    if the context had none (see the module docstring); None where OpenSSL cannot log keys.
+    ``handshaking``: a handshake on this context is about to start, and will :func:`_claim` its lines."""
     with _LOCK:
         try:
             name = context.keylog_filename
@@ -288,18 +303,22 @@ def key_log_source(context: ssl.SSLContext) -> str | None:
         except (AttributeError, NotImplementedError, OSError, ValueError):
             return None
         name = os.fspath(name)
-        if name not in _TAILS:
+        tail = _TAILS.get(name)
+        if tail is None:
             try:
-                _TAILS[name] = _Tail(os.path.getsize(name))
+                tail = _TAILS[name] = _Tail(os.path.getsize(name))
             except OSError:
-                _TAILS[name] = _Tail(0)
+                tail = _TAILS[name] = _Tail(0)
+        tail.handshaking += handshaking
         return name
 
 
-def _claim(path: str, client_random: bytes) -> list[str]:
-    """The key log lines of the session whose ClientHello carried ``client_random``."""
+def _claim(path: str, client_random: bytes | None) -> list[str]:
+    """The key log lines of the session whose ClientHello carried ``client_random`` (None: a handshake
+    that failed, which takes none); the private file emptied when it is long and nobody handshakes."""
     with _LOCK:
         tail = _TAILS.setdefault(path, _Tail(0))
+        tail.handshaking = max(0, tail.handshaking - 1)
         try:
             with open(path, "rb") as fh:
                 fh.seek(0, os.SEEK_END)
@@ -319,7 +338,14 @@ def _claim(path: str, client_random: bytes) -> list[str]:
                     lines.append(line.strip())
         while len(tail.sessions) > _KEPT_SESSIONS:  # the oldest sessions are forgotten
             del tail.sessions[next(iter(tail.sessions))]
-        return list(tail.sessions.get(client_random.hex(), ()))
+        if (path in _OWN and not tail.handshaking and tail.offset >= KEY_LOG_LIMIT
+                and end == len(chunk)):  # all of it read, and no handshake can be writing to it now
+            try:
+                os.truncate(path, 0)  # OpenSSL appends (mode "a"): its next line goes to the start
+                tail.offset = 0
+            except OSError:
+                pass
+        return list(tail.sessions.get(client_random.hex(), ())) if client_random is not None else []
 
 
 def _remove(path: str) -> None:
