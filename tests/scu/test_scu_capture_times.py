@@ -57,8 +57,8 @@ def test_kernel_stamps_are_available_here():
         assert data == b"x" and abs(at - sent) < NEAR
 
 
-def test_a_pdu_read_late_is_stamped_when_it_arrived(tiny_server, tmp_path):
-    sent_at = []
+def _answer_then_hold(sent_at: list[float]):
+    """A peer that answers the A-RELEASE-RQ (noting when) and then holds the connection open."""
 
     def answer_then_wait(peer):
         peer.recv_pdu()
@@ -66,6 +66,12 @@ def test_a_pdu_read_late_is_stamped_when_it_arrived(tiny_server, tmp_path):
         peer.send(RELEASE_RP)
         _hold(peer)
 
+    return answer_then_wait
+
+
+def test_a_pdu_read_late_is_stamped_when_it_arrived(tiny_server, tmp_path):
+    sent_at: list[float] = []
+    answer_then_wait = _answer_then_hold(sent_at)
     server = tiny_server(answer_then_wait)
     conn = Connection.open("127.0.0.1", server.port, timeout=5)
     before_send = time.time()
@@ -117,14 +123,8 @@ def test_the_fake_scp_stamps_what_the_scu_sent_when_it_arrived(tmp_path):
 
 
 def test_tls_records_and_their_pdus_are_stamped_when_they_arrived(tiny_server, tls_pair):
-    sent_at = []
-
-    def answer_then_wait(peer):
-        peer.recv_pdu()
-        sent_at.append(time.time())
-        peer.send(RELEASE_RP)
-        _hold(peer)
-
+    sent_at: list[float] = []
+    answer_then_wait = _answer_then_hold(sent_at)
     server = tiny_server(answer_then_wait, ssl_context=tls_pair.server)
     conn = Connection.open("127.0.0.1", server.port, tls=tls_pair.client, timeout=5)
     conn.send(AReleaseRQ())
