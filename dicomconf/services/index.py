@@ -228,11 +228,9 @@ def _value(ds: Dataset, keyword: str) -> str | None:
     return text if text != "" else None
 
 
-_COLUMN_TAGS = frozenset(tag_for_keyword(k) for k, c in COLUMNS.items() if not c.count)  # what _column_values reads
-
-
 _LEVEL_COLUMNS = {level: tuple((tag_for_keyword(k), k, c) for k, c in COLUMNS.items() if c.level == level and not c.count)
                   for level in LEVELS}  # level -> (tag, keyword, column) that _column_values fills
+_COLUMN_TAGS = frozenset(tag for columns in _LEVEL_COLUMNS.values() for tag, _, _ in columns)  # what it reads
 
 
 def _column_values(level: str, elements: dict) -> dict[str, object]:
