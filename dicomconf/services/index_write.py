@@ -154,9 +154,9 @@ def _place(db: sqlite3.Connection, known: Known, identity: tuple[str, str], stud
     study_pk = _upsert(db, "study", study_row, *rows["STUDY"], ("patient_pk", patient_pk))
     if study_row is None:
         db.execute("UPDATE patient SET n_studies=n_studies+1 WHERE pk=?", (patient_pk,))
-    row = db.execute("SELECT pk, study_pk FROM series WHERE series_uid=?", (series_uid,)).fetchone()
-    series_pk = _upsert(db, "series", row, *rows["SERIES"], ("study_pk", study_pk))
-    if row is None:
+    series_row = db.execute("SELECT pk, study_pk FROM series WHERE series_uid=?", (series_uid,)).fetchone()
+    series_pk = _upsert(db, "series", series_row, *rows["SERIES"], ("study_pk", study_pk))
+    if series_row is None:
         db.execute("UPDATE study SET n_series=n_series+1 WHERE pk=?", (study_pk,))
         db.execute("UPDATE patient SET n_series=n_series+1 WHERE pk=?", (patient_pk,))
     db.execute("UPDATE series SET n_instances=n_instances+1 WHERE pk=?", (series_pk,))
@@ -166,7 +166,7 @@ def _place(db: sqlite3.Connection, known: Known, identity: tuple[str, str], stud
         known.forget()
     if study_row is None or owner is not None:
         known.studies[study_uid] = (study_pk, patient_pk, identity)
-        if row is None or row[1] == study_pk:
+        if series_row is None or series_row[1] == study_pk:
             known.series[series_uid] = (series_pk, study_pk)
     return patient_pk, study_pk, series_pk
 
